@@ -1,0 +1,71 @@
+"""MLPLProcessor: feature extractor + tokenizer, and CTC decoding of logits."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from transformers import ProcessorMixin
+
+IGNORE_LABEL = -100
+
+
+class MLPLProcessor(ProcessorMixin):
+    r"""Bundles [`MLPLFeatureExtractor`] and [`MLPLTokenizer`].
+
+    `processor(audio=..., text=..., sampling_rate=16000)` gives model inputs (+ `labels` padded with -100);
+    `processor.batch_decode(logits)` greedy-decodes CTC logits (token ids are passed to the tokenizer).
+    """
+
+    def __init__(self, feature_extractor, tokenizer):
+        super().__init__(feature_extractor, tokenizer)
+
+    def __call__(self, audio=None, text=None, sampling_rate: int | None = None, return_tensors: str = "pt", **kwargs):
+        if audio is None and text is None:
+            raise ValueError("Give `audio`, `text` or both")
+        inputs = {}
+        if audio is not None:
+            inputs = self.feature_extractor(audio, sampling_rate=sampling_rate, return_tensors=return_tensors, **kwargs)
+        if text is not None:
+            labels = self.encode_labels([text] if isinstance(text, str) else text)
+            if audio is None:
+                return {"labels": labels}
+            inputs["labels"] = labels
+        return inputs
+
+    def encode_labels(self, texts: list[str]) -> torch.LongTensor:
+        """(B, L) character ids padded with -100 (ignored by the CTC loss)."""
+        ids = [torch.tensor(self.tokenizer(t, add_special_tokens=False)["input_ids"], dtype=torch.long) for t in texts]
+        return torch.nn.utils.rnn.pad_sequence(ids, batch_first=True, padding_value=IGNORE_LABEL)
+
+    def greedy_decode(self, logits, output_lengths=None) -> list[str]:
+        """Best path: argmax per frame, merge repeats, drop blanks (the paper's PL decoder)."""
+        logits = torch.as_tensor(np.asarray(logits) if not isinstance(logits, torch.Tensor) else logits)
+        best = logits.argmax(-1)  # (B, T)
+        if output_lengths is None:
+            output_lengths = [best.shape[1]] * best.shape[0]
+        sequences = [row[: int(n)].tolist() for row, n in zip(best, output_lengths)]
+        return self.tokenizer.batch_decode(sequences, group_tokens=True, skip_special_tokens=True)
+
+    def batch_decode(self, logits_or_ids, output_lengths=None, **kwargs) -> list[str]:
+        """Float (B, T, V) logits are CTC-decoded; integer ids are passed to the tokenizer."""
+        if _is_float_array(logits_or_ids):
+            return self.greedy_decode(logits_or_ids, output_lengths)
+        return self.tokenizer.batch_decode(logits_or_ids, **kwargs)
+
+    def decode(self, logits_or_ids, **kwargs) -> str:
+        if _is_float_array(logits_or_ids):
+            return self.batch_decode(logits_or_ids[None], **kwargs)[0]
+        return self.tokenizer.decode(logits_or_ids, **kwargs)
+
+    @property
+    def model_input_names(self):
+        return self.feature_extractor.model_input_names + ["labels"]
+
+
+def _is_float_array(x) -> bool:
+    if isinstance(x, torch.Tensor):
+        return x.is_floating_point()
+    return isinstance(x, np.ndarray) and np.issubdtype(x.dtype, np.floating)
+
+
+__all__ = ["MLPLProcessor", "IGNORE_LABEL"]

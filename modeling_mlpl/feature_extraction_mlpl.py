@@ -122,7 +122,7 @@ class MLPLFeatureExtractor(SequenceFeatureExtractor):
             raw_speech = [raw_speech]
         waveforms = []
         for i, w in enumerate(raw_speech):
-            w = torch.as_tensor(np.asarray(w, dtype=np.float32) if not isinstance(w, torch.Tensor) else w)
+            w = w if isinstance(w, torch.Tensor) else torch.from_numpy(np.array(w, dtype=np.float32))
             if w.ndim != 1:
                 raise ValueError(
                     f"Audio {i} has shape {tuple(w.shape)}: only mono audio is supported; average the channels "

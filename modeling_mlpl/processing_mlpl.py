@@ -44,7 +44,7 @@ class MLPLProcessor(ProcessorMixin):
         if output_lengths is None:
             output_lengths = [best.shape[1]] * best.shape[0]
         sequences = [row[: int(n)].tolist() for row, n in zip(best, output_lengths)]
-        return self.tokenizer.batch_decode(sequences, group_tokens=True, skip_special_tokens=True)
+        return self.tokenizer.batch_decode(sequences, group_tokens=True)
 
     def batch_decode(self, logits_or_ids, output_lengths=None, **kwargs) -> list[str]:
         """Float (B, T, V) logits are CTC-decoded; integer ids are passed to the tokenizer."""

@@ -8,6 +8,7 @@ import tempfile
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable
+from itertools import groupby
 
 from transformers import Wav2Vec2CTCTokenizer
 
@@ -72,6 +73,15 @@ class MLPLTokenizer(Wav2Vec2CTCTokenizer):
             if ch not in self.encoder:
                 self.unknown_characters[ch] += 1
         return tokens
+
+    def _decode(self, token_ids, skip_special_tokens=False, group_tokens=True, **kwargs):
+        # Wav2Vec2CTCTokenizer (transformers 5) drops special tokens, the blank included, before merging
+        # repeats, so "a <blank> a" would decode to "a". Merge repeats first when no offsets are asked for.
+        wants_offsets = kwargs.get("output_char_offsets") or kwargs.get("output_word_offsets")
+        if skip_special_tokens and group_tokens and not wants_offsets:
+            token_ids = [k for k, _ in groupby(int(i) for i in token_ids)]
+            group_tokens = False
+        return super()._decode(token_ids, skip_special_tokens=skip_special_tokens, group_tokens=group_tokens, **kwargs)
 
     def oov_characters(self, text: str) -> set[str]:
         """Characters of `text` that the vocabulary lacks (would become `<unk>`)."""

@@ -57,3 +57,26 @@ def tiny_checkpoint(tmp_path_factory) -> str:
 @pytest.fixture()
 def tone():
     return make_tone
+
+
+# Prepended to code run by `run_python_without_mlpl`: makes `import modeling_mlpl` fail as it would on a
+# machine where mlpl is not installed (the test venv has it installed in editable mode).
+_BLOCK_MLPL = """
+import sys
+class _BlockMLPL:
+    def find_spec(self, name, path=None, target=None):
+        if name == "modeling_mlpl" or name.startswith("modeling_mlpl."):
+            raise ImportError("modeling_mlpl is blocked in this interpreter")
+sys.meta_path.insert(0, _BlockMLPL())
+"""
+
+
+def run_python_without_mlpl(code: str, cwd, timeout: float = 300):
+    """Run `code` in a fresh interpreter (cwd outside the repo) where modeling_mlpl cannot be imported."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONPATH": ""}
+    return subprocess.run(
+        [sys.executable, "-c", _BLOCK_MLPL + code], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )

@@ -1,0 +1,109 @@
+import json
+import os
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from transformers import (
+    AutoConfig,
+    AutoFeatureExtractor,
+    AutoModelForCTC,
+    AutoProcessor,
+    AutoTokenizer,
+    pipeline,
+)
+
+from modeling_mlpl import MLPLConfig, MLPLFeatureExtractor, MLPLForCTC, MLPLProcessor, MLPLTokenizer
+
+from conftest import make_tone, run_python_without_mlpl
+
+
+def test_auto_classes_resolve_mlpl_checkpoints(tiny_checkpoint):
+    assert isinstance(AutoConfig.from_pretrained(tiny_checkpoint), MLPLConfig)
+    assert isinstance(AutoModelForCTC.from_pretrained(tiny_checkpoint), MLPLForCTC)
+    assert isinstance(AutoFeatureExtractor.from_pretrained(tiny_checkpoint), MLPLFeatureExtractor)
+    assert isinstance(AutoTokenizer.from_pretrained(tiny_checkpoint), MLPLTokenizer)
+    processor = AutoProcessor.from_pretrained(tiny_checkpoint)
+    assert isinstance(processor, MLPLProcessor)
+    assert len(processor.tokenizer) == AutoConfig.from_pretrained(tiny_checkpoint).vocab_size
+
+
+def test_saved_checkpoint_has_safetensors_and_auto_map(tiny_checkpoint):
+    files = set(os.listdir(tiny_checkpoint))
+    assert {"model.safetensors", "config.json", "vocab.json", "modeling_mlpl.py", "configuration_mlpl.py"} <= files
+    auto_map = json.load(open(os.path.join(tiny_checkpoint, "config.json")))["auto_map"]
+    assert auto_map["AutoModelForCTC"] == "modeling_mlpl.MLPLForCTC"
+
+
+def test_reloaded_model_gives_identical_logits(tiny_checkpoint):
+    model = AutoModelForCTC.from_pretrained(tiny_checkpoint).eval()
+    processor = AutoProcessor.from_pretrained(tiny_checkpoint)
+    inputs = processor(audio=make_tone(1.0), sampling_rate=16000)
+    again = MLPLForCTC.from_pretrained(tiny_checkpoint).eval()
+    assert torch.equal(model(**inputs).logits, again(**inputs).logits)
+
+
+def test_processor_builds_labels_and_greedy_decodes(tiny_checkpoint):
+    processor = AutoProcessor.from_pretrained(tiny_checkpoint)
+    batch = processor(audio=[make_tone(0.5), make_tone(1.0)], text=["the cat", "Olá!"], sampling_rate=16000)
+    assert batch["labels"].shape == (2, 7) and batch["labels"][1, 4:].eq(-100).all()
+    vocab = processor.tokenizer.get_vocab()
+    # frames spelling "caat" with blanks: c a a <blank> a t -> "caat"
+    path = ["c", "a", "a", "<pad>", "a", "t", "t"]
+    logits = torch.full((1, len(path) + 2, len(vocab)), -5.0)
+    for t, tok in enumerate(path):
+        logits[0, t, vocab[tok]] = 5.0
+    logits[0, len(path):, vocab["x" if "x" in vocab else "<pad>"]] = 5.0  # beyond the valid length
+    assert processor.batch_decode(logits, output_lengths=[len(path)]) == ["caat"]
+    assert processor.decode(logits[0, : len(path)]) == "caat"
+
+
+def test_pipeline_transcribes_paths_arrays_and_batches(tiny_checkpoint, tmp_path):
+    import soundfile as sf
+
+    asr = pipeline("automatic-speech-recognition", model=tiny_checkpoint)
+    audio = make_tone(1.5)
+    path = tmp_path / "tone.wav"
+    sf.write(path, audio, 16000)
+    from_array = asr(audio)["text"]
+    assert asr(str(path))["text"] == from_array
+    assert asr({"raw": audio, "sampling_rate": 16000})["text"] == from_array
+    assert [r["text"] for r in asr([audio, audio], batch_size=2)] == [from_array, from_array]
+    chars = asr(audio, return_timestamps="char")["chunks"]
+    assert "".join(c["text"] for c in chars).replace(" ", "") == from_array.replace(" ", "")
+
+
+def test_pipeline_chunking_covers_a_two_minute_recording(tiny_checkpoint):
+    asr = pipeline("automatic-speech-recognition", model=tiny_checkpoint)
+    model, processor = asr.model, AutoProcessor.from_pretrained(tiny_checkpoint)
+    audio = np.concatenate([make_tone(10.0, frequency=100 + 10 * i, seed=i) for i in range(12)])  # 120 s
+    chunked = asr(audio, chunk_length_s=10, stride_length_s=2, return_timestamps="word")
+    assert chunked["chunks"][-1]["timestamp"][1] > 100.0  # reaches the end of the recording
+    # Decoding the whole recording at once (relative positions are clipped, so any length works)
+    with torch.no_grad():
+        full = processor.batch_decode(model(**processor(audio=audio, sampling_rate=16000)).logits)[0]
+    words_full, words_chunked = full.split(), chunked["text"].split()
+    assert abs(len(words_chunked) - len(words_full)) <= 0.2 * len(words_full) + 2
+
+
+def test_saved_folder_loads_with_remote_code_where_mlpl_is_not_installed(tiny_checkpoint, tmp_path):
+    code = textwrap.dedent(
+        f"""
+        import numpy as np
+        try:
+            import modeling_mlpl
+            raise SystemExit("modeling_mlpl is importable: the test would prove nothing")
+        except ImportError:
+            pass
+        from transformers import AutoModelForCTC, pipeline
+        model = AutoModelForCTC.from_pretrained({tiny_checkpoint!r}, trust_remote_code=True)
+        assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+        asr = pipeline("automatic-speech-recognition", model={tiny_checkpoint!r}, trust_remote_code=True)
+        t = np.arange(16000) / 16000
+        print("TEXT:", repr(asr((0.2 * np.sin(2 * np.pi * 220 * t)).astype(np.float32))["text"]))
+        """
+    )
+    result = run_python_without_mlpl(code, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "TEXT:" in result.stdout

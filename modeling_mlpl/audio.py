@@ -129,8 +129,12 @@ def audio_duration(path_or_bytes: AudioSource) -> float:
     return info.frames / info.samplerate
 
 
-def write_audio(path: str | os.PathLike, audio: np.ndarray, sampling_rate: int = SAMPLING_RATE) -> None:
+def write_audio(
+    path: str | os.PathLike, audio: np.ndarray, sampling_rate: int = SAMPLING_RATE, compression_level: float | None = None
+) -> None:
     """Write mono float audio; the container follows the extension (.mp3, .ogg = Vorbis, .flac, .wav).
+
+    `compression_level` (0-1, lossy formats) trades size/quality for encoding speed.
 
     Written to a temporary name and renamed, so a killed job never leaves a truncated file that
     looks finished.
@@ -142,5 +146,6 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sampling_rate: int =
         raise ValueError(f"unsupported audio extension {ext!r} for {path} (use .mp3 .ogg .flac .wav)")
     file_format, subtype = fmt[ext]
     tmp = f"{path}.tmp{os.getpid()}"
-    sf.write(tmp, np.asarray(audio, dtype=np.float32), sampling_rate, format=file_format, subtype=subtype)
+    extra = {"compression_level": compression_level} if compression_level is not None and ext in (".mp3", ".ogg") else {}
+    sf.write(tmp, np.asarray(audio, dtype=np.float32), sampling_rate, format=file_format, subtype=subtype, **extra)
     os.replace(tmp, path)

@@ -1,0 +1,546 @@
+"""CTC decoding: greedy best path, and beam search with a word n-gram LM (pyctcdecode + KenLM).
+
+Beam search maximises ``log p(y|x) + alpha * log p_LM(y) + beta * |y|`` (the paper's decoder;
+|y| counts words). transformers' ``Wav2Vec2ProcessorWithLM`` is deprecated in v5, so this
+module owns the pyctcdecode call. One :class:`LMDecoder` holds one KenLM model per language
+(the paper's recipe fine-tunes and decodes per language) with its own alpha/beta, and is
+saved inside a processor directory::
+
+    processor_dir/language_model/
+        decoder_config.json      # LMDecoderConfig: labels, beam settings, per-language alpha/beta
+        <lang>/lm.bin            # KenLM binary (or .arpa)
+        <lang>/unigrams.txt      # the LM's words; pyctcdecode needs them next to a binary LM
+
+Vocabulary convention (MLPLTokenizer): id 0 = ``<pad>`` = CTC blank, ``|`` = word delimiter,
+``<unk>`` = unknown character. Other ``<...>`` tokens are never emitted as text.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import re
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+__all__ = [
+    "LM_SUBFOLDER",
+    "LanguageLMConfig",
+    "LMDecoderConfig",
+    "LMDecoder",
+    "labels_from_vocab",
+    "greedy_decode",
+    "log_softmax",
+    "split_batch",
+    "simulate_ctc_logits",
+    "vocab_from_pretrained",
+    "attach_lms",
+]
+
+logger = logging.getLogger(__name__)
+
+LM_SUBFOLDER = "language_model"
+CONFIG_NAME = "decoder_config.json"
+_PYCTC_UNK = "⁇"  # what pyctcdecode emits for an unknown-token frame
+_SPECIAL = re.compile(r"^<[^<>]+>$|^\[[^\[\]]+\]$")
+_SPACES = re.compile(r" +")
+
+
+def log_softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Numerically stable log-softmax in float32 (idempotent on log-probabilities)."""
+    logits = np.asarray(logits, dtype=np.float32)
+    shifted = logits - logits.max(axis=axis, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+
+
+def _to_numpy(x: Any) -> np.ndarray:
+    if hasattr(x, "detach"):  # torch tensor, possibly bf16 on GPU
+        x = x.detach().float().cpu().numpy()
+    return np.asarray(x)
+
+
+def split_batch(logits: Any, lengths: Sequence[int] | Any | None = None) -> list[np.ndarray]:
+    """(B, T, V) padded logits + valid lengths -> list of (T_i, V) float32 arrays."""
+    array = _to_numpy(logits)
+    if array.ndim == 2:
+        array = array[None]
+    if array.ndim != 3:
+        raise ValueError(f"expected logits of shape (B, T, V) or (T, V), got {array.shape}")
+    if lengths is None:
+        lengths = [array.shape[1]] * array.shape[0]
+    lengths = [int(n) for n in _to_numpy(lengths).reshape(-1)]
+    if len(lengths) != array.shape[0]:
+        raise ValueError(f"{len(lengths)} lengths for a batch of {array.shape[0]}")
+    return [np.ascontiguousarray(array[i, :n], dtype=np.float32) for i, n in enumerate(lengths)]
+
+
+@dataclass
+class _Vocab:
+    """How each token id turns into text, derived once from the token list."""
+
+    labels: list[str]  # pyctcdecode labels: "" blank, " " delimiter, "⁇" unk, chars
+    blank_id: int
+    drop_ids: list[int]  # special tokens that must never produce text (treated as blank)
+    unk_text: str
+
+
+def labels_from_vocab(
+    vocab: Sequence[str],
+    pad_token: str = "<pad>",
+    word_delimiter: str = "|",
+    unk_token: str = "<unk>",
+) -> list[str]:
+    """pyctcdecode labels for our vocab: blank -> "", ``|`` -> " ", ``<unk>`` -> "⁇".
+
+    Other special tokens (``<s>``, ``</s>``, language tags) get private-use placeholders: pyctcdecode
+    refuses duplicate labels, and the decoder moves their probability mass to the blank anyway.
+    """
+    return _make_vocab(vocab, pad_token, word_delimiter, unk_token).labels
+
+
+def _make_vocab(
+    vocab: Sequence[str], pad_token: str, word_delimiter: str, unk_token: str, unk_text: str = ""
+) -> _Vocab:
+    vocab = list(vocab)
+    if pad_token not in vocab:
+        raise ValueError(f"blank/pad token {pad_token!r} not in the vocabulary")
+    if word_delimiter not in vocab:
+        raise ValueError(f"word delimiter {word_delimiter!r} not in the vocabulary")
+    if " " in vocab:
+        raise ValueError("the vocabulary has a ' ' token besides the word delimiter")
+    if len(set(vocab)) != len(vocab):
+        raise ValueError("the vocabulary has duplicate tokens")
+    labels, drop_ids = [], []
+    for i, token in enumerate(vocab):
+        if token == pad_token:
+            labels.append("")
+        elif token == word_delimiter:
+            labels.append(" ")
+        elif token == unk_token:
+            labels.append(_PYCTC_UNK)
+        elif _SPECIAL.match(token):
+            labels.append(chr(0xE000 + i))  # never emitted: its mass goes to the blank
+            drop_ids.append(i)
+        else:
+            labels.append(token)
+    return _Vocab(labels, vocab.index(pad_token), drop_ids, unk_text)
+
+
+def _merge_into_blank(log_probs: np.ndarray, vocab: _Vocab) -> np.ndarray:
+    """(T, V) log-probs where dropped special tokens' probability is added to the blank's."""
+    if not vocab.drop_ids:
+        return log_probs
+    log_probs = log_probs.copy()
+    cols = [vocab.blank_id, *vocab.drop_ids]
+    log_probs[:, vocab.blank_id] = np.logaddexp.reduce(log_probs[:, cols], axis=1)
+    log_probs[:, vocab.drop_ids] = np.log(1e-15)  # pyctcdecode's own floor
+    return log_probs
+
+
+def _clean_text(text: str, unk_text: str) -> str:
+    return _SPACES.sub(" ", text.replace(_PYCTC_UNK, unk_text)).strip()
+
+
+def greedy_decode(
+    logits: Any,
+    vocab: Sequence[str],
+    lengths: Sequence[int] | Any | None = None,
+    pad_token: str = "<pad>",
+    word_delimiter: str = "|",
+    unk_token: str = "<unk>",
+    unk_text: str = "",
+) -> list[str]:
+    """Best-path CTC decoding: argmax per frame, merge repeats, drop blanks.
+
+    ``logits``: (B, T, V) (padded; ``lengths`` gives valid frames) or a list of (T_i, V).
+    ``<unk>`` frames become ``unk_text`` (default: dropped, as the tokenizer's
+    ``skip_special_tokens`` does), so greedy and LM outputs are comparable.
+    """
+    table = _make_vocab(vocab, pad_token, word_delimiter, unk_token, unk_text)
+    items = logits if isinstance(logits, list) else split_batch(logits, lengths)
+    texts = []
+    for item in items:
+        log_probs = _merge_into_blank(log_softmax(_to_numpy(item)), table)
+        best = log_probs.argmax(-1)  # (T,)
+        if best.size:
+            keep = np.ones_like(best, dtype=bool)
+            keep[1:] = best[1:] != best[:-1]
+            best = best[keep & (best != table.blank_id)]
+        texts.append(_clean_text("".join(table.labels[i] for i in best), unk_text))
+    return texts
+
+
+@dataclass
+class LanguageLMConfig:
+    """One language's LM and its fusion weights (``alpha`` on log p_LM, ``beta`` per word)."""
+
+    lm_file: str  # relative to the language_model/ folder once saved
+    unigrams_file: str | None = None
+    alpha: float = 0.5
+    beta: float = 1.0
+    unk_score_offset: float = -10.0  # log-score added per out-of-LM-vocabulary word
+    lm_score_boundary: bool = True  # score sentence start/end with <s>/</s>
+
+
+@dataclass
+class LMDecoderConfig:
+    """Beam-search settings shared by all languages, plus per-language LMs.
+
+    ``beam_width``: beams kept per frame. ``beam_prune_logp``: beams worse than the best by more
+    than this are dropped. ``token_min_logp``: tokens below this log-prob are not expanded
+    (unless argmax). ``num_workers``: processes for batch decoding (0 = serial; on 2 shared cores
+    a pool was not faster). ``default_language``: used when a batch comes without languages.
+    """
+
+    vocab: list[str] = field(default_factory=list)
+    beam_width: int = 32
+    beam_prune_logp: float = -10.0
+    token_min_logp: float = -5.0
+    num_workers: int = 0
+    default_language: str | None = None
+    pad_token: str = "<pad>"
+    word_delimiter: str = "|"
+    unk_token: str = "<unk>"
+    unk_text: str = ""
+    languages: dict[str, LanguageLMConfig] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "LMDecoderConfig":
+        data = dict(data)
+        languages = {k: LanguageLMConfig(**v) for k, v in data.pop("languages", {}).items()}
+        known = set(cls.__dataclass_fields__)
+        unknown = set(data) - known
+        if unknown:
+            logger.warning("ignoring unknown decoder config keys %s", sorted(unknown))
+        return cls(languages=languages, **{k: v for k, v in data.items() if k in known})
+
+
+def _read_unigrams(path: Path) -> list[str]:
+    return [w for w in path.read_text(encoding="utf-8").split("\n") if w]
+
+
+class LMDecoder:
+    """pyctcdecode beam search over our vocab with one optional KenLM model per language.
+
+    Build with :meth:`from_lm_dirs` (output of ``modeling_mlpl.lm.build_lm``) or load with
+    :meth:`from_pretrained`; decode with :meth:`decode_batch`. ``language=None`` (or a language
+    without an LM) gives beam search without an LM.
+    """
+
+    def __init__(self, config: LMDecoderConfig, root: str | os.PathLike | None = None):
+        if not config.vocab:
+            raise ValueError("LMDecoderConfig.vocab is empty: pass the tokenizer's tokens in id order")
+        self.config = config
+        self.root = Path(root) if root is not None else None  # where relative lm_file paths live
+        self._vocab = _make_vocab(
+            config.vocab, config.pad_token, config.word_delimiter, config.unk_token, config.unk_text
+        )
+        self._decoders: dict[str | None, Any] = {}
+        self._warned: set[str] = set()
+
+    # construction / persistence ---------------------------------------------------------------
+    @classmethod
+    def from_lm_dirs(
+        cls,
+        vocab: Sequence[str],
+        lm_dirs: Mapping[str, str | os.PathLike],
+        alpha: float = 0.5,
+        beta: float = 1.0,
+        **config_kwargs: Any,
+    ) -> "LMDecoder":
+        """LMs built by ``build_lm`` (``{lang: dir with lm.bin + unigrams.txt}``) -> decoder."""
+        from .lm import LM_ARPA_NAME, LM_BINARY_NAME, UNIGRAMS_NAME
+
+        languages = {}
+        for lang, directory in lm_dirs.items():
+            directory = Path(directory)
+            lm_file = directory / LM_BINARY_NAME
+            if not lm_file.exists():
+                lm_file = directory / LM_ARPA_NAME
+            if not lm_file.exists():
+                raise FileNotFoundError(f"no {LM_BINARY_NAME} or {LM_ARPA_NAME} in {directory}")
+            unigrams = directory / UNIGRAMS_NAME
+            languages[lang] = LanguageLMConfig(
+                lm_file=str(lm_file.resolve()),
+                unigrams_file=str(unigrams.resolve()) if unigrams.exists() else None,
+                alpha=float(alpha),
+                beta=float(beta),
+            )
+        if len(languages) == 1:
+            config_kwargs.setdefault("default_language", next(iter(languages)))
+        config = LMDecoderConfig(vocab=list(vocab), languages=languages, **config_kwargs)
+        return cls(config)
+
+    @staticmethod
+    def has_lm(directory: str | os.PathLike) -> bool:
+        """Whether a processor directory carries a saved decoder."""
+        return (Path(directory) / LM_SUBFOLDER / CONFIG_NAME).is_file()
+
+    def _path(self, name: str | None) -> Path | None:
+        if name is None:
+            return None
+        path = Path(name)
+        return path if path.is_absolute() or self.root is None else self.root / path
+
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """Copy LM files and write ``decoder_config.json`` into ``directory/language_model/``."""
+        target = Path(directory) / LM_SUBFOLDER
+        target.mkdir(parents=True, exist_ok=True)
+        languages = {}
+        for lang, cfg in self.config.languages.items():
+            (target / lang).mkdir(exist_ok=True)
+            lm_src = self._path(cfg.lm_file)
+            lm_dst = target / lang / lm_src.name
+            if lm_src.resolve() != lm_dst.resolve():
+                shutil.copyfile(lm_src, lm_dst)
+            unigrams_rel = None
+            if cfg.unigrams_file is not None:
+                uni_src = self._path(cfg.unigrams_file)
+                uni_dst = target / lang / "unigrams.txt"
+                if uni_src.resolve() != uni_dst.resolve():
+                    shutil.copyfile(uni_src, uni_dst)
+                unigrams_rel = f"{lang}/unigrams.txt"
+            languages[lang] = LanguageLMConfig(
+                **{**asdict(cfg), "lm_file": f"{lang}/{lm_src.name}", "unigrams_file": unigrams_rel}
+            )
+        config = LMDecoderConfig.from_dict({**self.config.to_dict(), "languages": {}})
+        config.languages = languages
+        (target / CONFIG_NAME).write_text(
+            json.dumps(config.to_dict(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
+        )
+        return target
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, **overrides: Any) -> "LMDecoder":
+        """Load from a processor directory (or its ``language_model/`` folder itself)."""
+        directory = Path(directory)
+        root = directory if (directory / CONFIG_NAME).is_file() else directory / LM_SUBFOLDER
+        config_path = root / CONFIG_NAME
+        if not config_path.is_file():
+            raise FileNotFoundError(f"no {LM_SUBFOLDER}/{CONFIG_NAME} under {directory}")
+        data = json.loads(config_path.read_text(encoding="utf-8"))
+        data.update(overrides)
+        decoder = cls(LMDecoderConfig.from_dict(data), root=root)
+        for lang, cfg in decoder.config.languages.items():
+            if not decoder._path(cfg.lm_file).is_file():
+                raise FileNotFoundError(f"LM file of language {lang!r} missing: {decoder._path(cfg.lm_file)}")
+        return decoder
+
+    # parameters -------------------------------------------------------------------------------
+    @property
+    def languages(self) -> list[str]:
+        return list(self.config.languages)
+
+    def set_params(self, language: str, alpha: float | None = None, beta: float | None = None) -> None:
+        """Change alpha/beta of one language without reloading its LM."""
+        cfg = self.config.languages[language]
+        if alpha is not None:
+            cfg.alpha = float(alpha)
+        if beta is not None:
+            cfg.beta = float(beta)
+        if language in self._decoders:
+            self._decoders[language].reset_params(alpha=cfg.alpha, beta=cfg.beta)
+
+    def _resolve_language(self, language: str | None) -> str | None:
+        if language is None:
+            language = self.config.default_language
+        if language is not None and language not in self.config.languages:
+            if language not in self._warned:
+                logger.warning("no LM for language %r: beam search without LM", language)
+                self._warned.add(language)
+            return None
+        return language
+
+    def _decoder(self, language: str | None):
+        """pyctcdecode decoder for a language (None = no LM), built on first use."""
+        if language not in self._decoders:
+            from pyctcdecode import build_ctcdecoder
+
+            if language is None:
+                self._decoders[None] = build_ctcdecoder(self._vocab.labels)
+            else:
+                cfg = self.config.languages[language]
+                unigrams_path = self._path(cfg.unigrams_file)
+                unigrams = _read_unigrams(unigrams_path) if unigrams_path else None
+                self._decoders[language] = build_ctcdecoder(
+                    self._vocab.labels,
+                    kenlm_model_path=str(self._path(cfg.lm_file)),
+                    unigrams=unigrams,
+                    alpha=cfg.alpha,
+                    beta=cfg.beta,
+                    unk_score_offset=cfg.unk_score_offset,
+                    lm_score_boundary=cfg.lm_score_boundary,
+                )
+        return self._decoders[language]
+
+    # decoding ---------------------------------------------------------------------------------
+    def _prepare(self, logits: Any) -> np.ndarray:
+        log_probs = log_softmax(_to_numpy(logits))
+        if log_probs.ndim != 2 or log_probs.shape[1] != len(self._vocab.labels):
+            raise ValueError(
+                f"logits of one utterance must be (T, {len(self._vocab.labels)}), got {log_probs.shape}"
+            )
+        return _merge_into_blank(log_probs, self._vocab)
+
+    def decode(self, logits: Any, language: str | None = None, beam_width: int | None = None) -> str:
+        """One utterance: (T, V) logits or log-probs -> text."""
+        return self.decode_batch([logits], [language], beam_width=beam_width)[0]
+
+    def decode_batch(
+        self,
+        logits: Any,
+        languages: Sequence[str | None] | str | None = None,
+        lengths: Sequence[int] | Any | None = None,
+        beam_width: int | None = None,
+        num_workers: int | None = None,
+        use_lm: bool = True,
+    ) -> list[str]:
+        """Beam-search a batch: (B, T, V) + ``lengths``, or a list of (T_i, V) arrays.
+
+        ``languages``: one per utterance, one for all, or None (the config's default language).
+        ``use_lm=False`` gives plain beam search (for comparisons). ``num_workers > 1`` decodes
+        in a fork pool created per call: pyctcdecode keeps LMs in a class-level registry that
+        forked children inherit, and a pool kept across calls would miss later alpha/beta changes.
+        """
+        items = logits if isinstance(logits, list) else split_batch(logits, lengths)
+        if languages is None or isinstance(languages, str):
+            languages = [languages] * len(items)
+        if len(languages) != len(items):
+            raise ValueError(f"{len(languages)} languages for {len(items)} utterances")
+        beam_width = int(beam_width or self.config.beam_width)
+        workers = self.config.num_workers if num_workers is None else num_workers
+        resolved = [self._resolve_language(lang) if use_lm else None for lang in languages]
+        texts: list[str] = [""] * len(items)
+        for lang in dict.fromkeys(resolved):  # group by language, keep order
+            idx = [i for i, r in enumerate(resolved) if r == lang]
+            decoder = self._decoder(lang)
+            batch = [self._prepare(items[i]) for i in idx]
+            kwargs = dict(
+                beam_width=beam_width,
+                beam_prune_logp=self.config.beam_prune_logp,
+                token_min_logp=self.config.token_min_logp,
+            )
+            if workers and workers > 1 and len(batch) > 1:
+                with multiprocessing.get_context("fork").Pool(min(workers, len(batch))) as pool:
+                    out = decoder.decode_batch(pool, batch, **kwargs)
+            else:
+                out = [decoder.decode(x, **kwargs) for x in batch]
+            for i, text in zip(idx, out):
+                texts[i] = _clean_text(text, self._vocab.unk_text)
+        return texts
+
+    def decode_beams(
+        self, logits: Any, language: str | None = None, beam_width: int | None = None, **kwargs: Any
+    ) -> list[tuple]:
+        """pyctcdecode-style beams ``[(text, lm_state, word_frames, logit_score, combined_score)]``.
+
+        This is the method transformers' ASR pipeline calls on a ``decoder=``, so
+        ``pipeline("automatic-speech-recognition", model=dir, decoder=LMDecoder.from_pretrained(dir),
+        decoder_kwargs={"language": "pt"})`` decodes with the LM (that pipeline path is deprecated
+        in transformers v5 and slated for removal in v6; ``decode_batch`` is the stable API).
+        """
+        lang = self._resolve_language(language)
+        beams = self._decoder(lang).decode_beams(
+            self._prepare(logits),
+            beam_width=int(beam_width or self.config.beam_width),
+            beam_prune_logp=self.config.beam_prune_logp,
+            token_min_logp=self.config.token_min_logp,
+            **kwargs,
+        )
+        return [(_clean_text(b[0], self._vocab.unk_text), *b[1:]) for b in beams]
+
+    def greedy_decode(self, logits: Any, lengths: Sequence[int] | Any | None = None) -> list[str]:
+        """Best path with this decoder's vocab (same text conventions as :meth:`decode_batch`)."""
+        cfg = self.config
+        return greedy_decode(
+            logits, cfg.vocab, lengths, cfg.pad_token, cfg.word_delimiter, cfg.unk_token, cfg.unk_text
+        )
+
+
+def simulate_ctc_logits(
+    text: str,
+    vocab: Sequence[str],
+    rng: np.random.Generator,
+    confusion_rate: float = 0.1,
+    peak: float = 6.0,
+    noise: float = 1.0,
+    frames_per_char: tuple[int, int] = (1, 3),
+    word_delimiter: str = "|",
+    blank_id: int = 0,
+) -> np.ndarray:
+    """(T, V) logits of a fake acoustic model that "heard" ``text``: for benchmarks and tests.
+
+    Each character lasts 1-3 frames followed by 0-2 blank frames (a blank is forced between
+    repeated characters, as CTC requires); the spoken token's logit is ``peak`` above Gaussian
+    noise, and with probability ``confusion_rate`` a random other character outscores it, so
+    greedy decoding makes character errors that an LM can repair. ~10 frames per word at 30 ms
+    per frame is close to the real model's frame rate on read speech.
+    """
+    index = {tok: i for i, tok in enumerate(vocab)}
+    chars = [i for i, tok in enumerate(vocab) if len(tok) == 1 and tok != word_delimiter]
+    tokens = [index.get(word_delimiter if c == " " else c, index.get("<unk>", blank_id)) for c in text]
+    frames: list[tuple[int, int | None]] = [(blank_id, None)]
+    for k, token in enumerate(tokens):
+        if k and token == tokens[k - 1] and frames[-1][0] != blank_id:
+            frames.append((blank_id, None))
+        rival = None
+        if token != index.get(word_delimiter) and rng.random() < confusion_rate:
+            rival = int(rng.choice([c for c in chars if c != token]))
+        frames += [(token, rival)] * int(rng.integers(frames_per_char[0], frames_per_char[1] + 1))
+        frames += [(blank_id, None)] * int(rng.integers(0, 3))
+    logits = rng.normal(0.0, noise, size=(len(frames), len(vocab))).astype(np.float32)  # (T, V)
+    for t, (token, rival) in enumerate(frames):
+        logits[t, token] += peak
+        if rival is not None:
+            logits[t, rival] += peak + float(rng.uniform(0.2, 1.5))
+    return logits
+
+
+def vocab_from_pretrained(directory: str | os.PathLike) -> list[str]:
+    """Tokens in id order from a saved tokenizer's ``vocab.json`` (no tokenizer import needed)."""
+    path = Path(directory) / "vocab.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no tokenizer vocab.json in {directory}")
+    encoder = json.loads(path.read_text(encoding="utf-8"))
+    if encoder and isinstance(next(iter(encoder.values())), dict):  # per-language layout
+        raise ValueError(f"{path} is a per-language vocabulary; expected one {{token: id}} map")
+    vocab = [tok for tok, _ in sorted(encoder.items(), key=lambda kv: kv[1])]
+    if [encoder[t] for t in vocab] != list(range(len(vocab))):
+        raise ValueError(f"{path}: token ids are not 0..{len(vocab) - 1}")
+    return vocab
+
+
+def attach_lms(
+    processor_dir: str | os.PathLike,
+    lm_dirs: Mapping[str, str | os.PathLike],
+    alpha: float = 0.5,
+    beta: float = 1.0,
+    **config_kwargs: Any,
+) -> "LMDecoder":
+    """Add/replace per-language LMs in a saved processor's ``language_model/`` (other languages kept)."""
+    vocab = vocab_from_pretrained(processor_dir)
+    new = LMDecoder.from_lm_dirs(vocab, lm_dirs, alpha=alpha, beta=beta, **config_kwargs)
+    if LMDecoder.has_lm(processor_dir):
+        old = LMDecoder.from_pretrained(processor_dir)
+        if old.config.vocab != vocab:
+            logger.warning("saved decoder vocab differs from the tokenizer's: rebuilding the decoder config")
+        else:
+            for lang, cfg in old.config.languages.items():
+                if lang not in new.config.languages:
+                    cfg.lm_file = str(old._path(cfg.lm_file).resolve())
+                    cfg.unigrams_file = str(old._path(cfg.unigrams_file).resolve()) if cfg.unigrams_file else None
+                    new.config.languages[lang] = cfg
+            new.config.default_language = new.config.default_language or old.config.default_language
+    if len(new.config.languages) > 1 and not config_kwargs.get("default_language"):
+        new.config.default_language = None  # ambiguous: callers pass languages
+    new.save_pretrained(processor_dir)
+    return LMDecoder.from_pretrained(processor_dir)

@@ -1,0 +1,312 @@
+"""Test-set evaluation: a saved model (+ optional LMs) -> per-utterance predictions and CER/WER tables.
+
+Every utterance's reference, greedy output and LM output is appended to ``predictions.jsonl`` as
+soon as its batch is decoded, so a killed run resumes where it stopped (ids already written are
+skipped) and reports can be recomputed from that file alone (:func:`report_from_predictions`)
+without re-running the model. Greedy and LM decoding share one forward pass, so the two columns
+of the table differ only by the decoder.
+
+Data specs (``KIND:PATH[@SPLIT]``): ``cv:DIR`` Common Voice layout, ``vp:DIR`` VoxPopuli
+``transcribed_data``, ``librispeech:DIR`` (split names like ``test-clean``; default split
+``test`` means test-clean and test-other), ``folder:DIR`` audio + ``.txt`` sidecars (language
+from ``--languages``), ``disk:PATH`` a ``save_to_disk`` dataset (``disk:PATH[:SPLIT][@LANG]`` as in
+training). Long recordings are decoded in overlapping windows (:mod:`modeling_mlpl.long_form`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from .audio import SAMPLING_RATE, AudioDecodeError, load_audio
+from .decoding import LMDecoder
+from .metrics import metrics_to_markdown, per_language_metrics
+from .text import normalize_transcript
+
+__all__ = [
+    "EvalSet",
+    "load_eval_sets",
+    "load_model",
+    "iter_log_probs",
+    "compute_logits",
+    "evaluate_model",
+    "report_from_predictions",
+]
+
+logger = logging.getLogger(__name__)
+
+PREDICTIONS_NAME = "predictions.jsonl"
+PREDICTION_LABELS = {"prediction": "greedy", "prediction_lm": "LM"}
+
+
+@dataclass
+class EvalSet:
+    """One test set: ``name`` labels its rows in reports (e.g. ``cv``, ``librispeech/test-other``)."""
+
+    name: str
+    dataset: Any  # datasets.Dataset with id, audio, text, language, duration
+
+
+def _split_spec(spec: str, default_split: str) -> tuple[str, str, str]:
+    kind, sep, rest = spec.partition(":")
+    if not sep or not rest:
+        raise ValueError(f"data spec must look like KIND:PATH (cv, vp, librispeech, folder, disk), got {spec!r}")
+    path, split = rest, default_split
+    if kind != "disk" and "@" in rest and not os.path.exists(rest):
+        path, split = rest.rsplit("@", 1)
+    return kind, path, split
+
+
+def load_eval_sets(
+    specs: Sequence[str],
+    split: str = "test",
+    languages: Sequence[str] | None = None,
+    max_per_language: int | None = None,
+) -> list[EvalSet]:
+    """Open test sets with the project's loaders (bad rows are skipped and counted by them)."""
+    from . import data
+
+    sets: list[EvalSet] = []
+    for spec in specs:
+        kind, path, set_split = _split_spec(spec, split)
+        langs = list(languages) if languages else None
+        if kind == "cv":
+            sets.append(EvalSet("cv", data.load_common_voice(path, langs, set_split)))
+        elif kind == "vp":
+            sets.append(EvalSet("vp", data.load_voxpopuli_transcribed(path, langs, set_split)))
+        elif kind == "librispeech":
+            for ls_split in ("test-clean", "test-other") if set_split == "test" else (set_split,):
+                sets.append(EvalSet(f"librispeech/{ls_split}", data.load_librispeech(path, ls_split)))
+        elif kind == "folder":
+            if not langs or len(langs) != 1:
+                raise ValueError("folder:DIR needs exactly one language (--languages LANG)")
+            sets.append(EvalSet(f"folder/{Path(path).name}", data.load_audio_folder(path, langs[0])))
+        elif kind == "disk":
+            from .training.data import load_disk_dataset
+
+            sets.append(EvalSet(f"disk/{Path(path.split(':')[0].split('@')[0]).name}",
+                                load_disk_dataset(path, default_split=split)))  # fmt: skip
+        else:
+            raise ValueError(f"unknown data kind {kind!r} in {spec!r} (cv, vp, librispeech, folder, disk)")
+    for eval_set in sets:
+        ds = eval_set.dataset.filter(lambda t: bool(t and t.strip()), input_columns="text")
+        if languages and eval_set.name.startswith(("librispeech", "disk")):
+            ds = ds.filter(lambda lang: lang in set(languages), input_columns="language")
+        if max_per_language is not None:
+            seen: dict[str, int] = {}
+            keep = []
+            for i, lang in enumerate(ds["language"]):
+                seen[lang] = seen.get(lang, 0) + 1
+                if seen[lang] <= max_per_language:
+                    keep.append(i)
+            ds = ds.select(keep)
+        eval_set.dataset = ds
+        if len(ds) == 0:
+            logger.warning("test set %s has no transcribed utterances", eval_set.name)
+    return sets
+
+
+def load_model(model_dir: str | os.PathLike, device: str | torch.device = "cpu"):
+    """(model in eval mode, processor) from a saved directory."""
+    from . import MLPLForCTC, MLPLProcessor
+
+    if not Path(model_dir, "config.json").is_file():
+        raise FileNotFoundError(f"no model (config.json) in {model_dir}")
+    model = MLPLForCTC.from_pretrained(str(model_dir)).to(device).eval()
+    processor = MLPLProcessor.from_pretrained(str(model_dir))
+    return model, processor
+
+
+def _rows(sets: Sequence[EvalSet]) -> Iterator[dict]:
+    for eval_set in sets:
+        ds = eval_set.dataset
+        for i in range(len(ds)):
+            row = ds[i]
+            yield {
+                "id": f"{eval_set.name}/{row['id']}",
+                "set": eval_set.name,
+                "language": row["language"],
+                "group": f"{eval_set.name}/{row['language']}" if eval_set.name != "cv" else row["language"],
+                "reference": normalize_transcript(row["text"]),
+                "duration": row["duration"],
+                "audio": row["audio"],
+            }
+
+
+@torch.no_grad()
+def iter_log_probs(
+    model,
+    processor,
+    rows: Iterator[dict],
+    window_s: float | None = 10.0,
+    overlap_s: float = 2.0,
+    max_batch_seconds: float = 60.0,
+    chunk_size: int = 32,
+) -> Iterator[tuple[list[dict], list[np.ndarray]]]:
+    """Yield (rows, (T_i, V) log-probs) per chunk; unreadable audio is logged and skipped."""
+    from .long_form import LongFormDecoder
+
+    forward = LongFormDecoder(model, processor.feature_extractor, window_s=window_s, overlap_s=overlap_s,
+                              max_batch_seconds=max_batch_seconds)  # fmt: skip
+    chunk: list[tuple[dict, np.ndarray]] = []
+
+    def flush():
+        out = forward([wave for _, wave in chunk])
+        return [row for row, _ in chunk], out.log_probs
+
+    for row in rows:
+        try:
+            wave = load_audio(row["audio"], SAMPLING_RATE)
+        except AudioDecodeError as err:
+            logger.warning("skipping %s: %s", row["id"], err)
+            continue
+        chunk.append((row, wave))
+        if len(chunk) >= chunk_size:
+            yield flush()
+            chunk = []
+    if chunk:
+        yield flush()
+
+
+def compute_logits(
+    model_dir: str | os.PathLike, sets: Sequence[EvalSet], device: str = "cpu", **forward_kwargs: Any
+) -> tuple[list[dict], list[np.ndarray]]:
+    """All (rows, log-probs) of ``sets``: the input of alpha/beta tuning."""
+    model, processor = load_model(model_dir, device)
+    rows, logits = [], []
+    for chunk_rows, chunk_logits in iter_log_probs(model, processor, _rows(sets), **forward_kwargs):
+        rows += [{k: v for k, v in r.items() if k != "audio"} for r in chunk_rows]
+        logits += chunk_logits
+    return rows, logits
+
+
+def _greedy(processor, log_probs: list[np.ndarray]) -> list[str]:
+    """The processor's own greedy decoding (same path as training-time evaluation)."""
+    lengths = [x.shape[0] for x in log_probs]
+    padded = np.zeros((len(log_probs), max(lengths), log_probs[0].shape[1]), dtype=np.float32)
+    for i, x in enumerate(log_probs):
+        padded[i, : len(x)] = x
+    return processor.greedy_decode(torch.from_numpy(padded), torch.tensor(lengths))
+
+
+def evaluate_model(
+    model_dir: str | os.PathLike,
+    sets: Sequence[EvalSet],
+    out_dir: str | os.PathLike,
+    lm_dir: str | os.PathLike | None = None,
+    use_lm: bool | None = None,
+    beam_width: int | None = None,
+    num_workers: int = 0,
+    device: str = "cpu",
+    save_logits_to: str | os.PathLike | None = None,
+    progress: bool = True,
+    **forward_kwargs: Any,
+) -> dict[str, Any]:
+    """Decode ``sets`` greedily and (if an LM is found) with the LM; write predictions and reports.
+
+    ``lm_dir``: a processor directory with ``language_model/`` (default: ``model_dir``'s, if any).
+    ``use_lm``: None = whenever an LM is found. Writes ``out_dir/predictions.jsonl``,
+    ``metrics.json`` and ``metrics.md``; returns the metrics dict.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lm_source = Path(lm_dir) if lm_dir is not None else Path(model_dir)
+    decoder = None
+    if use_lm is not False:
+        if LMDecoder.has_lm(lm_source):
+            decoder = LMDecoder.from_pretrained(lm_source)
+        elif use_lm:
+            raise FileNotFoundError(f"no language_model/ in {lm_source}: build one with run_scripts/build_lm.py")
+    model, processor = load_model(model_dir, device)
+    if decoder is not None and decoder.config.vocab != list(processor.tokenizer.convert_ids_to_tokens(
+            list(range(len(processor.tokenizer))))):  # fmt: skip
+        raise ValueError(f"the LM decoder in {lm_source} was built for another vocabulary than {model_dir}'s")
+
+    predictions_path = out_dir / PREDICTIONS_NAME
+    done: set[str] = set()
+    if predictions_path.exists():
+        for line in predictions_path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                done.add(json.loads(line)["id"])
+        logger.info("resuming: %d utterances already in %s", len(done), predictions_path)
+    todo = (row for row in _rows(sets) if row["id"] not in done)
+    total = sum(len(s.dataset) for s in sets) - len(done)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=max(total, 0), desc="evaluate", unit="utt")
+    kept_logits: list[np.ndarray] = []
+    kept_rows: list[dict] = []
+    with open(predictions_path, "a", encoding="utf-8") as out:
+        for rows, log_probs in iter_log_probs(model, processor, todo, **forward_kwargs):
+            greedy = _greedy(processor, log_probs)
+            lm_texts = None
+            if decoder is not None:
+                lm_texts = decoder.decode_batch(log_probs, [r["language"] for r in rows],
+                                                beam_width=beam_width, num_workers=num_workers)  # fmt: skip
+            for k, row in enumerate(rows):
+                record = {key: row[key] for key in ("id", "set", "language", "group", "reference", "duration")}
+                record["prediction"] = greedy[k]
+                if lm_texts is not None:
+                    record["prediction_lm"] = lm_texts[k]
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            out.flush()
+            if save_logits_to is not None:
+                kept_logits += log_probs
+                kept_rows += rows
+            if bar is not None:
+                bar.update(len(rows))
+    if bar is not None:
+        bar.close()
+    if save_logits_to is not None:
+        from .lm_tuning import save_logits
+
+        if done:
+            logger.warning("resumed run: %s holds only the utterances decoded in this run", save_logits_to)
+        save_logits(save_logits_to, kept_logits, [r["reference"] for r in kept_rows],
+                    [r["language"] for r in kept_rows], [r["id"] for r in kept_rows])  # fmt: skip
+    return report_from_predictions(predictions_path, out_dir)
+
+
+def report_from_predictions(
+    predictions_path: str | os.PathLike, out_dir: str | os.PathLike | None = None
+) -> dict[str, Any]:
+    """Per-group CER/WER (groups: language for CV, ``set/language`` otherwise) from a JSONL file.
+
+    Writes ``metrics.json`` and ``metrics.md`` into ``out_dir`` when given.
+    """
+    rows = [json.loads(line) for line in Path(predictions_path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not rows:
+        raise ValueError(f"{predictions_path} has no predictions")
+    keys = ["prediction"] + (["prediction_lm"] if all("prediction_lm" in r for r in rows) else [])
+    table = per_language_metrics(rows, prediction_keys=keys, language_key="group")
+    markdown = metrics_to_markdown(table, keys, PREDICTION_LABELS)
+    groups = [g for g in table if g != "all"]
+    summary = {
+        "decoders": {k: PREDICTION_LABELS[k] for k in keys},
+        "per_group": table,
+        # Unweighted mean over groups, as the paper averages CER over languages.
+        "mean_over_groups": {
+            k: {m: float(np.mean([table[g][k][m] for g in groups])) for m in ("cer", "wer")} for k in keys
+        },
+        "n_utterances": len(rows),
+    }
+    means = " | ".join(
+        f"{PREDICTION_LABELS[k]}: CER {100 * v['cer']:.1f} %, WER {100 * v['wer']:.1f} %"
+        for k, v in summary["mean_over_groups"].items()
+    )
+    markdown += f"\nMean over {len(groups)} groups (unweighted) — {means}\n"
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+        (out_dir / "metrics.md").write_text(markdown)
+    summary["markdown"] = markdown
+    return summary

@@ -1,0 +1,215 @@
+"""From CTC log-probabilities to a pseudo-label: text, per-character and per-word times, confidence.
+
+The training helper crops 10 s windows out of long pseudo-labelled recordings and needs to know
+which characters fall inside a crop, so every character of the label carries the time (seconds
+from the recording's offset) of the first frame the CTC alignment gives it. Greedy labels use the
+best path itself; LM-decoded labels (whose text is not a best path) are force-aligned (Viterbi).
+"""
+
+from __future__ import annotations
+
+import math
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..tokenization_mlpl import transcript_characters
+
+__all__ = [
+    "Span",
+    "Label",
+    "greedy_spans",
+    "forced_align",
+    "spans_to_label",
+    "ctc_log_likelihood",
+    "label_from_log_probs",
+]
+
+
+@dataclass(frozen=True)
+class Span:
+    """One emitted token: its id and the output frames [first, last] it occupies in the alignment."""
+
+    token: int
+    first: int
+    last: int
+
+
+@dataclass
+class Label:
+    """A pseudo-label. `token_times[i]` is the start (s) of character i of `text` (spaces included,
+    matching the tokenizer's `|` targets); `words` hold start/end seconds per word."""
+
+    text: str
+    token_times: list[float]
+    token_ids: list[int]
+    words: list[dict] = field(default_factory=list)
+
+
+def greedy_spans(log_probs: np.ndarray, blank: int = 0) -> list[Span]:
+    """Best path of (T, V) log-probs: argmax per frame, repeats merged, blanks dropped."""
+    best = np.asarray(log_probs).argmax(-1)  # (T,)
+    spans: list[Span] = []
+    prev = blank
+    for t, token in enumerate(best.tolist()):
+        if token != blank and token == prev:
+            spans[-1] = Span(token, spans[-1].first, t)
+        elif token != blank:
+            spans.append(Span(token, t, t))
+        prev = token
+    return spans
+
+
+def forced_align(log_probs: np.ndarray, tokens: Sequence[int], blank: int = 0) -> list[Span]:
+    """Viterbi CTC alignment of `tokens` to (T, V) log-probs -> one span per token.
+
+    Raises ValueError when the tokens cannot fit (T < len(tokens) + repeated neighbours).
+    """
+    log_probs = np.asarray(log_probs, dtype=np.float64)
+    T = log_probs.shape[0]
+    if not tokens:
+        return []
+    states = [blank]
+    for tok in tokens:
+        states += [int(tok), blank]  # blank, t1, blank, t2, ..., blank
+    S = len(states)
+    emit = log_probs[:, states]  # (T, S)
+    # A skip from s-2 to s is allowed into a token that differs from the token two states back.
+    skip = np.zeros(S, dtype=bool)
+    for s in range(2, S):
+        skip[s] = states[s] != blank and states[s] != states[s - 2]
+    score = np.full(S, -np.inf)
+    score[0] = emit[0, 0]
+    if S > 1:
+        score[1] = emit[0, 1]
+    back = np.zeros((T, S), dtype=np.int8)  # 0 stay, 1 from s-1, 2 from s-2
+    for t in range(1, T):
+        stay = score
+        step = np.concatenate([[-np.inf], score[:-1]])
+        jump = np.where(skip, np.concatenate([[-np.inf, -np.inf], score[:-2]]), -np.inf)
+        choice = np.stack([stay, step, jump])  # (3, S)
+        back[t] = choice.argmax(0)
+        score = choice.max(0) + emit[t]
+    end = S - 1 if score[S - 1] >= score[S - 2] else S - 2
+    if not np.isfinite(score[end]):
+        raise ValueError(f"{len(tokens)} tokens cannot be aligned to {T} frames")
+    path = np.empty(T, dtype=np.int64)
+    s = end
+    for t in range(T - 1, -1, -1):
+        path[t] = s
+        s -= int(back[t, s])
+    spans: list[Span] = []
+    for t, s in enumerate(path.tolist()):
+        if s % 2 == 1:  # a token state
+            index = s // 2
+            if len(spans) == index:
+                spans.append(Span(states[s], t, t))
+            else:
+                spans[index] = Span(states[s], spans[index].first, t)
+    return spans
+
+
+def spans_to_label(spans: Sequence[Span], id2token: Mapping[int, str], frame_seconds: float,
+                   word_delimiter: str = "|") -> Label:  # fmt: skip
+    """Characters of the emitted tokens -> text with single spaces and one start time per character.
+
+    Special tokens (`<unk>`, `<pad>`, ...) are dropped, as the tokenizer's `skip_special_tokens`
+    does; leading, trailing and repeated word delimiters are dropped, keeping the first of a run;
+    a combining mark that NFC merges into the previous character shares that character's time.
+    So `len(label.token_times) == len(transcript_characters(label.text))` always holds.
+    """
+    chars: list[str] = []
+    firsts: list[int] = []
+    lasts: list[int] = []
+    ids: list[int] = []
+    for span in spans:
+        token = id2token[span.token]
+        if token == word_delimiter:
+            if not chars or chars[-1] == " ":
+                continue
+            ch = " "
+        elif len(token) > 1 and token.startswith("<") and token.endswith(">"):
+            continue
+        else:
+            ch = token
+        if chars and unicodedata.combining(ch[0]) and chars[-1] != " ":
+            merged = unicodedata.normalize("NFC", chars[-1] + ch)
+            if len(merged) == 1:
+                chars[-1], lasts[-1] = merged, span.last
+                continue
+        chars.append(ch)
+        firsts.append(span.first)
+        lasts.append(span.last)
+        ids.append(span.token)
+    while chars and chars[-1] == " ":
+        chars.pop(), firsts.pop(), lasts.pop(), ids.pop()
+    text = "".join(chars)
+    times = [round(f * frame_seconds, 3) for f in firsts]
+    if len(times) != len(transcript_characters(text)):  # a multi-character token: keep the contract
+        times = _spread(text, firsts, chars, frame_seconds)
+    words = []
+    start = 0
+    for i in range(len(chars) + 1):
+        if i == len(chars) or chars[i] == " ":
+            if i > start:
+                words.append({
+                    "word": "".join(chars[start:i]),
+                    "start": round(firsts[start] * frame_seconds, 3),
+                    "end": round((lasts[i - 1] + 1) * frame_seconds, 3),
+                })  # fmt: skip
+            start = i + 1
+    return Label(text=text, token_times=times, token_ids=ids, words=words)
+
+
+def _spread(text: str, firsts: list[int], pieces: list[str], frame_seconds: float) -> list[float]:
+    """One time per target character when a token spells several characters: they share its time."""
+    times = []
+    for piece, first in zip(pieces, firsts):
+        times += [round(first * frame_seconds, 3)] * len(transcript_characters(piece) or ["|"])
+    return times[: len(transcript_characters(text))]
+
+
+def ctc_log_likelihood(log_probs: np.ndarray, tokens: Sequence[int], blank: int = 0) -> float:
+    """log p(tokens | x) summed over all CTC alignments (-inf if they cannot fit)."""
+    lp = torch.from_numpy(np.ascontiguousarray(log_probs, dtype=np.float32))[:, None, :]  # (T, 1, V)
+    targets = torch.tensor([list(tokens)], dtype=torch.long) if tokens else torch.zeros((1, 0), dtype=torch.long)
+    loss = F.ctc_loss(lp, targets, torch.tensor([lp.shape[0]]), torch.tensor([len(tokens)]), blank=blank,
+                      reduction="sum", zero_infinity=False)  # fmt: skip
+    return -float(loss)
+
+
+def label_from_log_probs(log_probs: np.ndarray, id2token: Mapping[int, str], token2id: Mapping[str, int],
+                         frame_seconds: float, text: str | None = None, blank: int = 0,
+                         unk_token: str = "<unk>") -> tuple[Label, dict]:  # fmt: skip
+    """Label + confidence scores of one recording's (T, V) log-probs.
+
+    text=None: greedy CTC (the paper's PLs). Otherwise `text` (e.g. from LM beam search) is
+    force-aligned to get its times. Scores (all comparable across lengths):
+      confidence: mean over frames of the max frame probability;
+      path_score: log-prob of the best path / frames (the greedy path's own score);
+      ctc_score: log p(label | x) over all alignments / frames (for LM text, how much the
+      acoustic model agrees with it).
+    """
+    T = log_probs.shape[0]
+    unk_id = token2id.get(unk_token)
+
+    def encode(t: str) -> list[int]:  # the training targets of a text, as the tokenizer encodes it
+        ids = [token2id.get(ch, unk_id) for ch in transcript_characters(t)]
+        if any(i is None for i in ids):
+            raise ValueError(f"text has characters outside the vocabulary and no {unk_token}: {t!r}")
+        return ids
+
+    spans = greedy_spans(log_probs, blank) if text is None else forced_align(log_probs, encode(text), blank)
+    label = spans_to_label(spans, id2token, frame_seconds)
+    frame_max = log_probs.max(-1)  # (T,)
+    scores = {
+        "confidence": float(np.exp(frame_max).mean()) if T else 0.0,
+        "path_score": float(frame_max.mean()) if T else -math.inf,
+        "ctc_score": ctc_log_likelihood(log_probs, encode(label.text), blank) / max(T, 1),
+        "num_frames": int(T),
+    }
+    return label, scores

@@ -1,0 +1,29 @@
+"""Training of MLPL models with Accelerate (recipe stages 1, 2 and 4); CLI in run_scripts/train.py."""
+
+from .arguments import ConfigError, DataArguments, MLPLTrainingArguments, ModelArguments, validate_arguments
+from .checkpointing import TrainerState, latest_checkpoint, list_checkpoints
+from .data import TrainingSet, load_disk_dataset, parse_dataset_spec
+from .evaluation import DevSet, evaluate_model
+from .tracking import read_log
+from .trainer import BEST_DIR, TrainResult, configure_threads, train
+
+__all__ = [
+    "ConfigError",
+    "DataArguments",
+    "MLPLTrainingArguments",
+    "ModelArguments",
+    "validate_arguments",
+    "TrainerState",
+    "latest_checkpoint",
+    "list_checkpoints",
+    "TrainingSet",
+    "load_disk_dataset",
+    "parse_dataset_spec",
+    "DevSet",
+    "evaluate_model",
+    "read_log",
+    "BEST_DIR",
+    "TrainResult",
+    "configure_threads",
+    "train",
+]

@@ -1,0 +1,255 @@
+"""Arguments of `run_scripts/train.py` as dataclasses (HfArgumentParser), with the paper's defaults.
+
+Defaults are the paper's large-scale schedule (PAPER.md "Training"): Adagrad, lr 0.01, 64k warm-up
+updates, gradient clipping 0.1, SpecAugment from update 50k, 10 s random crops for the first 10k
+updates, ~35 s of audio per batch and device. CPU demos override the step counts (see configs/).
+Every field's `help` is what `train.py --help` prints. `validate_arguments` turns bad values into
+one-line :class:`ConfigError` messages before anything heavy starts.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+
+from ..configuration_mlpl import PRESETS
+from ..data.languages import CV_LANGUAGES
+
+
+class ConfigError(ValueError):
+    """A user error in the training configuration (printed as one line by the CLI)."""
+
+
+OPTIMIZERS = ("adagrad", "adamw")
+SCHEDULERS = ("constant_with_warmup", "linear", "cosine")
+MIXED_PRECISION = ("no", "bf16", "fp16")
+
+
+@dataclass
+class ModelArguments:
+    preset: str | None = field(
+        default=None,
+        metadata={"help": f"Train from scratch with this model size: one of {sorted(PRESETS)}. "
+                  "Exclusive with --init_from."},
+    )
+    init_from: str | None = field(
+        default=None,
+        metadata={"help": "Start from this saved MLPL checkpoint (model + processor folder): stage-2 monolingual "
+                  "fine-tuning or strategy A continuation. Its tokenizer, languages and LID head are kept."},
+    )
+    tokenizer_dir: str | None = field(
+        default=None,
+        metadata={"help": "With --preset: use this saved MLPLTokenizer instead of building the character "
+                  "vocabulary from the training transcripts."},
+    )
+    languages: list[str] | None = field(
+        default=None,
+        metadata={"help": "With --preset: LID classes in this order (default: the training data's languages, sorted)."},
+    )
+    hidden_dropout_prob: float | None = field(default=None, metadata={"help": "Override the config's dropout (paper 0.3)."})
+    attention_probs_dropout_prob: float | None = field(default=None, metadata={"help": "Override attention dropout."})
+    conv_dropout: float | None = field(default=None, metadata={"help": "Override the front-end dropout."})
+    layerdrop: float | None = field(default=None, metadata={"help": "Override layerdrop (paper 0.3)."})
+    lid_loss_weight: float | None = field(
+        default=None, metadata={"help": "Override gamma in loss = CTC + gamma * LID (config default 1.0, the paper's best)."}
+    )
+
+    def config_overrides(self) -> dict:
+        """The model-config fields given on the command line (None = keep the preset's/checkpoint's)."""
+        names = ("hidden_dropout_prob", "attention_probs_dropout_prob", "conv_dropout", "layerdrop", "lid_loss_weight")
+        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+
+
+@dataclass
+class DataArguments:
+    cv_root: str | None = field(
+        default=None, metadata={"help": "Common Voice folder (<root>/<lang>/clips + train/dev.tsv, or a Parquet copy)."}
+    )
+    cv_languages: list[str] | None = field(
+        default=None, metadata={"help": "Common Voice languages to use (default: every language under --cv_root)."}
+    )
+    cv_train_split: str = field(default="train", metadata={"help": "Common Voice split used for training."})
+    cv_eval_split: str = field(
+        default="dev", metadata={"help": "Common Voice split evaluated during training ('' to skip)."}
+    )
+    train_datasets: list[str] | None = field(
+        default=None,
+        metadata={"help": "More training data: `datasets` folders saved with save_to_disk, e.g. pseudo-label sets. "
+                  "Syntax PATH[:SPLIT][@LANG] (SPLIT for a DatasetDict, LANG when there is no 'language' column)."},
+    )
+    train_weights: list[float] | None = field(
+        default=None,
+        metadata={"help": "Upsampling factor per training source, Common Voice first then --train_datasets in order "
+                  "(2 = every utterance twice per epoch, 0.5 = a fixed random half). Default 1 each."},
+    )
+    eval_datasets: list[str] | None = field(
+        default=None, metadata={"help": "More dev sets (same syntax as --train_datasets)."}
+    )
+    max_eval_samples_per_language: int | None = field(
+        default=200, metadata={"help": "Cap on dev utterances per language (keeps evaluation cheap)."}
+    )
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Use only the first N utterances of each training source (debugging)."}
+    )
+
+
+@dataclass
+class MLPLTrainingArguments:
+    output_dir: str = field(metadata={"help": "Where checkpoints, logs and the final model go."})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "Allow a non-empty output_dir without --resume."})
+    resume: bool = field(default=False, metadata={"help": "Continue from the latest checkpoint in output_dir."})
+    resume_from_checkpoint: str | None = field(default=None, metadata={"help": "Continue from this checkpoint folder."})
+    max_steps: int = field(default=300_000, metadata={"help": "Optimizer updates to train for."})
+    max_batch_seconds: float = field(
+        default=35.0, metadata={"help": "Padded seconds of audio per batch and process (paper ~35 s per GPU)."}
+    )
+    max_batch_size: int | None = field(default=None, metadata={"help": "Optional cap on utterances per batch."})
+    gradient_accumulation_steps: int = field(default=1, metadata={"help": "Batches per optimizer update."})
+    optimizer: str = field(default="adagrad", metadata={"help": f"One of {OPTIMIZERS} (paper: adagrad)."})
+    learning_rate: float = field(default=0.01, metadata={"help": "Peak learning rate (paper: 0.01 with Adagrad)."})
+    weight_decay: float = field(default=0.0, metadata={"help": "Weight decay (AdamW)."})
+    adam_beta1: float = field(default=0.9, metadata={"help": "AdamW beta1."})
+    adam_beta2: float = field(default=0.98, metadata={"help": "AdamW beta2."})
+    adam_epsilon: float = field(default=1e-8, metadata={"help": "AdamW epsilon."})
+    lr_scheduler_type: str = field(
+        default="constant_with_warmup",
+        metadata={"help": f"One of {SCHEDULERS}: linear warm-up then constant (paper), linear decay or cosine decay."},
+    )
+    warmup_steps: int = field(default=64_000, metadata={"help": "Linear warm-up updates (paper 64k)."})
+    max_grad_norm: float = field(default=0.1, metadata={"help": "Gradient-norm clipping (paper 0.1; 0 = off)."})
+    mixed_precision: str = field(default="no", metadata={"help": f"One of {MIXED_PRECISION} (Accelerate autocast)."})
+    seed: int = field(default=0, metadata={"help": "Seed of model init, batch order, crops and masks."})
+    num_threads: int | None = field(
+        default=None,
+        metadata={"help": "torch CPU threads per process (default: the cores given to this process divided by the "
+                  "processes on this machine). Use 1 when other jobs share the cores: 2 threads on a busy 2-core "
+                  "machine run at ~15 % speed."},
+    )
+    use_cpu: bool = field(
+        default=False, metadata={"help": "Train on CPU even if a GPU is present (CPU is used anyway when none is)."}
+    )
+    dataloader_num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes (0 = in process)."})
+    specaugment_start_step: int = field(
+        default=50_000, metadata={"help": "Update from which SpecAugment is applied (paper 50k; -1 = never)."}
+    )
+    num_freq_masks: int = field(default=2, metadata={"help": "SpecAugment frequency masks."})
+    freq_mask_width: int = field(default=30, metadata={"help": "Max width of a frequency mask (mel bins)."})
+    num_time_masks: int = field(default=2, metadata={"help": "SpecAugment time masks."})
+    time_mask_width: int = field(default=50, metadata={"help": "Max width of a time mask (frames)."})
+    time_mask_max_ratio: float = field(default=0.1, metadata={"help": "Max time-mask width as a share of the utterance."})
+    crop_seconds: float = field(default=10.0, metadata={"help": "Length of the random crops of long aligned audio."})
+    crop_steps: int = field(
+        default=10_000,
+        metadata={"help": "Crop long pseudo-labelled audio for the first N updates (paper 10k; 0 = never). Labelled "
+                  "utterances have no alignment and are never cropped."},
+    )
+    logging_steps: int = field(default=50, metadata={"help": "Updates between log lines (JSONL + TensorBoard)."})
+    eval_steps: int = field(default=1000, metadata={"help": "Updates between dev evaluations (0 = only at the end)."})
+    save_steps: int = field(default=1000, metadata={"help": "Updates between checkpoints (accelerator.save_state)."})
+    save_total_limit: int = field(default=3, metadata={"help": "Checkpoints kept (oldest deleted)."})
+    load_best_model_at_end: bool = field(
+        default=False, metadata={"help": "Export the checkpoint with the lowest mean dev CER instead of the last one."}
+    )
+    eval_max_batch_seconds: float | None = field(
+        default=None, metadata={"help": "Padded seconds per dev batch (default 2 x max_batch_seconds)."}
+    )
+    tensorboard: bool = field(default=True, metadata={"help": "Also log to TensorBoard (output_dir/runs)."})
+    log_batch_ids: bool = field(
+        default=False, metadata={"help": "Write the utterance ids of every batch to batch_ids.rank<R>.jsonl (checks)."}
+    )
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def _check_dataset_spec(spec: str, what: str) -> None:
+    from .data import parse_dataset_spec
+
+    path = parse_dataset_spec(spec)[0]
+    _check(os.path.isdir(path), f"{what} {path!r} is not a directory (expected a datasets.save_to_disk folder)")
+
+
+def validate_arguments(model_args: ModelArguments, data_args: DataArguments, args: MLPLTrainingArguments) -> None:
+    """Raise ConfigError with a one-line message for the first bad value found."""
+    m, d, t = model_args, data_args, args
+    _check((m.preset is None) != (m.init_from is None), "give exactly one of --preset (from scratch) or --init_from")
+    if m.preset is not None:
+        _check(m.preset in PRESETS, f"unknown preset {m.preset!r}; choose one of {sorted(PRESETS)}")
+    if m.init_from is not None:
+        _check(os.path.isfile(os.path.join(m.init_from, "config.json")),
+               f"--init_from {m.init_from!r} is not a saved MLPL checkpoint (no config.json)")
+        _check(m.tokenizer_dir is None and m.languages is None,
+               "--tokenizer_dir/--languages only apply with --preset; --init_from keeps the checkpoint's")
+    if m.tokenizer_dir is not None:
+        _check(os.path.isfile(os.path.join(m.tokenizer_dir, "vocab.json")), f"--tokenizer_dir {m.tokenizer_dir!r} has no vocab.json")
+    for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "conv_dropout", "layerdrop"):
+        value = getattr(m, name)
+        _check(value is None or 0.0 <= value < 1.0, f"--{name} must be in [0, 1), got {value}")
+    _check(m.lid_loss_weight is None or m.lid_loss_weight >= 0, f"--lid_loss_weight must be >= 0, got {m.lid_loss_weight}")
+    for lang in (m.languages or []) + (d.cv_languages or []):
+        _check(lang in CV_LANGUAGES, f"unknown language {lang!r}; use Common Voice codes such as en, de, pt, fy-NL")
+
+    _check(d.cv_root is not None or bool(d.train_datasets), "no training data: give --cv_root and/or --train_datasets")
+    if d.cv_root is not None:
+        _check(os.path.isdir(d.cv_root), f"--cv_root {d.cv_root!r} is not a directory")
+    for spec in d.train_datasets or []:
+        _check_dataset_spec(spec, "--train_datasets")
+    for spec in d.eval_datasets or []:
+        _check_dataset_spec(spec, "--eval_datasets")
+    n_sources = (d.cv_root is not None) + len(d.train_datasets or [])
+    if d.train_weights is not None:
+        _check(len(d.train_weights) == n_sources,
+               f"--train_weights has {len(d.train_weights)} values for {n_sources} training sources")
+        _check(all(w >= 0 for w in d.train_weights) and any(w > 0 for w in d.train_weights),
+               "--train_weights must be >= 0 and not all 0")
+    _check(d.max_eval_samples_per_language is None or d.max_eval_samples_per_language > 0,
+           "--max_eval_samples_per_language must be > 0")
+    _check(d.max_train_samples is None or d.max_train_samples > 0, "--max_train_samples must be > 0")
+
+    _check(t.max_steps > 0, f"--max_steps must be > 0, got {t.max_steps}")
+    _check(t.learning_rate > 0, f"--learning_rate must be > 0, got {t.learning_rate}")
+    _check(t.max_batch_seconds > 0, f"--max_batch_seconds must be > 0, got {t.max_batch_seconds}")
+    _check(t.max_batch_size is None or t.max_batch_size >= 1, "--max_batch_size must be >= 1")
+    _check(t.gradient_accumulation_steps >= 1, "--gradient_accumulation_steps must be >= 1")
+    _check(t.optimizer in OPTIMIZERS, f"unknown --optimizer {t.optimizer!r}; choose one of {OPTIMIZERS}")
+    _check(t.lr_scheduler_type in SCHEDULERS, f"unknown --lr_scheduler_type {t.lr_scheduler_type!r}; choose one of {SCHEDULERS}")
+    _check(t.mixed_precision in MIXED_PRECISION, f"unknown --mixed_precision {t.mixed_precision!r}; choose one of {MIXED_PRECISION}")
+    _check(t.warmup_steps >= 0, f"--warmup_steps must be >= 0, got {t.warmup_steps}")
+    _check(t.max_grad_norm >= 0, f"--max_grad_norm must be >= 0 (0 = no clipping), got {t.max_grad_norm}")
+    _check(t.weight_decay >= 0, "--weight_decay must be >= 0")
+    _check(t.num_threads is None or t.num_threads >= 1, f"--num_threads must be >= 1, got {t.num_threads}")
+    _check(t.dataloader_num_workers >= 0, "--dataloader_num_workers must be >= 0")
+    _check(t.crop_seconds > 0, f"--crop_seconds must be > 0, got {t.crop_seconds}")
+    _check(t.crop_steps >= 0, "--crop_steps must be >= 0")
+    _check(t.specaugment_start_step >= -1, "--specaugment_start_step must be >= 0, or -1 to disable")
+    _check(min(t.num_freq_masks, t.freq_mask_width, t.num_time_masks, t.time_mask_width) >= 0,
+           "SpecAugment mask counts and widths must be >= 0")
+    _check(0 <= t.time_mask_max_ratio <= 1, "--time_mask_max_ratio must be in [0, 1]")
+    _check(t.logging_steps >= 1 and t.save_steps >= 1, "--logging_steps and --save_steps must be >= 1")
+    _check(t.eval_steps >= 0, "--eval_steps must be >= 0")
+    _check(t.save_total_limit >= 1, "--save_total_limit must be >= 1")
+    _check(t.eval_max_batch_seconds is None or t.eval_max_batch_seconds > 0, "--eval_max_batch_seconds must be > 0")
+    if t.resume_from_checkpoint is not None:
+        _check(os.path.isdir(t.resume_from_checkpoint), f"--resume_from_checkpoint {t.resume_from_checkpoint!r} does not exist")
+    elif not t.resume and not t.overwrite_output_dir and os.path.isdir(t.output_dir) and os.listdir(t.output_dir):
+        raise ConfigError(f"output_dir {t.output_dir!r} is not empty: pass --resume to continue or --overwrite_output_dir")
+
+
+def arguments_to_dict(*groups) -> dict:
+    """All argument groups merged into one JSON-able dict (training_args.json)."""
+    merged: dict = {}
+    for group in groups:
+        merged.update(asdict(group))
+    return merged
+
+
+__all__ = [
+    "ModelArguments",
+    "DataArguments",
+    "MLPLTrainingArguments",
+    "ConfigError",
+    "validate_arguments",
+    "arguments_to_dict",
+]

@@ -1,0 +1,83 @@
+"""Checkpoints: `accelerator.save_state` (model, optimizer, scheduler, RNG of every process) plus a
+`trainer_state.json` with the data position, so a resumed run repeats and skips no batch.
+
+Layout: ``<output_dir>/checkpoints/checkpoint-<step>/``; the last `save_total_limit` are kept.
+A checkpoint folder is complete once its `trainer_state.json` exists (written last), so a run killed
+while saving resumes from the previous one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from dataclasses import asdict, dataclass, field
+
+STATE_FILE = "trainer_state.json"
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+
+@dataclass
+class TrainerState:
+    """Where training stands. `batches_consumed` counts this epoch's batches on each process;
+    `epoch_cropped` says whether this epoch's batches are planned with random crops."""
+
+    step: int = 0
+    epoch: int = 0
+    batches_consumed: int = 0
+    epoch_cropped: bool = False
+    best_metric: float | None = None
+    best_step: int | None = None
+    audio_seconds: float = 0.0
+    skipped_audio: int = 0
+    sampler_state: dict = field(default_factory=dict)
+
+    def save(self, directory: str) -> None:
+        tmp = os.path.join(directory, STATE_FILE + ".tmp")
+        with open(tmp, "w") as f:
+            json.dump(asdict(self), f, indent=2)
+        os.replace(tmp, os.path.join(directory, STATE_FILE))
+
+    @classmethod
+    def load(cls, directory: str) -> "TrainerState":
+        with open(os.path.join(directory, STATE_FILE)) as f:
+            return cls(**json.load(f))
+
+
+def checkpoint_root(output_dir: str) -> str:
+    return os.path.join(output_dir, "checkpoints")
+
+
+def list_checkpoints(output_dir: str) -> list[str]:
+    """Complete checkpoints, oldest first."""
+    root = checkpoint_root(output_dir)
+    if not os.path.isdir(root):
+        return []
+    found = []
+    for name in os.listdir(root):
+        match = _CHECKPOINT.match(name)
+        if match and os.path.isfile(os.path.join(root, name, STATE_FILE)):
+            found.append((int(match.group(1)), os.path.join(root, name)))
+    return [path for _, path in sorted(found)]
+
+
+def latest_checkpoint(output_dir: str) -> str | None:
+    found = list_checkpoints(output_dir)
+    return found[-1] if found else None
+
+
+def checkpoint_dir(output_dir: str, step: int) -> str:
+    return os.path.join(checkpoint_root(output_dir), f"checkpoint-{step}")
+
+
+def rotate_checkpoints(output_dir: str, keep: int) -> list[str]:
+    """Delete all but the newest `keep` checkpoints; returns the deleted folders."""
+    found = list_checkpoints(output_dir)
+    doomed = found[: max(len(found) - keep, 0)]
+    for path in doomed:
+        shutil.rmtree(path, ignore_errors=True)
+    return doomed
+
+
+__all__ = ["TrainerState", "list_checkpoints", "latest_checkpoint", "checkpoint_dir", "rotate_checkpoints", "STATE_FILE"]

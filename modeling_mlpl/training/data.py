@@ -1,0 +1,259 @@
+"""Training data: sources on disk -> one filtered, weighted index -> batches of model inputs.
+
+Sources are Common Voice folders (via :func:`modeling_mlpl.data.common_voice.load_common_voice`)
+and `datasets` folders saved with ``save_to_disk`` (pseudo-label sets, or any dataset with audio and
+text). Pseudo-label rows carry ``offset``/``duration`` (a segment of a long recording) and
+``token_times`` (the PL's CTC alignment), which random cropping uses (:mod:`modeling_mlpl.augment`).
+
+Rows a CTC model cannot learn from (characters outside the vocabulary, labels longer than the output
+frames, empty text) are dropped and counted per source; unreadable audio met during training is
+skipped and counted by the collator. Nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from datasets import Audio, Dataset, DatasetDict, load_from_disk
+
+from ..audio import SAMPLING_RATE, AudioDecodeError, audio_duration, load_audio
+from ..augment import random_crop
+from ..text import filter_transcripts, normalize_transcript
+
+logger = logging.getLogger(__name__)
+
+_TEXT_COLUMNS = ("text", "sentence", "transcription")
+
+
+def parse_dataset_spec(spec: str) -> tuple[str, str | None, str | None]:
+    """``PATH[:SPLIT][@LANG]`` -> (path, split, language)."""
+    language = split = None
+    if "@" in spec:
+        spec, language = spec.rsplit("@", 1)
+    if ":" in spec and not os.path.exists(spec):
+        spec, split = spec.rsplit(":", 1)
+    return spec, split, language
+
+
+def load_disk_dataset(spec: str, default_split: str = "train") -> Dataset:
+    """A `save_to_disk` folder as a dataset with at least ``id, audio, text, language, duration``.
+
+    Text may be in ``sentence``/``transcription``; a missing ``language`` comes from ``@LANG``; a
+    missing ``duration`` is read from the audio headers; a decoding Audio column is switched to
+    ``decode=False`` (decoding happens in :func:`modeling_mlpl.audio.load_audio`).
+    """
+    path, split, language = parse_dataset_spec(spec)
+    ds = load_from_disk(path)
+    if isinstance(ds, DatasetDict):
+        split = split or default_split
+        if split not in ds:
+            raise ValueError(f"{path} has splits {sorted(ds)}, not {split!r} (use PATH:SPLIT)")
+        ds = ds[split]
+    if "audio" not in ds.column_names:
+        raise ValueError(f"dataset {path} has no 'audio' column (columns: {ds.column_names})")
+    if isinstance(ds.features["audio"], Audio) and ds.features["audio"].decode:
+        ds = ds.cast_column("audio", Audio(decode=False))
+    text_col = next((c for c in _TEXT_COLUMNS if c in ds.column_names), None)
+    if text_col is None:
+        raise ValueError(f"dataset {path} has no transcript column (one of {_TEXT_COLUMNS}); columns: {ds.column_names}")
+    if text_col != "text":
+        ds = ds.rename_column(text_col, "text")
+    if "language" not in ds.column_names:
+        if language is None:
+            raise ValueError(f"dataset {path} has no 'language' column: give its language as {path}@LANG")
+        ds = ds.add_column("language", [language] * len(ds))
+    elif language is not None:
+        raise ValueError(f"dataset {path} has a 'language' column; drop the @{language} suffix")
+    if "id" not in ds.column_names:
+        ds = ds.add_column("id", [f"{os.path.basename(path.rstrip('/'))}/{i}" for i in range(len(ds))])
+    if "duration" not in ds.column_names:
+        ds = ds.add_column("duration", [_duration_or_nan(a) for a in ds["audio"]])
+    return ds
+
+
+def _duration_or_nan(audio: Any) -> float:
+    try:
+        return audio_duration(audio)
+    except AudioDecodeError as err:
+        logger.warning("unreadable audio (will be dropped): %s", err)
+        return float("nan")
+
+
+@dataclass
+class SourceStats:
+    """What one training source contributed and what was dropped (reported at start-up)."""
+
+    name: str
+    rows: int = 0
+    kept: int = 0
+    weight: float = 1.0
+    dropped: dict[str, int] = field(default_factory=dict)
+    oov_characters: str = ""
+    seconds: float = 0.0
+
+    def line(self) -> str:
+        drops = ", ".join(f"{k} {v}" for k, v in sorted(self.dropped.items()) if v) or "none"
+        oov = f" (oov chars {self.oov_characters!r})" if self.oov_characters else ""
+        return (f"{self.name}: {self.kept}/{self.rows} utterances kept ({self.seconds / 3600:.2f} h), weight "
+                f"{self.weight:g}; dropped: {drops}{oov}")
+
+
+def filter_rows(ds: Dataset, vocabulary: Sequence[str], languages: Sequence[str]) -> tuple[list[int], dict, str]:
+    """Indices of `ds` rows usable for CTC training, drop counts by reason, and the OOV characters.
+
+    Reasons: empty_text, oov_characters, too_short_for_ctc (from :func:`modeling_mlpl.text.filter_transcripts`),
+    unreadable_audio (no duration), unknown_language (not an LID class of the model).
+    """
+    texts = [normalize_transcript(t) for t in ds["text"]]
+    rows = []
+    dropped = {"unreadable_audio": 0, "unknown_language": 0}
+    known = set(languages)
+    for i, (text, language, duration) in enumerate(zip(texts, ds["language"], ds["duration"])):
+        if duration is None or not np.isfinite(duration):
+            dropped["unreadable_audio"] += 1
+        elif language not in known:
+            dropped["unknown_language"] += 1
+        else:
+            rows.append({"i": i, "text": text, "duration": duration})
+    result = filter_transcripts(rows, vocabulary=vocabulary)
+    dropped.update(result.counts)
+    oov = "".join(c for c, _ in result.oov_characters.most_common(20))
+    return [r["i"] for r in result.kept], dropped, oov
+
+
+def expand_by_weight(indices: Sequence[int], weight: float, rng: np.random.Generator) -> list[int]:
+    """floor(weight) copies of every index plus a fixed random share (weight - floor) of them."""
+    whole, frac = int(np.floor(weight)), weight - np.floor(weight)
+    out = list(indices) * whole
+    if frac > 0 and len(indices):
+        pick = rng.choice(len(indices), size=int(round(frac * len(indices))), replace=False)
+        out += [indices[j] for j in sorted(pick)]
+    return out
+
+
+class TrainingSet(torch.utils.data.Dataset):
+    """All training sources behind one index; item = (index, crop) -> decoded example or None.
+
+    `durations` (what the length-bucketing sampler packs) are the full segment lengths;
+    `cropped_durations` are those seen while cropping is on (long aligned segments -> crop length).
+    """
+
+    def __init__(self, sources: list[Dataset], entries: list[tuple[int, int]], lang2id: dict[str, int],
+                 crop_seconds: float, seed: int, stats: list[SourceStats]):  # fmt: skip
+        self.sources = sources
+        self.entries = entries  # (source, row) per index
+        self.lang2id = lang2id
+        self.crop_seconds = crop_seconds
+        self.seed = seed
+        self.stats = stats
+        # Whole columns are read once: row access would decode every column of every row.
+        durations = [np.asarray(src["duration"], dtype=np.float64) for src in sources]
+        aligned = ["token_times" in src.column_names for src in sources]
+        self.durations = np.array([durations[s][r] for s, r in entries], dtype=np.float64)
+        croppable = np.array([aligned[s] for s, _ in entries], dtype=bool)
+        self.cropped_durations = np.where(croppable, np.minimum(self.durations, crop_seconds), self.durations)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def texts(self) -> list[str]:
+        columns = [src["text"] for src in self.sources]
+        return [normalize_transcript(columns[s][r]) for s, r in self.entries]
+
+    def __getitem__(self, item: tuple[int, bool, tuple[int, ...]]) -> dict | None:
+        """`item` = (index, crop?, rng key); None when the audio cannot be decoded (counted by the collator)."""
+        index, crop, key = item
+        source, row_index = self.entries[index]
+        row = self.sources[source][row_index]
+        text = normalize_transcript(row["text"])
+        offset = float(row.get("offset") or 0.0)
+        duration = float(row["duration"])
+        read_duration = duration if "offset" in row else None
+        if crop:
+            window = random_crop(text, row.get("token_times"), duration, self.crop_seconds, np.random.default_rng(key))
+            if window is not None:
+                offset, read_duration, text = offset + window.start_s, window.duration_s, window.text
+        try:
+            audio = load_audio(row["audio"], SAMPLING_RATE, offset_s=offset, duration_s=read_duration)
+        except AudioDecodeError as err:
+            logger.warning("skipping unreadable audio %s: %s", row["id"], err)
+            return None
+        if audio.size == 0:
+            logger.warning("skipping empty audio %s", row["id"])
+            return None
+        return {"id": row["id"], "audio": audio, "text": text, "language_id": self.lang2id[row["language"]]}
+
+
+class TaggedBatchSampler:
+    """Wraps a batch sampler so each index carries the crop flag and a per-item RNG key.
+
+    The key depends only on (seed, epoch, batch number, position): a resumed run crops exactly as
+    the uninterrupted one, whatever RNG state other code left behind.
+    """
+
+    def __init__(self, batch_sampler, crop: bool, seed: int, epoch: int, first_batch: int):
+        self.batch_sampler, self.crop, self.seed, self.epoch, self.first_batch = batch_sampler, crop, seed, epoch, first_batch
+
+    def __iter__(self):
+        for n, batch in enumerate(self.batch_sampler, start=self.first_batch):
+            yield [(i, self.crop, (self.seed, self.epoch, n, pos)) for pos, i in enumerate(batch)]
+
+    def __len__(self) -> int:
+        return len(self.batch_sampler)
+
+
+class SpeechCollator:
+    """Examples -> model inputs. Unreadable examples (None) are dropped and counted in `n_skipped`."""
+
+    def __init__(self, processor):
+        self.processor = processor
+
+    def __call__(self, examples: list[dict | None]) -> dict:
+        good = [e for e in examples if e is not None]
+        batch: dict[str, Any] = {"n_skipped": len(examples) - len(good), "ids": [e["id"] for e in good]}
+        if not good:
+            return batch
+        features = self.processor.feature_extractor([e["audio"] for e in good], sampling_rate=SAMPLING_RATE, return_tensors="pt")
+        labels = self.processor.encode_labels([e["text"] for e in good])  # (B, L), -100 padded
+        if labels.shape[1] == 0:  # every crop was silence: keep a (B, 1) all-ignored label tensor
+            labels = torch.full((len(good), 1), -100, dtype=torch.long)
+        lengths = torch.tensor([e["audio"].size for e in good], dtype=torch.float64) / SAMPLING_RATE
+        batch.update(
+            input_features=features["input_features"],
+            attention_mask=features["attention_mask"],
+            labels=labels,
+            language_labels=torch.tensor([e["language_id"] for e in good], dtype=torch.long),
+            audio_seconds=float(lengths.sum()),
+            padded_seconds=float(lengths.max() * len(good)),
+        )
+        return batch
+
+
+def make_loader(dataset: TrainingSet, batch_sampler: TaggedBatchSampler, processor, num_workers: int):
+    """DataLoader over pre-made batches. Its own generator keeps it from drawing on the global torch RNG
+    (which would make a resumed run's dropout differ from an uninterrupted one)."""
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_sampler=batch_sampler,
+        collate_fn=SpeechCollator(processor),
+        num_workers=num_workers,
+        generator=torch.Generator().manual_seed(0),
+    )
+
+
+__all__ = [
+    "parse_dataset_spec",
+    "load_disk_dataset",
+    "filter_rows",
+    "expand_by_weight",
+    "SourceStats",
+    "TrainingSet",
+    "TaggedBatchSampler",
+    "SpeechCollator",
+    "make_loader",
+]

@@ -1,0 +1,449 @@
+"""The training loop (stages 1, 2 and 4 of the recipe) on Accelerate: one CPU, several processes, GPUs.
+
+Why a hand-written loop rather than `transformers.Trainer`: batches are planned by seconds of audio
+per process (the data helper's length-bucketing sampler, already split by rank), the crop warm-up
+and SpecAugment switch on and off by update number, and resume must continue from the exact batch
+of the epoch. Accelerate provides devices, DDP, mixed precision and `save_state`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DistributedDataParallelKwargs, set_seed
+from tqdm.auto import tqdm
+from transformers import get_scheduler
+
+from ..augment import spec_augment
+from ..configuration_mlpl import MLPLConfig
+from ..data.sampler import LengthBucketBatchSampler
+from ..feature_extraction_mlpl import MLPLFeatureExtractor
+from ..modeling_mlpl import MLPLForCTC
+from ..processing_mlpl import MLPLProcessor
+from ..tokenization_mlpl import MLPLTokenizer
+from .arguments import (
+    ConfigError,
+    DataArguments,
+    MLPLTrainingArguments,
+    ModelArguments,
+    arguments_to_dict,
+    validate_arguments,
+)
+from .checkpointing import TrainerState, checkpoint_dir, latest_checkpoint, rotate_checkpoints
+from .data import SourceStats, TaggedBatchSampler, TrainingSet, expand_by_weight, filter_rows, load_disk_dataset, make_loader
+from .evaluation import DevSet, evaluate_model
+from .tracking import MetricsLog
+
+logger = logging.getLogger(__name__)
+
+BEST_DIR = "best_model"
+
+
+@dataclass
+class TrainResult:
+    output_dir: str
+    step: int
+    best_metric: float | None
+    best_step: int | None
+    last_eval: dict | None
+    sources: list[SourceStats]
+    skipped_audio: int
+
+
+# ----------------------------------------------------------------------------------------------- set-up
+def configure_threads(num_threads: int | None, local_processes: int = 1) -> int:
+    """Set torch's intra-op threads. Default: this process's cores / processes on this machine, because
+    oversubscribed threads wait on each other (2 threads on a busy 2-core machine: ~15 % speed)."""
+    if num_threads is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        num_threads = max(1, cores // max(local_processes, 1))
+    torch.set_num_threads(num_threads)
+    return num_threads
+
+
+def load_sources(data_args: DataArguments, split_kind: str = "train") -> tuple[list, list[str]]:
+    """Datasets and display names of the training (`split_kind="train"`) or dev sources."""
+    from ..data.common_voice import load_common_voice
+
+    datasets, names = [], []
+    cv_split = data_args.cv_train_split if split_kind == "train" else data_args.cv_eval_split
+    if data_args.cv_root is not None and cv_split:
+        try:
+            ds = load_common_voice(data_args.cv_root, data_args.cv_languages, split=cv_split)
+        except (ValueError, FileNotFoundError) as err:
+            raise ConfigError(str(err)) from None
+        datasets.append(ds)
+        names.append(f"common_voice[{cv_split}]")
+    specs = data_args.train_datasets if split_kind == "train" else data_args.eval_datasets
+    for spec in specs or []:
+        try:
+            ds = load_disk_dataset(spec, default_split="train" if split_kind == "train" else "validation")
+        except (ValueError, FileNotFoundError) as err:
+            raise ConfigError(str(err)) from None
+        datasets.append(ds)
+        names.append(spec)
+    if split_kind == "train" and data_args.max_train_samples is not None:
+        datasets = [ds.select(range(min(len(ds), data_args.max_train_samples))) for ds in datasets]
+    return datasets, names
+
+
+def build_model_and_processor(model_args: ModelArguments, texts: list[str], data_languages: list[str],
+                              work_dir: str) -> tuple[MLPLForCTC, MLPLProcessor]:  # fmt: skip
+    """From a preset (tokenizer from the transcripts unless given; languages from the data unless
+    given) or from a checkpoint (its tokenizer, languages and LID head)."""
+    overrides = model_args.config_overrides()
+    if model_args.init_from is not None:
+        model = MLPLForCTC.from_pretrained(model_args.init_from, **overrides)
+        processor = MLPLProcessor.from_pretrained(model_args.init_from)
+        return model, processor
+    if model_args.tokenizer_dir is not None:
+        tokenizer = MLPLTokenizer.from_pretrained(model_args.tokenizer_dir)
+    else:
+        tokenizer = MLPLTokenizer.build_from_texts(texts, save_directory=os.path.join(work_dir, "tokenizer"))
+    languages = list(model_args.languages or sorted(set(data_languages)))
+    config = MLPLConfig.from_preset(model_args.preset, vocab_size=len(tokenizer), languages=languages, **overrides)
+    model = MLPLForCTC(config)
+    return model, MLPLProcessor(MLPLFeatureExtractor(), tokenizer)
+
+
+def build_training_set(datasets: list, names: list[str], tokenizer: MLPLTokenizer, languages: list[str],
+                       weights: list[float] | None, crop_seconds: float, seed: int) -> TrainingSet:  # fmt: skip
+    """Filter every source for this model, expand by weight, and report what was dropped."""
+    vocabulary = list(tokenizer.get_vocab())
+    weights = weights or [1.0] * len(datasets)
+    rng = np.random.default_rng([seed, 1])
+    entries, stats = [], []
+    for s, (ds, name, weight) in enumerate(zip(datasets, names, weights)):
+        kept, dropped, oov = filter_rows(ds, vocabulary, languages)
+        durations = np.asarray(ds["duration"], dtype=np.float64)
+        stat = SourceStats(name, rows=len(ds), kept=len(kept), weight=weight, dropped=dropped, oov_characters=oov,
+                           seconds=float(durations[kept].sum()) if kept else 0.0)  # fmt: skip
+        stats.append(stat)
+        logger.info("training data %s", stat.line())
+        entries += [(s, i) for i in expand_by_weight(kept, weight, rng)]
+    if not entries:
+        raise ConfigError("no usable training utterances left after filtering: " + "; ".join(s.line() for s in stats))
+    return TrainingSet(datasets, entries, {lang: i for i, lang in enumerate(languages)}, crop_seconds, seed, stats)
+
+
+def build_optimizer(model: torch.nn.Module, args: MLPLTrainingArguments) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if args.optimizer == "adagrad":
+        return torch.optim.Adagrad(params, lr=args.learning_rate, weight_decay=args.weight_decay)
+    return torch.optim.AdamW(params, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
+                             eps=args.adam_epsilon, weight_decay=args.weight_decay)  # fmt: skip
+
+
+def _prepare_output_dir(args: MLPLTrainingArguments, is_main: bool) -> None:
+    if is_main and args.overwrite_output_dir and not (args.resume or args.resume_from_checkpoint) and os.path.isdir(args.output_dir):
+        shutil.rmtree(args.output_dir)
+    os.makedirs(args.output_dir, exist_ok=True)
+
+
+# -------------------------------------------------------------------------------------------- training
+def train(model_args: ModelArguments, data_args: DataArguments, args: MLPLTrainingArguments,
+          step_callback: Callable[[TrainerState], None] | None = None) -> TrainResult:  # fmt: skip
+    """Train, evaluate, checkpoint and export to `args.output_dir` (see the module docstring).
+
+    `step_callback(state)` runs after every update (tests use it to interrupt a run).
+    """
+    validate_arguments(model_args, data_args, args)
+    accelerator = Accelerator(
+        # Accelerate only sets up CPU data parallelism (gloo) when told it runs on CPU.
+        cpu=args.use_cpu or not torch.cuda.is_available(),
+        mixed_precision=args.mixed_precision,
+        # Layerdrop skips whole layers, whose parameters then get no gradient on that rank.
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+    )
+    is_main = accelerator.is_main_process
+    threads = configure_threads(args.num_threads, accelerator.state.num_processes if accelerator.device.type == "cpu" else 1)
+    logger.info("process %d/%d on %s, %d torch threads, mixed precision %s", accelerator.process_index,
+                accelerator.num_processes, accelerator.device, threads, args.mixed_precision)  # fmt: skip
+    if is_main:
+        _prepare_output_dir(args, is_main)
+    accelerator.wait_for_everyone()
+    set_seed(args.seed)
+
+    # -- data and model
+    train_sources, train_names = load_sources(data_args, "train")
+    data_languages = sorted({lang for ds in train_sources for lang in set(ds["language"])})
+    work_dir = tempfile.mkdtemp(prefix="mlpl-train-")
+    texts = [t for ds in train_sources for t in ds["text"]]
+    model, processor = build_model_and_processor(model_args, texts, data_languages, work_dir)
+    languages = model.config.languages
+    unknown = sorted(set(data_languages) - set(languages))
+    if unknown:
+        raise ConfigError(f"training data has language(s) {unknown} that the model does not know; it knows {languages}")
+    train_set = build_training_set(train_sources, train_names, processor.tokenizer, languages, data_args.train_weights,
+                                   args.crop_seconds, args.seed)  # fmt: skip
+    dev_sources, _ = load_sources(data_args, "eval")
+    dev = DevSet(dev_sources, data_args.max_eval_samples_per_language) if dev_sources else None
+    if dev is not None and len(dev) == 0:
+        dev = None
+
+    optimizer = build_optimizer(model, args)
+    scheduler = get_scheduler(args.lr_scheduler_type, optimizer, num_warmup_steps=args.warmup_steps,
+                              num_training_steps=args.max_steps)  # fmt: skip
+    model, optimizer = accelerator.prepare(model, optimizer)
+    # Not prepared: Accelerate would step it once per process per update.
+    accelerator.register_for_checkpointing(scheduler)
+
+    def make_sampler(cropped: bool) -> LengthBucketBatchSampler:
+        return LengthBucketBatchSampler(
+            train_set.cropped_durations if cropped else train_set.durations,
+            args.max_batch_seconds,
+            num_replicas=accelerator.num_processes,
+            rank=accelerator.process_index,
+            seed=args.seed,
+            shuffle=True,
+            max_batch_size=args.max_batch_size,
+        )
+
+    samplers = {False: make_sampler(False)}
+    if args.crop_steps > 0:
+        samplers[True] = make_sampler(True)
+
+    # -- resume
+    state = TrainerState(epoch_cropped=args.crop_steps > 0)
+    resume_dir = args.resume_from_checkpoint or (latest_checkpoint(args.output_dir) if args.resume else None)
+    if args.resume and resume_dir is None:
+        logger.warning("--resume: no checkpoint in %s yet, starting from scratch", args.output_dir)
+    if resume_dir is not None:
+        accelerator.load_state(resume_dir)
+        state = TrainerState.load(resume_dir)
+        logger.info("resumed from %s at update %d (epoch %d, batch %d)", resume_dir, state.step, state.epoch,
+                    state.batches_consumed)  # fmt: skip
+
+    log = MetricsLog(args.output_dir, enabled=is_main, tensorboard=args.tensorboard, truncate_after=state.step)
+    if is_main:
+        with open(os.path.join(args.output_dir, "training_args.json"), "w") as f:
+            json.dump(arguments_to_dict(model_args, data_args, args) | {"num_threads": threads,
+                      "num_processes": accelerator.num_processes}, f, indent=2)  # fmt: skip
+        for stat in train_set.stats:
+            log.text("data", stat.line())
+    ids_file = None
+    if args.log_batch_ids:
+        ids_file = open(os.path.join(args.output_dir, f"batch_ids.rank{accelerator.process_index}.jsonl"), "a")
+
+    # -- loop
+    model.train()
+    unwrapped = accelerator.unwrap_model(model)
+    params = [p for p in model.parameters() if p.requires_grad]
+    progress = tqdm(total=args.max_steps, initial=state.step, disable=not is_main, desc="training", unit="upd")
+    window = _Window()
+    last_eval = None
+    micro = 0
+    start_step = state.step
+
+    def save_checkpoint() -> None:
+        directory = checkpoint_dir(args.output_dir, state.step)
+        accelerator.save_state(directory)
+        state.sampler_state = samplers[state.epoch_cropped].state_dict(state.batches_consumed)
+        if is_main:
+            state.save(directory)
+            rotate_checkpoints(args.output_dir, args.save_total_limit)
+        accelerator.wait_for_everyone()
+
+    def run_eval() -> dict | None:
+        nonlocal last_eval
+        if dev is None:
+            return None
+        result = None
+        if is_main:
+            result = evaluate_model(unwrapped, processor, dev, args.eval_max_batch_seconds or 2 * args.max_batch_seconds,
+                                    accelerator.device, accelerator.autocast)  # fmt: skip
+            log.eval(state.step, result)
+            if state.best_metric is None or result["mean_cer"] < state.best_metric:
+                state.best_metric, state.best_step = result["mean_cer"], state.step
+                best = os.path.join(args.output_dir, BEST_DIR)
+                unwrapped.save_pretrained(best)
+                processor.save_pretrained(best)
+            progress.set_postfix(dev_cer=f"{result['mean_cer']:.3f}")
+            last_eval = result
+        accelerator.wait_for_everyone()
+        return result
+
+    while state.step < args.max_steps:
+        cropped = state.epoch_cropped
+        sampler = samplers[cropped]
+        sampler.set_epoch(state.epoch)
+        if state.batches_consumed:
+            try:
+                sampler.load_state_dict({**(state.sampler_state or sampler.state_dict()), "epoch": state.epoch,
+                                         "batches_consumed": state.batches_consumed})  # fmt: skip
+            except ValueError as err:
+                raise ConfigError(f"cannot resume mid-epoch: {err} (did the training data or batch size change?)") from None
+        loader = make_loader(train_set, TaggedBatchSampler(sampler, cropped, args.seed, state.epoch, state.batches_consumed),
+                             processor, args.dataloader_num_workers)  # fmt: skip
+        end_epoch_early = False
+        for batch in loader:
+            state.batches_consumed += 1
+            micro += 1
+            if ids_file is not None:
+                ids_file.write(json.dumps({"step": state.step, "epoch": state.epoch, "ids": batch["ids"]}) + "\n")
+            loss_value = _train_micro_batch(model, batch, params, accelerator, args, state, micro, window)
+            del loss_value
+            if micro % args.gradient_accumulation_steps:
+                continue
+            grad_norm = None
+            if args.max_grad_norm > 0:
+                grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm))
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            state.step += 1
+            progress.update(1)
+            window.grad_norm = grad_norm
+            if state.step % args.logging_steps == 0 or state.step == args.max_steps:
+                record = window.flush(accelerator, scheduler.get_last_lr()[0], state)
+                log.train(state.step, record)
+                progress.set_postfix(loss=f"{record['loss']:.3f}", audio_s_per_s=f"{record['audio_seconds_per_second']:.0f}")
+            if (args.eval_steps and state.step % args.eval_steps == 0) or state.step == args.max_steps:
+                run_eval()
+            if cropped and state.step >= args.crop_steps:
+                # Crop warm-up over: the rest of this epoch was planned for cropped lengths, start a new one.
+                end_epoch_early = True
+            if state.step % args.save_steps == 0 or state.step == args.max_steps or end_epoch_early:
+                if end_epoch_early:
+                    state.epoch, state.batches_consumed, state.epoch_cropped = state.epoch + 1, 0, False
+                save_checkpoint()
+            if step_callback is not None:
+                step_callback(state)
+            if state.step >= args.max_steps or end_epoch_early:
+                break
+        else:
+            state.epoch += 1
+            state.batches_consumed = 0
+            state.epoch_cropped = args.crop_steps > 0 and state.step < args.crop_steps
+            continue
+    progress.close()
+    if ids_file is not None:
+        ids_file.close()
+
+    # -- export
+    accelerator.wait_for_everyone()
+    if is_main:
+        best = os.path.join(args.output_dir, BEST_DIR)
+        if args.load_best_model_at_end and state.best_step is not None and os.path.isdir(best):
+            logger.info("exporting the best checkpoint (update %d, mean dev CER %.4f)", state.best_step, state.best_metric)
+            exported = MLPLForCTC.from_pretrained(best)
+        else:
+            exported = unwrapped
+        exported.save_pretrained(args.output_dir)
+        processor.save_pretrained(args.output_dir)
+        summary = {
+            "step": state.step,
+            "updates_this_run": state.step - start_step,
+            "best_metric_mean_dev_cer": state.best_metric,
+            "best_step": state.best_step,
+            "skipped_unreadable_audio": state.skipped_audio,
+            "audio_hours_seen": state.audio_seconds / 3600,
+            "data": [s.__dict__ for s in train_set.stats],
+            "last_eval": {k: v for k, v in (last_eval or {}).items() if k != "predictions"},
+        }
+        with open(os.path.join(args.output_dir, "train_results.json"), "w") as f:
+            json.dump(summary, f, indent=2)
+    log.close()
+    accelerator.wait_for_everyone()
+    shutil.rmtree(work_dir, ignore_errors=True)
+    return TrainResult(args.output_dir, state.step, state.best_metric, state.best_step, last_eval, train_set.stats,
+                       state.skipped_audio)  # fmt: skip
+
+
+def _train_micro_batch(model, batch: dict, params, accelerator: Accelerator, args: MLPLTrainingArguments,
+                       state: TrainerState, micro: int, window: "_Window") -> float:  # fmt: skip
+    """Forward + backward of one batch (loss scaled for accumulation); returns the unscaled loss."""
+    state.skipped_audio += batch["n_skipped"]
+    window.skipped += batch["n_skipped"]
+    sync = micro % args.gradient_accumulation_steps == 0
+    context = accelerator.no_sync(model) if not sync else _nullcontext()
+    with context:
+        if "input_features" not in batch:
+            # Every example unreadable: a zero loss touching all parameters keeps DDP's all-reduce in step.
+            loss = sum(p.sum() for p in params) * 0.0
+            accelerator.backward(loss)
+            return 0.0
+        device = accelerator.device
+        features = batch["input_features"].to(device)
+        mask = batch["attention_mask"].to(device)
+        if 0 <= args.specaugment_start_step <= state.step:
+            generator = torch.Generator().manual_seed(hash((args.seed, state.epoch, state.batches_consumed, accelerator.process_index)) % 2**63)
+            features = spec_augment(features, mask.sum(-1), args.num_freq_masks, args.freq_mask_width, args.num_time_masks,
+                                    args.time_mask_width, args.time_mask_max_ratio, generator)  # fmt: skip
+        out = model(input_features=features, attention_mask=mask, labels=batch["labels"].to(device),
+                    language_labels=batch["language_labels"].to(device))  # fmt: skip
+        accelerator.backward(out.loss / args.gradient_accumulation_steps)
+    window.add(out, batch)
+    state.audio_seconds += batch["audio_seconds"]
+    return float(out.loss.detach())
+
+
+class _nullcontext:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+class _Window:
+    """Running sums between two log lines (per process; summed over processes when flushed)."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self) -> None:
+        self.loss = self.ctc = self.lid = 0.0
+        self.batches = 0
+        self.audio = self.padded = 0.0
+        self.skipped = 0
+        self.utterances = 0
+        self.grad_norm = None
+        self.started = time.perf_counter()
+
+    def add(self, out, batch: dict) -> None:
+        self.loss += float(out.loss.detach())
+        self.ctc += float(out.ctc_loss.detach()) if out.ctc_loss is not None else 0.0
+        self.lid += float(out.lid_loss.detach()) if out.lid_loss is not None else 0.0
+        self.batches += 1
+        self.audio += batch["audio_seconds"]
+        self.padded += batch["padded_seconds"]
+        self.utterances += len(batch["ids"])
+
+    def flush(self, accelerator: Accelerator, lr: float, state: TrainerState) -> dict:
+        sums = torch.tensor([self.loss, self.ctc, self.lid, self.batches, self.audio, self.padded, self.skipped,
+                             self.utterances], dtype=torch.float64)  # fmt: skip
+        if accelerator.num_processes > 1:
+            sums = accelerator.reduce(sums.to(accelerator.device), "sum").cpu()
+        loss, ctc, lid, batches, audio, padded, skipped, utts = sums.tolist()
+        elapsed = time.perf_counter() - self.started
+        record = {
+            "loss": loss / max(batches, 1),
+            "ctc_loss": ctc / max(batches, 1),
+            "lid_loss": lid / max(batches, 1),
+            "learning_rate": lr,
+            "grad_norm": self.grad_norm,
+            "epoch": state.epoch,
+            "cropping": state.epoch_cropped,
+            "audio_seconds_per_second": audio / elapsed if elapsed > 0 else 0.0,
+            "padding_fraction": 1.0 - audio / padded if padded else 0.0,
+            "utterances": int(utts),
+            "skipped_audio": int(skipped),
+        }
+        self.reset()
+        return record
+
+
+__all__ = ["train", "TrainResult", "configure_threads", "build_model_and_processor", "build_training_set",
+           "build_optimizer", "load_sources", "BEST_DIR"]  # fmt: skip

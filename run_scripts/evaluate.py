@@ -1,0 +1,81 @@
+#!/usr/bin/env python
+"""Evaluate a saved model on test sets: per-language CER/WER, greedy and LM decoding side by side.
+
+Writes OUT/predictions.jsonl (one line per utterance: reference, greedy and LM output; a rerun
+resumes after the ids already there), OUT/metrics.json and OUT/metrics.md. The LM comes from
+--lm-dir (a processor directory with language_model/, see build_lm.py) or the model directory.
+--report-only recomputes the tables from an existing predictions.jsonl.
+
+Data specs (repeatable --data): cv:DIR (Common Voice layout), vp:DIR (VoxPopuli transcribed_data),
+librispeech:DIR (test-clean and test-other, or librispeech:DIR@test-other), folder:DIR (audio +
+.txt sidecars, one --languages code), disk:PATH[:SPLIT][@LANG] (a save_to_disk dataset).
+
+Examples:
+  python run_scripts/evaluate.py --model exp/stage4 --data cv:data/cv --languages pt nl pl --out exp/eval
+  python run_scripts/evaluate.py --model exp/stage4 --data librispeech:data/LibriSpeech --out exp/eval_ls \
+      --lm-dir exp/lm_processor --beam-width 64
+  python run_scripts/evaluate.py --model exp/stage2 --data cv:data/cv --split dev --save-logits exp/dev.npz \
+      --out exp/eval_dev --no-lm      # then: tune_lm.py --logits exp/dev.npz
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+logger = logging.getLogger("evaluate")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", help="saved model + processor directory")
+    p.add_argument("--data", action="append", default=[], metavar="KIND:PATH", help="test set spec (repeatable)")
+    p.add_argument("--split", default="test", help="split name (default test)")
+    p.add_argument("--languages", nargs="+", help="only these languages (Common Voice codes)")
+    p.add_argument("--max-per-language", type=int, help="cap utterances per language (quick checks)")
+    p.add_argument("--out", required=True, help="output directory")
+    lm = p.add_mutually_exclusive_group()
+    lm.add_argument("--lm-dir", help="processor directory holding language_model/ (default: --model's)")
+    lm.add_argument("--no-lm", action="store_true", help="greedy decoding only")
+    p.add_argument("--beam-width", type=int, help="beam width (default: the saved decoder's)")
+    p.add_argument("--num-workers", type=int, default=0, help="processes for LM beam search (0 = serial)")
+    p.add_argument("--window-s", type=float, default=10.0, help="decode long audio in windows of this size (0 = off)")
+    p.add_argument("--overlap-s", type=float, default=2.0, help="context on each side of a window")
+    p.add_argument("--max-batch-seconds", type=float, default=60.0, help="padded audio per forward batch")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--save-logits", help="also store log-probs + references here (.npz) for tune_lm.py")
+    p.add_argument("--report-only", action="store_true", help="recompute metrics from OUT/predictions.jsonl")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("pyctcdecode").setLevel(logging.ERROR)
+    args = parse_args(argv)
+    from modeling_mlpl.evaluation import PREDICTIONS_NAME, evaluate_model, load_eval_sets, report_from_predictions
+
+    try:
+        if args.report_only:
+            summary = report_from_predictions(Path(args.out) / PREDICTIONS_NAME, args.out)
+        else:
+            if not args.model or not args.data:
+                raise ValueError("--model and at least one --data are required (or --report-only)")
+            sets = load_eval_sets(args.data, args.split, args.languages, args.max_per_language)
+            summary = evaluate_model(
+                args.model, sets, args.out, lm_dir=args.lm_dir, use_lm=False if args.no_lm else None,
+                beam_width=args.beam_width, num_workers=args.num_workers, device=args.device,
+                save_logits_to=args.save_logits, window_s=args.window_s or None, overlap_s=args.overlap_s,
+                max_batch_seconds=args.max_batch_seconds,
+            )  # fmt: skip
+    except (ValueError, FileNotFoundError) as err:
+        print(f"evaluate.py: error: {err}", file=sys.stderr)
+        return 2
+    print(summary["markdown"])
+    logger.info("wrote %s/{predictions.jsonl, metrics.json, metrics.md}", args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,249 @@
+#!/usr/bin/env python
+"""Pseudo-label unlabelled audio (stage 3 of the recipe), on one or many processes, resumably.
+
+Examples:
+  # one language, paper style (greedy CTC), 4 GPUs:
+  accelerate launch --num_processes 4 run_scripts/pseudo_label.py \\
+      --model exp/finetune-de --data voxpopuli:/data/voxpopuli --language de --output_dir exp/pl-de --merge
+  # continue after a crash or pre-emption (ids already written are skipped):
+  accelerate launch ... run_scripts/pseudo_label.py ... --resume
+  # unknown languages: the LID head picks, each recording goes to its language's fine-tuned model:
+  python run_scripts/pseudo_label.py --model exp/stage1 --data folder:/audio --language auto \\
+      --models_per_language "exp/finetune-{lang}" --output_dir exp/pl-auto
+  # re-filter the same raw labels without relabelling:
+  python run_scripts/pseudo_label.py --merge_only --output_dir exp/pl-de --top_percent 75
+
+Data (--data KIND:PATH): voxpopuli:ROOT (unlabelled_data/<lang>/...), cv:ROOT (Common Voice layout;
+its text is ignored), disk:DIR (a datasets dataset saved with save_to_disk, columns id, audio
+[, duration, offset, language]), folder:DIR (every audio file below DIR), hub:NAME (datasets.load_dataset).
+
+Output: OUTPUT_DIR/pl-rankNNNNN.jsonl per process (one JSON line per recording, flushed per batch),
+failures-rankNNNNN.jsonl (unreadable audio), and with --merge/--merge_only OUTPUT_DIR/merged/
+{dataset/, stats.json, stats.md, confidence_hist.png}.
+
+Exit codes: 0 done; 2 usage or input error; 3 done, but more than --max_failure_fraction of the
+recordings could not be read; 130 interrupted (rerun with --resume); 1 unexpected error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without install
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_FAILURES, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+DATA_KINDS = ("voxpopuli", "cv", "disk", "folder", "hub")
+
+logger = logging.getLogger("pseudo_label")
+
+
+class UserError(Exception):
+    """A problem with the command line or the inputs: reported in one line, exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_argument_group("what to label")
+    g.add_argument("--model", help="model folder or Hub id (a fine-tuned MLPLForCTC with its processor)")
+    g.add_argument("--data", help="KIND:PATH, KIND one of " + ", ".join(DATA_KINDS))
+    g.add_argument("--split", default="train", help="split for cv:, disk: (DatasetDict) and hub: (default: train)")
+    g.add_argument("--data_languages", default=None,
+                   help="comma-separated languages to load from voxpopuli:/cv: (default: --language, or all)")
+    g.add_argument("--streaming", action="store_true", help="read rows lazily (sorting then uses --sort_buffer)")
+    g.add_argument("--limit", type=int, default=None, help="label only the first N rows (trial runs)")
+    g.add_argument("--language", default=None,
+                   help="language code of the audio, 'auto' (the LID head decides per recording) or unset "
+                        "(use the dataset's language column)")  # fmt: skip
+    g.add_argument("--models_per_language", default=None,
+                   help="path template with {lang}, e.g. 'exp/finetune-{lang}': after LID with --model, each "
+                        "recording is decoded by its language's model where that folder exists")  # fmt: skip
+    g.add_argument("--output_dir", required=True, help="where the shards (and merged/) go")
+    g.add_argument("--resume", action="store_true", help="continue a run: skip ids already in the shards")
+
+    g = p.add_argument_group("decoding")
+    g.add_argument("--lm_dir", default=None,
+                   help="processor folder with language_model/ (run_scripts/build_lm.py): LM beam search "
+                        "instead of greedy CTC (the paper uses greedy)")  # fmt: skip
+    g.add_argument("--beam_width", type=int, default=None, help="LM beam width (default: the LM's config)")
+    g.add_argument("--window_s", type=float, default=10.0,
+                   help="decode long audio in windows of at most this many seconds (0: whole recordings)")
+    g.add_argument("--overlap_s", type=float, default=2.0, help="context each window adds on each side")
+    g.add_argument("--max_batch_seconds", type=float, default=60.0,
+                   help="audio seconds per forward batch (windows, padding included)")
+    g.add_argument("--lid_top_k", type=int, default=3, help="LID top-k languages recorded per recording")
+    g.add_argument("--sort_buffer", type=int, default=None,
+                   help="rows sorted by length together (default: the whole shard; 5000 when streaming)")
+    g.add_argument("--io_threads", type=int, default=4, help="threads decoding audio ahead of the model")
+    g.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32", help="autocast dtype (GPU)")
+    g.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
+    g.add_argument("--no_fsync", action="store_true", help="flush but do not fsync per batch (faster, less safe)")
+    g.add_argument("--num_shards", type=int, default=None,
+                   help="split the work into N independent jobs (e.g. a SLURM array) instead of using accelerate")
+    g.add_argument("--shard_index", type=int, default=None, help="this job's index in 0..num_shards-1")
+    g.add_argument("--max_failure_fraction", type=float, default=0.5,
+                   help="exit with code 3 when more than this fraction of recordings was unreadable")
+
+    g = p.add_argument_group("merge and filters (applied at merge time; the raw shards are kept)")
+    g.add_argument("--merge", action="store_true", help="merge all shards into a dataset when labeling ends")
+    g.add_argument("--merge_only", action="store_true", help="only merge existing shards of --output_dir")
+    g.add_argument("--merged_dir", default=None, help="merge output (default: OUTPUT_DIR/merged)")
+    g.add_argument("--min_confidence", type=float, default=None, help="drop labels below this confidence")
+    g.add_argument("--top_percent", type=float, default=None, help="keep the most confident P%% per language")
+    g.add_argument("--min_chars", type=int, default=1, help="drop labels with fewer characters (0 keeps empty)")
+    g.add_argument("--min_duration_s", type=float, default=0.0, help="drop shorter recordings")
+    g.add_argument("--confidence_key", default="confidence", choices=["confidence", "path_score", "ctc_score"],
+                   help="score used by --min_confidence and --top_percent")
+    g.add_argument("--push_to_hub", default=None, help="repo id to push the merged dataset to")
+    p.add_argument("--log_level", default="info", choices=["debug", "info", "warning", "error"])
+    return p
+
+
+def load_rows(args):
+    """The input dataset (rows with id, audio[, duration, offset, language]) and its loader report."""
+    from datasets import Audio, DatasetDict, load_dataset, load_from_disk
+
+    from modeling_mlpl import data as mlpl_data
+
+    kind, sep, path = (args.data or "").partition(":")
+    if not sep or kind not in DATA_KINDS or not path:
+        raise UserError(f"--data must be KIND:PATH with KIND in {', '.join(DATA_KINDS)}, got {args.data!r}")
+    if kind != "hub" and not os.path.exists(path):
+        raise UserError(f"--data path does not exist: {path}")
+    langs = args.data_languages.split(",") if args.data_languages else (
+        [args.language] if args.language and args.language != "auto" else None)  # fmt: skip
+    if kind == "voxpopuli":
+        ds = mlpl_data.load_voxpopuli_unlabelled(path, langs, streaming=args.streaming)
+    elif kind == "cv":
+        ds = mlpl_data.load_common_voice(path, langs, split=args.split, streaming=args.streaming)
+    elif kind == "folder":
+        ds = mlpl_data.load_audio_folder(path, language=langs[0] if langs and len(langs) == 1 else "",
+                                         streaming=args.streaming)  # fmt: skip
+    elif kind == "disk":
+        ds = load_from_disk(path)
+        if isinstance(ds, DatasetDict):
+            if args.split not in ds:
+                raise UserError(f"{path} has splits {list(ds)}, not --split {args.split}")
+            ds = ds[args.split]
+    else:
+        ds = load_dataset(path, split=args.split, streaming=args.streaming)
+    features = getattr(ds, "features", None) or {}
+    if features and "audio" not in features:
+        raise UserError(f"the dataset has no `audio` column (columns: {list(features)})")
+    if isinstance(features.get("audio"), Audio) and features["audio"].decode:
+        ds = ds.cast_column("audio", Audio(decode=False))  # decoding is ours (soundfile), not torchcodec's
+    if args.limit is not None:
+        ds = ds.take(args.limit) if args.streaming else ds.select(range(min(args.limit, len(ds))))
+    return ds, mlpl_data.get_load_report(ds)
+
+
+def run_merge(args) -> dict:
+    from modeling_mlpl.pseudo_labeling import MergeFilters, merge_with_stats
+
+    filters = MergeFilters(min_confidence=args.min_confidence, top_percent=args.top_percent,
+                           min_chars=args.min_chars, min_duration_s=args.min_duration_s,
+                           confidence_key=args.confidence_key)  # fmt: skip
+    merged_dir = Path(args.merged_dir or Path(args.output_dir) / "merged")
+    dataset, stats = merge_with_stats(args.output_dir, merged_dir, filters)
+    if args.push_to_hub:
+        dataset.push_to_hub(args.push_to_hub)
+    logger.info("merged: %d of %d labels kept (%.2f of %.2f h); %d failures; report %s",
+                stats["kept"], stats["records"], stats["hours_kept"], stats["hours_in"], stats["failures"],
+                merged_dir / "stats.md")  # fmt: skip
+    return stats
+
+
+def run_label(args) -> int:
+    import torch
+    from accelerate import PartialState
+
+    from modeling_mlpl.decoding import LMDecoder
+    from modeling_mlpl.pseudo_labeling import PseudoLabelConfig, PseudoLabeler, label_dataset
+    from modeling_mlpl.pseudo_labeling.merge import LOAD_REPORT
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if (args.num_shards is None) != (args.shard_index is None):
+        raise UserError("--num_shards and --shard_index go together")
+    if args.num_shards is not None:
+        if not 0 <= args.shard_index < args.num_shards:
+            raise UserError(f"--shard_index must be in 0..{args.num_shards - 1}")
+        rank, world, device, is_main = args.shard_index, args.num_shards, None, args.shard_index == 0
+        state = None
+    else:
+        state = PartialState(cpu=not torch.cuda.is_available())  # else CPU-only torchrun runs are not distributed
+        rank, world, device, is_main = state.process_index, state.num_processes, state.device, state.is_main_process
+    if not is_main:
+        logging.getLogger().setLevel(logging.WARNING)
+    if not args.model:
+        raise UserError("--model is required (or use --merge_only)")
+    if not (os.path.isdir(args.model) or "/" in args.model):
+        raise UserError(f"--model {args.model}: no such folder")
+
+    out = Path(args.output_dir)
+    # Every process checks before the barrier, and nobody writes before it: no process can mistake
+    # another's fresh shard for an earlier run. (Independent --num_shards jobs only check their own.)
+    if not args.resume and state is not None and any(p.stat().st_size for p in out.glob("*-rank*.jsonl")):
+        raise UserError(f"{out} already holds pseudo-label shards: add --resume to continue that run, "
+                        "or choose a new --output_dir")  # fmt: skip
+    if state is not None:
+        state.wait_for_everyone()
+    rows, report = load_rows(args)
+    if report is not None and is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / LOAD_REPORT).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    sort_buffer = args.sort_buffer or (5000 if args.streaming else None)
+    config = PseudoLabelConfig(
+        language=args.language, window_s=args.window_s or None, overlap_s=args.overlap_s,
+        max_batch_seconds=args.max_batch_seconds, lid_top_k=args.lid_top_k,
+        models_per_language=args.models_per_language, beam_width=args.beam_width, sort_buffer=sort_buffer,
+        io_threads=args.io_threads, autocast_dtype=None if args.dtype == "fp32" else args.dtype,
+        fsync=not args.no_fsync,
+    )  # fmt: skip
+    lm = LMDecoder.from_pretrained(args.lm_dir) if args.lm_dir else None
+    try:
+        labeler = PseudoLabeler.from_pretrained(args.model, config, lm_decoder=lm, device=device)
+    except OSError as err:
+        raise UserError(f"cannot load model {args.model}: {str(err).splitlines()[0]}") from err
+    stats = label_dataset(rows, args.output_dir, labeler, rank=rank, world_size=world, resume=args.resume,
+                          progress=is_main)  # fmt: skip
+    pad = labeler.padding_stats
+    logger.info("rank %d: labelled %d (%.1f s audio, %.1f s/s), %d failures, %d already done, padding %.1f%%",
+                rank, stats.labelled, stats.audio_seconds, stats.audio_seconds / max(stats.elapsed_s, 1e-9),
+                stats.failed, stats.skipped_done, 100 * pad.padding_fraction)  # fmt: skip
+    if state is not None and (args.merge and world > 1):
+        state.wait_for_everyone()
+    if args.merge and is_main:
+        run_merge(args)
+    attempted = stats.labelled + stats.failed
+    if attempted and stats.failed / attempted > args.max_failure_fraction:
+        logger.error("%d of %d recordings could not be read (see failures-rank%05d.jsonl)", stats.failed,
+                     attempted, rank)  # fmt: skip
+        return EXIT_FAILURES
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        if args.merge_only:
+            run_merge(args)
+            return EXIT_OK
+        return run_label(args)
+    except (UserError, FileExistsError, FileNotFoundError, ValueError) as err:
+        # Input and usage problems: one line, no traceback (use --log_level debug for one).
+        logger.debug("details", exc_info=True)
+        print(f"pseudo_label.py: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("pseudo_label.py: interrupted; rerun with --resume to continue", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,237 @@
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from modeling_mlpl import MLPLForCTC, MLPLProcessor, MLPLTokenizer
+from modeling_mlpl.training import (
+    BEST_DIR,
+    ConfigError,
+    TrainerState,
+    list_checkpoints,
+    read_log,
+    train,
+    validate_arguments,
+)
+from modeling_mlpl.training.trainer import build_training_set, load_sources
+
+from helpers_training import tiny_training_args, tone_sentence, write_pl_dataset, write_tone_cv
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tone_corpus")
+    write_tone_cv(str(root / "cv"))
+    write_pl_dataset(str(root / "pl"))
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(corpus, tmp_path_factory):
+    """One short run shared by the tests that only read its outputs."""
+    out = str(tmp_path_factory.mktemp("run") / "out")
+    args = tiny_training_args(out, cv_root=str(corpus / "cv"), max_steps=40, eval_steps=20, save_steps=10,
+                              save_total_limit=2, load_best_model_at_end=True, max_batch_seconds=3.0)  # fmt: skip
+    result = train(*args)
+    return out, result
+
+
+def test_loss_goes_down_on_a_small_set(trained):
+    out, result = trained
+    losses = [r["loss"] for r in read_log(out) if r["type"] == "train"]
+    assert len(losses) == 8  # one record every 5 updates
+    assert losses[-1] < 0.7 * losses[0]
+    evals = [r for r in read_log(out) if r["type"] == "eval"]
+    assert [r["step"] for r in evals] == [20, 40]
+    assert result.best_metric == min(r["mean_cer"] for r in evals) < 1.0
+    assert set(evals[-1]["per_language"]) == {"en", "de", "pt", "all"}
+    assert all(0 <= e["lid_accuracy"] <= 1 for e in evals[-1]["per_language"].values())
+
+
+def test_run_exports_a_loadable_model_with_args_log_and_rotated_checkpoints(trained):
+    out, result = trained
+    model = MLPLForCTC.from_pretrained(out).eval()
+    processor = MLPLProcessor.from_pretrained(out)
+    assert model.config.languages == ["de", "en", "pt"]  # from the data, sorted
+    assert set(processor.tokenizer.get_vocab()) >= set("abcdefgh|")
+    audio, _ = tone_sentence("abc de")
+    inputs = processor(audio=audio, sampling_rate=16000)
+    assert isinstance(processor.batch_decode(model(**inputs).logits)[0], str)
+    # load_best_model_at_end: the exported weights are the best checkpoint's.
+    best = load_file(os.path.join(out, BEST_DIR, "model.safetensors"))
+    final = load_file(os.path.join(out, "model.safetensors"))
+    assert all(torch.equal(best[k], final[k]) for k in best)
+    assert json.load(open(os.path.join(out, "training_args.json")))["max_steps"] == 40
+    assert [os.path.basename(p) for p in list_checkpoints(out)] == ["checkpoint-30", "checkpoint-40"]
+    assert TrainerState.load(list_checkpoints(out)[-1]).step == 40
+
+
+class Interrupt(Exception):
+    pass
+
+
+def _ids_by_step(out: str) -> dict[int, list[str]]:
+    by_step = {}
+    with open(os.path.join(out, "batch_ids.rank0.jsonl")) as f:
+        for line in f:
+            record = json.loads(line)
+            by_step[record["step"]] = record["ids"]  # a resumed run rewrites the lost steps
+    return by_step
+
+
+def test_killed_run_resumes_with_the_same_data_order_and_weights(corpus, tmp_path):
+    # Dropout, layerdrop, crops and SpecAugment all draw random numbers: resume must restore them all.
+    common = dict(cv_root=str(corpus / "cv"), train_datasets=[str(corpus / "pl")], max_steps=9, save_steps=3,
+                  crop_steps=4, crop_seconds=1.0, specaugment_start_step=2, log_batch_ids=True, max_batch_seconds=4.0)  # fmt: skip
+    full = str(tmp_path / "full")
+    train(*tiny_training_args(full, **common))
+
+    killed = str(tmp_path / "killed")
+
+    def die_at_step_7(state):
+        if state.step == 7:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train(*tiny_training_args(killed, **common), step_callback=die_at_step_7)
+    assert TrainerState.load(list_checkpoints(killed)[-1]).step == 6
+    result = train(*tiny_training_args(killed, resume=True, **common))
+    assert result.step == 9
+
+    assert _ids_by_step(full) == _ids_by_step(killed)
+    a, b = load_file(os.path.join(full, "model.safetensors")), load_file(os.path.join(killed, "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # The log describes one run: no duplicated updates from before the kill.
+    steps = [r["step"] for r in read_log(killed) if r["type"] == "train"]
+    assert steps == sorted(set(steps))
+
+
+def test_cropping_keeps_the_characters_aligned_inside_the_crop(corpus):
+    rows = write_pl_dataset(str(corpus / "pl_crop"), n=1, words=10, seed=5)
+    m, d, t = tiny_training_args("unused", train_datasets=[str(corpus / "pl_crop")])
+    datasets, names = load_sources(d)
+    tokenizer = MLPLTokenizer.build_from_texts([rows[0]["text"]])
+    train_set = build_training_set(datasets, names, tokenizer, ["pt"], None, crop_seconds=1.0, seed=0)
+    assert train_set.cropped_durations[0] == 1.0 < train_set.durations[0]
+    example = train_set[(0, True, (0, 0, 0, 0))]
+    assert example["audio"].size == 16000
+    # Recover the crop start from the rng the dataset used and compare with the alignment.
+    start = float(np.random.default_rng((0, 0, 0, 0)).uniform(0.0, rows[0]["duration"] - 1.0))
+    chars = [c for c, time in zip(rows[0]["text"].replace(" ", "|"), rows[0]["token_times"]) if start <= time < start + 1.0]
+    assert example["text"] == "".join(chars).strip("|").replace("|", " ")
+    assert 3 <= len(example["text"]) < len(rows[0]["text"])
+    whole = train_set[(0, False, (0, 0, 0, 0))]
+    assert whole["text"] == rows[0]["text"] and whole["audio"].size > 16000
+
+
+def test_bad_rows_are_dropped_or_skipped_and_counted(corpus, tmp_path):
+    write_pl_dataset(str(tmp_path / "bad_pl"), language="en", n=3, words=3, seed=7, corrupt=(1,))
+    tok_dir = str(tmp_path / "tok")
+    MLPLTokenizer.build_from_texts(["abcdef"], save_directory=tok_dir)  # no 'g', 'h': OOV for de/pt rows
+    out = str(tmp_path / "out")
+    result = train(*tiny_training_args(out, cv_root=str(corpus / "cv"), train_datasets=[str(tmp_path / "bad_pl")],
+                                       tokenizer_dir=tok_dir, max_steps=6, max_batch_seconds=30.0))  # fmt: skip
+    cv, pl = result.sources
+    assert cv.dropped["oov_characters"] > 0 and cv.kept + cv.dropped["oov_characters"] == cv.rows
+    assert set(cv.oov_characters) <= set("gh")
+    assert result.skipped_audio >= 1  # the corrupt recording, met at batch time, not a crash
+    summary = json.load(open(os.path.join(out, "train_results.json")))
+    assert summary["skipped_unreadable_audio"] == result.skipped_audio
+
+
+def test_fine_tuning_from_a_checkpoint_keeps_its_languages_and_lid_head(trained, corpus, tmp_path):
+    out, _ = trained
+    m, d, t = tiny_training_args(str(tmp_path / "ft"), cv_root=str(corpus / "cv"), cv_languages=["pt"], max_steps=2)
+    m.preset, m.init_from = None, out
+    train(m, d, t)
+    model = MLPLForCTC.from_pretrained(str(tmp_path / "ft"))
+    assert model.config.languages == ["de", "en", "pt"] and model.lid_head.out_features == 3
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(learning_rate=-1.0), "--learning_rate must be > 0"),
+        (dict(preset="huge"), "unknown preset 'huge'"),
+        (dict(cv_root="/does/not/exist"), "is not a directory"),
+        (dict(cv_languages=["xx"]), "unknown language 'xx'"),
+        (dict(train_weights=[1.0, 2.0]), "2 values for 1 training sources"),
+        (dict(optimizer="sgd"), "unknown --optimizer"),
+        (dict(layerdrop=1.5), "--layerdrop must be in [0, 1)"),
+        (dict(max_batch_seconds=0.0), "--max_batch_seconds must be > 0"),
+        (dict(num_threads=0), "--num_threads must be >= 1"),
+    ],
+)
+def test_bad_config_values_are_rejected_with_a_clear_message(corpus, tmp_path, overrides, message):
+    overrides = {"cv_root": str(corpus / "cv"), **overrides}
+    with pytest.raises(ConfigError) as err:
+        validate_arguments(*tiny_training_args(str(tmp_path / "o"), **overrides))
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_data_language_unknown_to_the_checkpoint_is_rejected(trained, corpus, tmp_path):
+    out, _ = trained
+    # A checkpoint trained on de/en/pt cannot take Russian data: one-line error, no training.
+    write_tone_cv(str(tmp_path / "cv_ru"), languages=("en",), n_train=2, n_dev=1)
+    os.rename(tmp_path / "cv_ru" / "en", tmp_path / "cv_ru" / "ru")
+    m, d, t = tiny_training_args(str(tmp_path / "o"), cv_root=str(tmp_path / "cv_ru"), max_steps=1)
+    m.preset, m.init_from = None, out
+    with pytest.raises(ConfigError, match=r"language\(s\) \['ru'\] that the model does not know"):
+        train(m, d, t)
+
+
+def test_cli_reads_a_config_file_and_reports_bad_values_in_one_line(corpus, tmp_path, capsys):
+    # In process (a subprocess spends ~10 s importing on busy cores); main() returns the exit code.
+    sys.path.insert(0, os.path.join(REPO, "run_scripts"))
+    from train import main, parse_args
+
+    config = tmp_path / "c.yaml"
+    config.write_text(f"preset: tiny\ncv_root: {corpus / 'cv'}\noutput_dir: {tmp_path / 'o'}\nmax_steps: 2\n"
+                      "cv_languages: [en, pt]\n")  # fmt: skip
+    model_args, data_args, training_args = parse_args([str(config), "--learning_rate", "0.5"])
+    assert (model_args.preset, data_args.cv_languages, training_args.max_steps) == ("tiny", ["en", "pt"], 2)
+    assert training_args.learning_rate == 0.5  # the command line overrides the file
+    assert main([str(config), "--max_steps", "-3"]) == 2
+    assert capsys.readouterr().err.strip() == "train.py: error: --max_steps must be > 0, got -3"
+    config.write_text("preset: tiny\nlearning_rte: 0.1\noutput_dir: x\n")
+    assert main([str(config)]) == 2
+    assert "unknown field(s) ['learning_rte']" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_two_cpu_processes_train_on_disjoint_data(corpus, tmp_path):
+    out = tmp_path / "ddp"
+    # torchrun sets RANK/WORLD_SIZE; Accelerate then uses gloo on CPU (as `accelerate launch --multi_gpu` would).
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           os.path.join(REPO, "run_scripts", "train.py"), "--preset", "tiny", "--cv_root", str(corpus / "cv"),
+           "--output_dir", str(out), "--max_steps", "4", "--max_batch_seconds", "4", "--optimizer", "adamw",
+           "--learning_rate", "1e-3", "--warmup_steps", "1", "--log_batch_ids", "true", "--num_threads", "1",
+           "--eval_steps", "0", "--save_steps", "2", "--tensorboard", "false"]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = []
+    for r in (0, 1):
+        with open(out / f"batch_ids.rank{r}.jsonl") as f:
+            ranks.append([json.loads(line) for line in f])
+    assert len(ranks[0]) == len(ranks[1]) == 4  # one batch per update on each rank
+    for a, b in zip(*ranks):
+        assert a["step"] == b["step"] and not set(a["ids"]) & set(b["ids"])
+    seen = [i for rank in ranks for rec in rank if rec["epoch"] == 0 for i in rec["ids"]]
+    assert len(seen) == len(set(seen))  # within an epoch no utterance is seen twice
+    assert MLPLForCTC.from_pretrained(str(out)).config.languages == ["de", "en", "pt"]
+
+
+def test_plot_training_writes_a_png_of_loss_and_dev_cer(trained, tmp_path):
+    sys.path.insert(0, os.path.join(REPO, "run_scripts"))
+    from plot_training import plot_runs
+
+    out = plot_runs([trained[0]], str(tmp_path / "curves.png"), per_language=True)
+    with open(out, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"

@@ -143,12 +143,12 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     short = [Path(p).stem for p, d in zip(paths, durations) if d <= 10.0]
-    # Spaces are ignored: the tokenizer's decode "cleans up" spaces before punctuation, the labeler keeps
+    # Spaces and <unk> are ignored: the tokenizer keeps "<unk>" and cleans up spaces; the labeler keeps
     # exactly the emitted characters (their times are the training targets).
     import jiwer
 
     def chars(text: str) -> str:
-        return "".join(text.split()) or "-"
+        return "".join(text.replace("<unk>", "").split()) or "-"
 
     same = jiwer.cer([chars(results["naive"]["texts"][i]) for i in short],
                      [chars(results["mlpl"]["texts"][i]) for i in short]) if short else float("nan")  # fmt: skip

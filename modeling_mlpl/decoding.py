@@ -363,7 +363,10 @@ class LMDecoder:
     def _decoder(self, language: str | None):
         """pyctcdecode decoder for a language (None = no LM), built on first use."""
         if language not in self._decoders:
-            from pyctcdecode import build_ctcdecoder
+            try:  # optional for users of the saved remote code who only decode greedily
+                from pyctcdecode import build_ctcdecoder
+            except ImportError as err:
+                raise ImportError("LM decoding needs pyctcdecode and kenlm: pip install pyctcdecode kenlm") from err
 
             if language is None:
                 self._decoders[None] = build_ctcdecoder(self._vocab.labels)

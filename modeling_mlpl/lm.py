@@ -113,7 +113,10 @@ def iter_dataset_column(
     With ``language_column``/``language`` only rows of that language are kept, so one
     multilingual text dataset gives one LM per language.
     """
-    import datasets
+    try:  # optional for users of the saved remote code (this module travels with decoding.py)
+        import datasets
+    except ImportError as err:
+        raise ImportError("reading LM text from a dataset needs the `datasets` package") from err
 
     loaded = datasets.load_from_disk(str(dataset_path))
     if isinstance(loaded, datasets.DatasetDict):

@@ -1,23 +1,46 @@
-"""MLPLProcessor: feature extractor + tokenizer, and CTC decoding of logits."""
+"""MLPLProcessor: feature extractor + tokenizer, and CTC decoding of logits (greedy or with an n-gram LM)."""
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import torch
 from transformers import ProcessorMixin
 
+try:  # the LM decoder needs pyctcdecode + kenlm; greedy decoding works without them
+    from .decoding import LMDecoder
+except ImportError:  # pragma: no cover - exercised only where pyctcdecode is missing
+    LMDecoder = None
+
 IGNORE_LABEL = -100
 
 
 class MLPLProcessor(ProcessorMixin):
-    r"""Bundles [`MLPLFeatureExtractor`] and [`MLPLTokenizer`].
+    r"""Bundles [`MLPLFeatureExtractor`] and [`MLPLTokenizer`], plus an optional n-gram LM decoder.
 
     `processor(audio=..., text=..., sampling_rate=16000)` gives model inputs (+ `labels` padded with -100);
-    `processor.batch_decode(logits)` greedy-decodes CTC logits (token ids are passed to the tokenizer).
+    `processor.batch_decode(logits)` CTC-decodes logits: with the LM beam search when the processor folder
+    has a `language_model/` (run_scripts/build_lm.py), else greedy. Token ids go to the tokenizer.
     """
 
     def __init__(self, feature_extractor, tokenizer):
         super().__init__(feature_extractor, tokenizer)
+        self.lm_decoder = None  # an LMDecoder, loaded by from_pretrained when the folder has one
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        processor = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        if LMDecoder is not None and os.path.isdir(pretrained_model_name_or_path):
+            if LMDecoder.has_lm(pretrained_model_name_or_path):
+                processor.lm_decoder = LMDecoder.from_pretrained(pretrained_model_name_or_path)
+        return processor
+
+    def save_pretrained(self, save_directory, **kwargs):
+        saved = super().save_pretrained(save_directory, **kwargs)
+        if self.lm_decoder is not None:
+            self.lm_decoder.save_pretrained(save_directory)
+        return saved
 
     def __call__(self, audio=None, text=None, sampling_rate: int | None = None, return_tensors: str = "pt", **kwargs):
         if audio is None and text is None:
@@ -46,11 +69,21 @@ class MLPLProcessor(ProcessorMixin):
         sequences = [row[: int(n)].tolist() for row, n in zip(best, output_lengths)]
         return self.tokenizer.batch_decode(sequences, group_tokens=True)
 
-    def batch_decode(self, logits_or_ids, output_lengths=None, **kwargs) -> list[str]:
-        """Float (B, T, V) logits are CTC-decoded; integer ids are passed to the tokenizer."""
-        if _is_float_array(logits_or_ids):
-            return self.greedy_decode(logits_or_ids, output_lengths)
-        return self.tokenizer.batch_decode(logits_or_ids, **kwargs)
+    def batch_decode(self, logits_or_ids, output_lengths=None, use_lm: bool | None = None, languages=None,
+                     beam_width: int | None = None, num_workers: int | None = None, **kwargs) -> list[str]:  # fmt: skip
+        """Float (B, T, V) logits are CTC-decoded; integer ids are passed to the tokenizer.
+
+        use_lm: None = the LM when this processor has one, True = require it, False = greedy.
+        languages: one code per utterance (or one for all): which language's LM to use.
+        """
+        if not _is_float_array(logits_or_ids):
+            return self.tokenizer.batch_decode(logits_or_ids, **kwargs)
+        if use_lm and self.lm_decoder is None:
+            raise ValueError("use_lm=True but this processor has no language_model/ (see run_scripts/build_lm.py)")
+        if self.lm_decoder is not None and use_lm is not False:
+            return self.lm_decoder.decode_batch(logits_or_ids, languages, lengths=output_lengths,
+                                                beam_width=beam_width, num_workers=num_workers)  # fmt: skip
+        return self.greedy_decode(logits_or_ids, output_lengths)
 
     def decode(self, logits_or_ids, **kwargs) -> str:
         if _is_float_array(logits_or_ids):

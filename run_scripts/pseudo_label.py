@@ -36,6 +36,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without install
 
+from modeling_mlpl.hub import HubError, add_hub_arguments, maybe_push_to_hub  # noqa: E402
+
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_FAILURES, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 DATA_KINDS = ("voxpopuli", "cv", "disk", "folder", "hub")
 
@@ -98,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--min_duration_s", type=float, default=0.0, help="drop shorter recordings")
     g.add_argument("--confidence_key", default="confidence", choices=["confidence", "path_score", "ctc_score"],
                    help="score used by --min_confidence and --top_percent")
-    g.add_argument("--push_to_hub", default=None, help="repo id to push the merged dataset to")
+    add_hub_arguments(p)  # --push_to_hub --hub_model_id ...: the merged dataset as a dataset repo
     p.add_argument("--log_level", default="info", choices=["debug", "info", "warning", "error"])
     return p
 
@@ -149,8 +151,9 @@ def run_merge(args) -> dict:
                            confidence_key=args.confidence_key)  # fmt: skip
     merged_dir = Path(args.merged_dir or Path(args.output_dir) / "merged")
     dataset, stats = merge_with_stats(args.output_dir, merged_dir, filters)
-    if args.push_to_hub:
-        dataset.push_to_hub(args.push_to_hub)
+    languages = sorted(stats["languages"])
+    # The whole PL folder: raw shards (re-filterable) + merged/ (dataset, stats, histogram).
+    maybe_push_to_hub(args.output_dir, args, kind="dataset", languages=languages, source_model=args.model)
     logger.info("merged: %d of %d labels kept (%.2f of %.2f h); %d failures; report %s",
                 stats["kept"], stats["records"], stats["hours_kept"], stats["hours_in"], stats["failures"],
                 merged_dir / "stats.md")  # fmt: skip
@@ -235,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
             run_merge(args)
             return EXIT_OK
         return run_label(args)
-    except (UserError, FileExistsError, FileNotFoundError, ValueError) as err:
+    except (UserError, HubError, FileExistsError, FileNotFoundError, ValueError) as err:
         # Input and usage problems: one line, no traceback (use --log_level debug for one).
         logger.debug("details", exc_info=True)
         print(f"pseudo_label.py: error: {err}", file=sys.stderr)

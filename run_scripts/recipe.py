@@ -36,11 +36,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads per step (default: the config's `threads`); steps never run in parallel")
     parser.add_argument("--force", action="store_true", help="re-run steps even if they are marked done")
+    parser.add_argument("--exp_dir", default=None, help="override the config's exp_dir")
+    parser.add_argument("--corpus_dir", default=None, help="override the config's corpus.dir (synthetic corpus)")
     parser.add_argument("--list", action="store_true", help="print the steps and exit")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s recipe: %(message)s", datefmt="%H:%M:%S")
     try:
         config = RecipeConfig.load(args.config)
+        if args.exp_dir:
+            config.exp_dir = args.exp_dir
+        if args.corpus_dir:
+            config.corpus["dir"] = args.corpus_dir
         seeds = [args.seed] if args.seed is not None else list(range(args.seeds))
         for seed in seeds:
             recipe = Recipe(config, seed=seed, threads=args.threads)

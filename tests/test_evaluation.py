@@ -115,4 +115,22 @@ def test_asr_pipeline_decodes_with_the_saved_lm(model_with_lm):
     with torch.no_grad():
         logits = model(**inputs).logits[0]
     assert out["text"] == decoder.decode(logits, "en", beam_width=8)
-    assert asr(audio)["text"] == processor.batch_decode(logits[None])[0]
+    assert asr(audio)["text"] == processor.batch_decode(logits[None], use_lm=False)[0]
+
+
+def test_processor_with_a_language_model_decodes_with_it_and_saves_it(model_with_lm, tmp_path):
+    from modeling_mlpl import MLPLProcessor
+
+    model, processor = load_model(model_with_lm)
+    assert processor.lm_decoder is not None
+    with torch.no_grad():
+        logits = model(**processor(audio=make_tone(1.5, seed=7), sampling_rate=16000)).logits
+    expected = LMDecoder.from_pretrained(model_with_lm).decode(logits[0], "en", beam_width=8)
+    assert processor.batch_decode(logits, languages="en", beam_width=8) == [expected]
+    processor.save_pretrained(tmp_path)
+    reloaded = MLPLProcessor.from_pretrained(tmp_path)
+    assert reloaded.batch_decode(logits, languages="en", beam_width=8) == [expected]
+    assert reloaded.batch_decode(logits, use_lm=False) == processor.greedy_decode(logits)
+    reloaded.lm_decoder = None
+    with pytest.raises(ValueError, match="no language_model"):
+        reloaded.batch_decode(logits, use_lm=True)

@@ -236,15 +236,13 @@ def merge_with_stats(shard_dir: str | os.PathLike, output_dir: str | os.PathLike
 
 
 def merge_pseudo_labels(shard_dir: str | os.PathLike, output_dir: str | os.PathLike | None = None,
-                        filters: MergeFilters | None = None, push_to_hub: str | None = None,
+                        filters: MergeFilters | None = None,
                         **filter_kwargs) -> Dataset:  # fmt: skip
     """The merged, filtered dataset (see :func:`merge_with_stats`). Filter options may be given as
-    keyword arguments (`min_confidence=0.5`, `top_percent=75`, ...). `push_to_hub`: a repo id."""
+    keyword arguments (`min_confidence=0.5`, `top_percent=75`, ...)."""
     if filters is None:
         filters = MergeFilters(**filter_kwargs)
     elif filter_kwargs:
         raise TypeError("give either `filters` or filter keyword arguments, not both")
     dataset, _ = merge_with_stats(shard_dir, output_dir, filters)
-    if push_to_hub:
-        dataset.push_to_hub(push_to_hub)
     return dataset

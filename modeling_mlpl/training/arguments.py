@@ -128,6 +128,11 @@ class MLPLTrainingArguments:
     use_cpu: bool = field(
         default=False, metadata={"help": "Train on CPU even if a GPU is present (CPU is used anyway when none is)."}
     )
+    feature_cache_gb: float = field(
+        default=2.0,
+        metadata={"help": "Memory (GiB, per process and worker) for log-mel features of uncropped utterances, reused "
+                  "in later epochs: on CPU, features cost more than a small model's update. 0 = off."},
+    )
     dataloader_num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes (0 = in process)."})
     specaugment_start_step: int = field(
         default=50_000, metadata={"help": "Update from which SpecAugment is applied (paper 50k; -1 = never)."}
@@ -221,6 +226,7 @@ def validate_arguments(model_args: ModelArguments, data_args: DataArguments, arg
     _check(t.weight_decay >= 0, "--weight_decay must be >= 0")
     _check(t.num_threads is None or t.num_threads >= 1, f"--num_threads must be >= 1, got {t.num_threads}")
     _check(t.dataloader_num_workers >= 0, "--dataloader_num_workers must be >= 0")
+    _check(t.feature_cache_gb >= 0, "--feature_cache_gb must be >= 0")
     _check(t.crop_seconds > 0, f"--crop_seconds must be > 0, got {t.crop_seconds}")
     _check(t.crop_steps >= 0, "--crop_steps must be >= 0")
     _check(t.specaugment_start_step >= -1, "--specaugment_start_step must be >= 0, or -1 to disable")

@@ -144,7 +144,14 @@ class TrainingSet(torch.utils.data.Dataset):
     """
 
     def __init__(self, sources: list[Dataset], entries: list[tuple[int, int]], lang2id: dict[str, int],
-                 crop_seconds: float, seed: int, stats: list[SourceStats]):  # fmt: skip
+                 crop_seconds: float, seed: int, stats: list[SourceStats], feature_extractor=None,
+                 feature_cache_gb: float = 0.0):  # fmt: skip
+        self.feature_extractor = feature_extractor
+        # Log-mel features cost more CPU than the tiny model's forward + backward (float64 FFT), and
+        # an uncropped utterance always gives the same features: keep them, up to a memory budget.
+        self.cache: dict[int, torch.Tensor] = {}
+        self.cache_budget = int(feature_cache_gb * 2**30)
+        self.cache_bytes = 0
         self.sources = sources
         self.entries = entries  # (source, row) per index
         self.lang2id = lang2id
@@ -168,6 +175,20 @@ class TrainingSet(torch.utils.data.Dataset):
     def __getitem__(self, item: tuple[int, bool, tuple[int, ...]]) -> dict | None:
         """`item` = (index, crop?, rng key); None when the audio cannot be decoded (counted by the collator)."""
         index, crop, key = item
+        cacheable = not crop or self.cropped_durations[index] == self.durations[index]
+        if cacheable and index in self.cache:
+            return self.cache[index]
+        example = self._load(index, crop, key)
+        if example is not None and self.feature_extractor is not None:
+            features = self.feature_extractor(example.pop("audio"), sampling_rate=SAMPLING_RATE, return_tensors="pt")
+            example["features"] = features["input_features"][0]  # (T, 80)
+            size = example["features"].numel() * 4
+            if cacheable and self.cache_bytes + size <= self.cache_budget:
+                self.cache[index] = example
+                self.cache_bytes += size
+        return example
+
+    def _load(self, index: int, crop: bool, key: tuple[int, ...]) -> dict | None:
         source, row_index = self.entries[index]
         row = self.sources[source][row_index]
         text = normalize_transcript(row["text"])
@@ -186,7 +207,8 @@ class TrainingSet(torch.utils.data.Dataset):
         if audio.size == 0:
             logger.warning("skipping empty audio %s", row["id"])
             return None
-        return {"id": row["id"], "audio": audio, "text": text, "language_id": self.lang2id[row["language"]]}
+        return {"id": row["id"], "audio": audio, "text": text, "language_id": self.lang2id[row["language"]],
+                "seconds": audio.size / SAMPLING_RATE}
 
 
 class TaggedBatchSampler:
@@ -218,18 +240,27 @@ class SpeechCollator:
         batch: dict[str, Any] = {"n_skipped": len(examples) - len(good), "ids": [e["id"] for e in good]}
         if not good:
             return batch
-        features = self.processor.feature_extractor([e["audio"] for e in good], sampling_rate=SAMPLING_RATE, return_tensors="pt")
+        if "features" in good[0]:  # computed per utterance by the dataset (see TrainingSet)
+            lengths_f = torch.tensor([e["features"].shape[0] for e in good])
+            features = {
+                "input_features": torch.nn.utils.rnn.pad_sequence([e["features"] for e in good], batch_first=True),
+                "attention_mask": (torch.arange(int(lengths_f.max()))[None, :] < lengths_f[:, None]).long(),
+            }
+            seconds = torch.tensor([e["seconds"] for e in good], dtype=torch.float64)
+        else:
+            features = self.processor.feature_extractor([e["audio"] for e in good], sampling_rate=SAMPLING_RATE,
+                                                        return_tensors="pt")  # fmt: skip
+            seconds = torch.tensor([e["audio"].size for e in good], dtype=torch.float64) / SAMPLING_RATE
         labels = self.processor.encode_labels([e["text"] for e in good])  # (B, L), -100 padded
         if labels.shape[1] == 0:  # every crop was silence: keep a (B, 1) all-ignored label tensor
             labels = torch.full((len(good), 1), -100, dtype=torch.long)
-        lengths = torch.tensor([e["audio"].size for e in good], dtype=torch.float64) / SAMPLING_RATE
         batch.update(
             input_features=features["input_features"],
             attention_mask=features["attention_mask"],
             labels=labels,
             language_labels=torch.tensor([e["language_id"] for e in good], dtype=torch.long),
-            audio_seconds=float(lengths.sum()),
-            padded_seconds=float(lengths.max() * len(good)),
+            audio_seconds=float(seconds.sum()),
+            padded_seconds=float(seconds.max() * len(good)),
         )
         return batch
 

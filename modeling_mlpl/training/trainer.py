@@ -118,7 +118,8 @@ def build_model_and_processor(model_args: ModelArguments, texts: list[str], data
 
 
 def build_training_set(datasets: list, names: list[str], tokenizer: MLPLTokenizer, languages: list[str],
-                       weights: list[float] | None, crop_seconds: float, seed: int) -> TrainingSet:  # fmt: skip
+                       weights: list[float] | None, crop_seconds: float, seed: int, feature_extractor=None,
+                       feature_cache_gb: float = 0.0) -> TrainingSet:  # fmt: skip
     """Filter every source for this model, expand by weight, and report what was dropped."""
     vocabulary = list(tokenizer.get_vocab())
     weights = weights or [1.0] * len(datasets)
@@ -134,7 +135,8 @@ def build_training_set(datasets: list, names: list[str], tokenizer: MLPLTokenize
         entries += [(s, i) for i in expand_by_weight(kept, weight, rng)]
     if not entries:
         raise ConfigError("no usable training utterances left after filtering: " + "; ".join(s.line() for s in stats))
-    return TrainingSet(datasets, entries, {lang: i for i, lang in enumerate(languages)}, crop_seconds, seed, stats)
+    return TrainingSet(datasets, entries, {lang: i for i, lang in enumerate(languages)}, crop_seconds, seed, stats,
+                       feature_extractor, feature_cache_gb)  # fmt: skip
 
 
 def build_optimizer(model: torch.nn.Module, args: MLPLTrainingArguments) -> torch.optim.Optimizer:
@@ -186,7 +188,7 @@ def train(model_args: ModelArguments, data_args: DataArguments, args: MLPLTraini
     if unknown:
         raise ConfigError(f"training data has language(s) {unknown} that the model does not know; it knows {languages}")
     train_set = build_training_set(train_sources, train_names, processor.tokenizer, languages, data_args.train_weights,
-                                   args.crop_seconds, args.seed)  # fmt: skip
+                                   args.crop_seconds, args.seed, processor.feature_extractor, args.feature_cache_gb)  # fmt: skip
     dev_sources, _ = load_sources(data_args, "eval")
     dev = DevSet(dev_sources, data_args.max_eval_samples_per_language) if dev_sources else None
     if dev is not None and len(dev) == 0:

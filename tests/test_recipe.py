@@ -1,0 +1,106 @@
+"""The recipe end to end on the smoke config (plumbing, not accuracy), idempotence and resume."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from modeling_mlpl.metrics import cer, wer
+from modeling_mlpl.recipe import Recipe, RecipeConfig, RecipeError
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMOKE = os.path.join(REPO, "configs", "smoke.yaml")
+
+
+def run_recipe(exp_dir, corpus_dir, *extra):
+    cmd = [sys.executable, os.path.join(REPO, "run_scripts", "recipe.py"), "--config", SMOKE,
+           "--exp_dir", str(exp_dir), "--corpus_dir", str(corpus_dir), *extra]  # fmt: skip
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("recipe")
+    exp, corpus = root / "exp", root / "corpus"
+    start = time.time()
+    result = run_recipe(exp, corpus)
+    assert result.returncode == 0, result.stderr[-4000:]
+    config = RecipeConfig.load(SMOKE)
+    config.exp_dir, config.corpus["dir"] = str(exp), str(corpus)
+    return Recipe(config, seed=0), time.time() - start
+
+
+def test_smoke_recipe_produces_every_stage_and_the_report(smoke_run):
+    recipe, seconds = smoke_run
+    for step in recipe.steps():
+        assert os.path.exists(recipe.path(".done", step.name)), step.name
+    for name, _ in recipe.evaluated_models():
+        assert os.path.exists(os.path.join(recipe.model_dir(name), "model.safetensors"))
+        assert os.path.exists(recipe.path("eval", name, "predictions.jsonl"))
+    for f in ("report.md", "report.json", "cer_per_language.png"):
+        assert os.path.getsize(recipe.path("report", f)) > 0
+    assert os.path.exists(os.path.join(recipe.config.exp_dir, "report.md"))
+    print(f"smoke recipe: {seconds:.0f} s")
+
+
+def test_report_numbers_are_recomputed_from_saved_predictions(smoke_run):
+    recipe, _ = smoke_run
+    report = json.load(open(recipe.path("report", "report.json")))
+    rows = [json.loads(line) for line in open(recipe.path("eval", "stage4a", "predictions.jsonl"))]
+    for lang, by_decoder in report["results"]["stage4a"].items():
+        mine = [r for r in rows if r["language"] == lang]
+        refs = [r["reference"] for r in mine]
+        assert by_decoder["greedy"]["cer"] == pytest.approx(cer(refs, [r["prediction"] for r in mine]))
+        assert by_decoder["greedy"]["wer"] == pytest.approx(wer(refs, [r["prediction"] for r in mine]))
+        assert by_decoder["LM"]["cer"] == pytest.approx(cer(refs, [r["prediction_lm"] for r in mine]))
+    low = recipe.config.low_resource
+    theta_prime = report["results"]["theta_prime"]
+    mean_ref = sum(theta_prime[lang]["greedy"]["cer"] for lang in low) / len(low)
+    summary = report["summary"]["stage4a"]["greedy"]
+    if mean_ref > 0:
+        assert summary["rel_vs_theta_prime"] == pytest.approx((mean_ref - summary["low_cer"]) / mean_ref)
+
+
+def test_rerunning_a_finished_recipe_does_no_work(smoke_run):
+    recipe, _ = smoke_run
+    markers = {n: os.path.getmtime(recipe.path(".done", n)) for n in os.listdir(recipe.path(".done"))}
+    result = run_recipe(recipe.config.exp_dir, recipe.config.corpus["dir"], "--stop-stage", "5")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "train.py" not in result.stderr and "pseudo_label.py" not in result.stderr
+    assert result.stderr.count("done, skipped") == len([s for s in recipe.steps() if s.stage <= 5])
+    assert markers == {n: os.path.getmtime(recipe.path(".done", n)) for n in os.listdir(recipe.path(".done"))}
+
+
+def test_a_half_finished_pseudo_label_stage_resumes_without_duplicates(smoke_run):
+    recipe, _ = smoke_run
+    lang = recipe.config.low_resource[0]
+    pl_dir = recipe.path("pl", f"pl-{lang}")
+    shard = os.path.join(pl_dir, "pl-rank00000.jsonl")
+    lines = open(shard, encoding="utf-8").read().splitlines(keepends=True)
+    expected = sorted(json.loads(line)["id"] for line in lines)
+    # Simulate a kill while writing: the last record is cut in half and the step is not marked done.
+    with open(shard, "w", encoding="utf-8") as f:
+        f.writelines(lines[:-1])
+        f.write(lines[-1][: len(lines[-1]) // 2])
+    os.remove(recipe.path(".done", f"pl-{lang}"))
+    result = run_recipe(recipe.config.exp_dir, recipe.config.corpus["dir"], "--stage", "3", "--stop-stage", "3")
+    assert result.returncode == 0, result.stderr[-3000:]
+    ids = sorted(json.loads(line)["id"] for line in open(shard, encoding="utf-8"))
+    assert ids == expected
+    assert os.path.exists(recipe.path(".done", f"pl-{lang}"))
+
+
+def test_config_errors_are_reported_clearly(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nexp_dir: e\ncorpus: {dir: c}\nhigh_resource: []\nlow_resource: [pt]\nstage9: {}\n")
+    with pytest.raises(RecipeError, match=r"unknown key\(s\) \['stage9'\]"):
+        RecipeConfig.load(str(bad))
+    bad.write_text("name: x\nexp_dir: e\ncorpus: {dir: c}\nhigh_resource: []\nlow_resource: [pt]\nvariants: [magic]\n")
+    with pytest.raises(RecipeError, match="unknown variant"):
+        RecipeConfig.load(str(bad))
+    result = subprocess.run([sys.executable, os.path.join(REPO, "run_scripts", "recipe.py"), "--config", str(bad)],
+                            capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 2 and "recipe.py: error: " in result.stderr and "Traceback" not in result.stderr

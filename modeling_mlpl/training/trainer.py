@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-import math
+import contextlib
 import os
 import shutil
 import tempfile
@@ -21,6 +21,7 @@ from typing import Callable
 import numpy as np
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from tqdm.auto import tqdm
 from transformers import get_scheduler
@@ -161,6 +162,9 @@ def train(model_args: ModelArguments, data_args: DataArguments, args: MLPLTraini
     `step_callback(state)` runs after every update (tests use it to interrupt a run).
     """
     validate_arguments(model_args, data_args, args)
+    # Accelerate keeps one global state per process; reset it so that several runs in one process
+    # (tests, benchmarks) may use different precisions. The distributed set-up (PartialState) is kept.
+    AcceleratorState._reset_state(reset_partial_state=False)
     accelerator = Accelerator(
         # Accelerate only sets up CPU data parallelism (gloo) when told it runs on CPU.
         cpu=args.use_cpu or not torch.cuda.is_available(),
@@ -369,7 +373,7 @@ def _train_micro_batch(model, batch: dict, params, accelerator: Accelerator, arg
     state.skipped_audio += batch["n_skipped"]
     window.skipped += batch["n_skipped"]
     sync = micro % args.gradient_accumulation_steps == 0
-    context = accelerator.no_sync(model) if not sync else _nullcontext()
+    context = accelerator.no_sync(model) if not sync else contextlib.nullcontext()
     with context:
         if "input_features" not in batch:
             # Every example unreadable: a zero loss touching all parameters keeps DDP's all-reduce in step.
@@ -389,14 +393,6 @@ def _train_micro_batch(model, batch: dict, params, accelerator: Accelerator, arg
     window.add(out, batch)
     state.audio_seconds += batch["audio_seconds"]
     return float(out.loss.detach())
-
-
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 class _Window:

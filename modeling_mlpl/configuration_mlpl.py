@@ -50,6 +50,10 @@ class MLPLConfig(PretrainedConfig):
         attention_probs_dropout_prob (`float`, defaults to 0.3): dropout on attention probabilities.
         layerdrop (`float`, defaults to 0.3): probability of skipping a whole layer in training.
         layer_norm_eps (`float`, defaults to 1e-5): LayerNorm epsilon.
+        layer_norm_first (`bool`, defaults to `False`):
+            False = post-LayerNorm layers (the paper and its port). True = pre-LayerNorm layers plus a final
+            LayerNorm: not the paper's, but it leaves the all-blank CTC plateau far sooner when small models
+            train from scratch for minutes on a CPU (see README, "Deviations").
         initializer_range (`float`, defaults to 0.02): std of the normal weight init.
         input_feat_per_channel (`int`, defaults to 80): log-mel features per frame.
         input_channels (`int`, defaults to 1): feature channels (kept for the port's layout).
@@ -82,6 +86,7 @@ class MLPLConfig(PretrainedConfig):
         attention_probs_dropout_prob: float = 0.3,
         layerdrop: float = 0.3,
         layer_norm_eps: float = 1e-5,
+        layer_norm_first: bool = False,
         initializer_range: float = 0.02,
         input_feat_per_channel: int = 80,
         input_channels: int = 1,
@@ -110,6 +115,7 @@ class MLPLConfig(PretrainedConfig):
         self.attention_probs_dropout_prob = attention_probs_dropout_prob
         self.layerdrop = layerdrop
         self.layer_norm_eps = layer_norm_eps
+        self.layer_norm_first = layer_norm_first
         self.initializer_range = initializer_range
         self.input_feat_per_channel = input_feat_per_channel
         self.input_channels = input_channels

@@ -62,12 +62,18 @@ def log_mel_spectrogram(waveforms: torch.Tensor) -> torch.Tensor:
     Pre-emphasis is applied inside each frame, as flashlight and transformers' `spectrogram` do.
     Computed in float64: log of small mel energies in float32 drifts by more than 1e-4 from the reference.
     """
-    x = waveforms.to(torch.float64) * SIGNAL_SCALE
-    frames = x.unfold(-1, FRAME_LENGTH, HOP_LENGTH)  # (B, T, 400)
-    emphasized = torch.cat(
-        [frames[..., :1] * (1.0 - PREEMPHASIS), frames[..., 1:] - PREEMPHASIS * frames[..., :-1]], dim=-1
-    )
-    magnitudes = torch.fft.rfft(emphasized * hamming_window(), n=N_FFT).abs()  # (B, T, 257)
+    x = waveforms.to(torch.float64) * SIGNAL_SCALE  # (B, N)
+    B, N = x.shape
+    T = 1 + (N - FRAME_LENGTH) // HOP_LENGTH
+    # Frames are written straight into a zero-padded FFT buffer: per-frame pre-emphasis is
+    # x[t] - 0.97 x[t-1] inside the frame and 0.03 x[start] for its first sample. Slicing the
+    # emphasised signal once is much faster than arithmetic on overlapping strided frames.
+    emphasized = x[:, 1:] - PREEMPHASIS * x[:, :-1]  # (B, N-1): sample i+1 of the emphasised signal
+    frames = x.new_zeros(B, T, N_FFT)
+    frames[..., 0] = x[:, : (T - 1) * HOP_LENGTH + 1 : HOP_LENGTH] * (1.0 - PREEMPHASIS)
+    frames[..., 1:FRAME_LENGTH] = emphasized.unfold(-1, FRAME_LENGTH - 1, HOP_LENGTH)[:, :T]
+    frames[..., :FRAME_LENGTH] *= hamming_window()
+    magnitudes = torch.fft.rfft(frames).abs()  # (B, T, 257)
     return torch.clamp(magnitudes @ mel_filters(), min=MEL_FLOOR).log()  # (B, T, 80)
 
 
@@ -152,9 +158,10 @@ class MLPLFeatureExtractor(SequenceFeatureExtractor):
             )
         waveforms = self._as_waveforms(raw_speech)
         lengths = torch.tensor([num_feature_frames(w.numel()) for w in waveforms])
-        padded = torch.nn.utils.rnn.pad_sequence(waveforms, batch_first=True)  # (B, N_max)
-        # Frames past an utterance's end read the zero padding; they are masked out below.
-        features = normalize_per_utterance(log_mel_spectrogram(padded), lengths).float()  # (B, T, 80)
+        # One utterance at a time: a padded batch's FFT buffer outgrows the CPU caches (measured 2.5x slower).
+        log_mels = [log_mel_spectrogram(w[None])[0] for w in waveforms]  # (T_i, 80) each
+        padded = torch.nn.utils.rnn.pad_sequence(log_mels, batch_first=True)  # (B, T, 80)
+        features = normalize_per_utterance(padded, lengths).float()
         attention_mask = (torch.arange(features.shape[1])[None, :] < lengths[:, None]).long()
         data = {"input_features": features}
         if return_attention_mask if return_attention_mask is not None else self.return_attention_mask:

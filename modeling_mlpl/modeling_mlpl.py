@@ -133,10 +133,12 @@ class RelativePositionSelfAttention(nn.Module):
 
 
 class MLPLLayer(GradientCheckpointingLayer):
-    """Post-LayerNorm transformer layer: x = LN(x + Attn(x)); x = LN(x + FFN(x))."""
+    """Transformer layer. Post-LN (paper): x = LN(x + Attn(x)); x = LN(x + FFN(x)).
+    Pre-LN (`config.layer_norm_first`): x = x + Attn(LN(x)); x = x + FFN(LN(x))."""
 
     def __init__(self, config: MLPLConfig):
         super().__init__()
+        self.layer_norm_first = config.layer_norm_first
         self.attention = RelativePositionSelfAttention(config)
         self.attention_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.feed_forward_in = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
@@ -145,11 +147,18 @@ class MLPLLayer(GradientCheckpointingLayer):
         self.feed_forward_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
+    def _feed_forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.feed_forward_out(self.activation(self.feed_forward_in(x))))
+
     def forward(self, hidden_states, key_padding_bias=None, output_attentions=False):
+        if self.layer_norm_first:
+            attended, probs = self.attention(self.attention_layer_norm(hidden_states), key_padding_bias, output_attentions)
+            hidden_states = hidden_states + self.dropout(attended)
+            hidden_states = hidden_states + self._feed_forward(self.feed_forward_layer_norm(hidden_states))
+            return hidden_states, probs
         attended, probs = self.attention(hidden_states, key_padding_bias, output_attentions)
         hidden_states = self.attention_layer_norm(hidden_states + self.dropout(attended))
-        ffn = self.feed_forward_out(self.activation(self.feed_forward_in(hidden_states)))
-        hidden_states = self.feed_forward_layer_norm(hidden_states + self.dropout(ffn))
+        hidden_states = self.feed_forward_layer_norm(hidden_states + self._feed_forward(hidden_states))
         return hidden_states, probs
 
 
@@ -199,6 +208,10 @@ class MLPLModel(MLPLPreTrainedModel):
         self.front_end = ConvGLUFrontEnd(config)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.layers = nn.ModuleList(MLPLLayer(config) for _ in range(config.num_hidden_layers))
+        # Pre-LN stacks end un-normalised; post-LN ones (the port's layout) already end on a LayerNorm.
+        self.final_layer_norm = (
+            nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if config.layer_norm_first else None
+        )
         self.gradient_checkpointing = False
         self.post_init()
 
@@ -248,6 +261,8 @@ class MLPLModel(MLPLPreTrainedModel):
             x, probs = layer(x, key_padding_bias, output_attentions)
             if output_attentions:
                 all_attentions += (probs,)
+        if self.final_layer_norm is not None:
+            x = self.final_layer_norm(x)
         if output_hidden_states:
             all_hidden += (x,)
 

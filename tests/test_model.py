@@ -28,8 +28,9 @@ def test_output_lengths_follow_the_conv_stride():
     assert out.lid_logits.shape == (2, 3)
 
 
-def test_logits_do_not_depend_on_padding():
-    model = tiny_model()
+@pytest.mark.parametrize("layer_norm_first", [False, True])
+def test_logits_do_not_depend_on_padding(layer_norm_first):
+    model = tiny_model(layer_norm_first=layer_norm_first)
     with torch.no_grad():
         model.mlpl.feature_affine.bias.fill_(0.3)  # padding must be re-zeroed after the affine
         batch = features(1.0, 3.0, 2.0)
@@ -103,8 +104,10 @@ def test_bad_labels_and_inputs_give_clear_errors():
         model(input_features=torch.zeros(1, 50, 40))
 
 
-def test_training_step_reduces_loss_and_reaches_every_parameter():
-    model = tiny_model(layerdrop=0.0, hidden_dropout_prob=0.0, conv_dropout=0.0, attention_probs_dropout_prob=0.0)
+@pytest.mark.parametrize("layer_norm_first", [False, True])
+def test_training_step_reduces_loss_and_reaches_every_parameter(layer_norm_first):
+    model = tiny_model(layerdrop=0.0, hidden_dropout_prob=0.0, conv_dropout=0.0, attention_probs_dropout_prob=0.0,
+                       layer_norm_first=layer_norm_first)
     model.train()
     batch = features(1.0, 1.2)
     labels = torch.tensor([[3, 4, 5, 6], [7, 8, 9, -100]])
@@ -158,3 +161,10 @@ def test_identify_language_returns_sorted_top_k_probabilities():
     assert [lang for lang, _ in result[0]] == ["de", "pt"]
     probs = np.exp([0.0, 2.0, 1.0]) / np.exp([0.0, 2.0, 1.0]).sum()
     assert result[1][0][1] == pytest.approx(probs[1], abs=1e-5)
+
+
+def test_pre_layer_norm_stack_ends_with_a_layer_norm_and_post_ln_keeps_the_port_layout():
+    pre, post = tiny_model(layer_norm_first=True), tiny_model()
+    assert pre.mlpl.final_layer_norm is not None and post.mlpl.final_layer_norm is None
+    extra = {k for k in pre.state_dict()} - {k for k in post.state_dict()}
+    assert extra == {"mlpl.final_layer_norm.weight", "mlpl.final_layer_norm.bias"}

@@ -53,6 +53,11 @@ class ModelArguments:
     lid_loss_weight: float | None = field(
         default=None, metadata={"help": "Override gamma in loss = CTC + gamma * LID (config default 1.0, the paper's best)."}
     )
+    layer_norm_first: bool | None = field(
+        default=None,
+        metadata={"help": "With --preset: pre-LayerNorm layers instead of the paper's post-LN (small models on a "
+                  "CPU leave the all-blank CTC plateau much sooner; see README)."},
+    )
 
     def config_overrides(self) -> dict:
         """The model-config fields given on the command line (None = keep the preset's/checkpoint's)."""
@@ -187,6 +192,7 @@ def validate_arguments(model_args: ModelArguments, data_args: DataArguments, arg
                f"--init_from {m.init_from!r} is not a saved MLPL checkpoint (no config.json)")
         _check(m.tokenizer_dir is None and m.languages is None,
                "--tokenizer_dir/--languages only apply with --preset; --init_from keeps the checkpoint's")
+        _check(m.layer_norm_first is None, "--layer_norm_first only applies with --preset; --init_from keeps the checkpoint's")
     if m.tokenizer_dir is not None:
         _check(os.path.isfile(os.path.join(m.tokenizer_dir, "vocab.json")), f"--tokenizer_dir {m.tokenizer_dir!r} has no vocab.json")
     for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "conv_dropout", "layerdrop"):

@@ -113,6 +113,8 @@ def build_model_and_processor(model_args: ModelArguments, texts: list[str], data
     else:
         tokenizer = MLPLTokenizer.build_from_texts(texts, save_directory=os.path.join(work_dir, "tokenizer"))
     languages = list(model_args.languages or sorted(set(data_languages)))
+    if model_args.layer_norm_first is not None:  # architecture: only when building a new model
+        overrides["layer_norm_first"] = model_args.layer_norm_first
     config = MLPLConfig.from_preset(model_args.preset, vocab_size=len(tokenizer), languages=languages, **overrides)
     model = MLPLForCTC(config)
     return model, MLPLProcessor(MLPLFeatureExtractor(), tokenizer)

@@ -71,11 +71,7 @@ def load_audio(
     """
     name = _describe(path_or_bytes)
     target = _open_target(path_or_bytes)
-    if isinstance(target, str):
-        if not os.path.exists(target):
-            raise AudioDecodeError(f"audio file not found: {target}")
-        if os.path.getsize(target) == 0:
-            raise AudioDecodeError(f"audio file is empty (0 bytes): {target}")
+    _check_file(target)
     try:
         with sf.SoundFile(target) as f:
             sr = f.samplerate
@@ -102,6 +98,15 @@ def load_audio(
     return np.clip(audio, -1.0, 1.0)
 
 
+def _check_file(target: Any) -> None:
+    """Missing and 0-byte files get their own message (libsndfile's is cryptic)."""
+    if isinstance(target, str):
+        if not os.path.exists(target):
+            raise AudioDecodeError(f"audio file not found: {target}")
+        if os.path.getsize(target) == 0:
+            raise AudioDecodeError(f"audio file is empty (0 bytes): {target}")
+
+
 def try_load_audio(path_or_bytes: AudioSource, **kwargs: Any) -> np.ndarray | None:
     """:func:`load_audio`, but a bad file gives ``None`` and a warning (callers count the skips)."""
     try:
@@ -115,11 +120,7 @@ def audio_duration(path_or_bytes: AudioSource) -> float:
     """Duration in seconds from the file header (no full decode). Raises :class:`AudioDecodeError`."""
     name = _describe(path_or_bytes)
     target = _open_target(path_or_bytes)
-    if isinstance(target, str):
-        if not os.path.exists(target):
-            raise AudioDecodeError(f"audio file not found: {target}")
-        if os.path.getsize(target) == 0:
-            raise AudioDecodeError(f"audio file is empty (0 bytes): {target}")
+    _check_file(target)
     try:
         info = sf.info(target)
     except Exception as err:

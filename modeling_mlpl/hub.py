@@ -306,14 +306,15 @@ def prepare_upload_folder(
         processor = modeling_mlpl.MLPLProcessor.from_pretrained(processor_dir)
         processor.save_pretrained(staging)
 
-        lm_languages: list[str] = []
+        # The processor saves its LM itself; an LM folder it could not load is still copied as is.
         for source in dict.fromkeys([processor_dir, checkpoint_dir]):
             lm_dir = source / "language_model"
             if lm_dir.is_dir() and not (staging / "language_model").exists():
                 shutil.copytree(lm_dir, staging / "language_model")
-                lm_config = lm_dir / "decoder_config.json"
-                if lm_config.is_file():
-                    lm_languages = sorted(json.loads(lm_config.read_text(encoding="utf-8")).get("languages", {}))
+        lm_languages: list[str] = []
+        lm_config = staging / "language_model" / "decoder_config.json"
+        if lm_config.is_file():
+            lm_languages = sorted(json.loads(lm_config.read_text(encoding="utf-8")).get("languages", {}))
 
         training_texts: list[str] = []
         for path in sorted(checkpoint_dir.rglob("*")):

@@ -39,6 +39,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from transformers import HfArgumentParser  # noqa: E402
 
+from modeling_mlpl.hub import HubError, maybe_push_to_hub, resolve_token  # noqa: E402
+
 from modeling_mlpl.training import (  # noqa: E402
     ConfigError,
     DataArguments,
@@ -94,8 +96,15 @@ def main(argv: list[str] | None = None) -> int:
             level=logging.INFO if rank == 0 else logging.WARNING,
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
+        if training_args.push_to_hub:  # fail before hours of training, not after
+            if not training_args.hub_model_id:
+                raise HubError("--push_to_hub needs --hub_model_id user/name")
+            if not training_args.hub_dry_run:
+                resolve_token(training_args.hub_token)
         result = train(model_args, data_args, training_args)
-    except ConfigError as err:
+        if rank == 0:
+            maybe_push_to_hub(result.output_dir, training_args, stage=training_args.hub_stage)
+    except (ConfigError, HubError) as err:
         print(f"train.py: error: {err}", file=sys.stderr)
         return 2
     cer = f", best mean dev CER {result.best_metric:.4f} at update {result.best_step}" if result.best_metric is not None else ""

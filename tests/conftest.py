@@ -80,3 +80,35 @@ def run_python_without_mlpl(code: str, cwd, timeout: float = 300):
     return subprocess.run(
         [sys.executable, "-c", _BLOCK_MLPL + code], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
+
+
+def assert_loads_and_transcribes_without_mlpl(folder, cwd) -> str:
+    """A saved folder loads (model, processor, pipeline) with trust_remote_code=True in an interpreter where
+    modeling_mlpl cannot be imported, and transcribes a tone; returns the text."""
+    import textwrap
+
+    code = textwrap.dedent(
+        f"""
+        import numpy as np
+        try:
+            import modeling_mlpl
+            raise SystemExit("modeling_mlpl is importable: the test would prove nothing")
+        except ImportError:
+            pass
+        from transformers import AutoModelForCTC, AutoProcessor, pipeline
+        folder = {str(folder)!r}
+        model = AutoModelForCTC.from_pretrained(folder, trust_remote_code=True)
+        assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+        processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
+        assert type(processor).__name__ == "MLPLProcessor"
+        asr = pipeline("automatic-speech-recognition", model=folder, trust_remote_code=True)
+        t = np.arange(24000) / 16000
+        out = asr((0.2 * np.sin(2 * np.pi * 220 * t)).astype(np.float32))
+        assert isinstance(out["text"], str)
+        print("TEXT:", repr(out["text"]))
+        """
+    )
+    result = run_python_without_mlpl(code, cwd=cwd)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "TEXT:" in result.stdout
+    return result.stdout.split("TEXT:", 1)[1].strip()

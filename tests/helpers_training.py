@@ -13,8 +13,10 @@ import os
 import numpy as np
 import pyarrow as pa
 import soundfile as sf
-from datasets import Audio, Dataset, DatasetInfo, Features, Sequence, Value
+from datasets import Dataset, DatasetInfo, Features
 from datasets.table import InMemoryTable
+
+from modeling_mlpl.pseudo_labeling.merge import PL_FEATURES as MERGE_FEATURES
 
 SR = 16000
 CHAR_SECONDS = 0.09
@@ -74,18 +76,9 @@ def write_tone_cv(root: str, languages=("en", "de", "pt"), n_train: int = 8, n_d
     return root
 
 
-PL_FEATURES = Features(
-    {
-        "id": Value("string"),
-        "audio": Audio(decode=False),
-        "offset": Value("float64"),
-        "duration": Value("float64"),
-        "language": Value("string"),
-        "text": Value("string"),
-        "confidence": Value("float64"),
-        "token_times": Sequence(Value("float64")),
-    }
-)
+# The PL contract's columns, as the pseudo-labeling merge writes them.
+PL_FEATURES = Features({k: MERGE_FEATURES[k] for k in
+                        ("id", "audio", "offset", "duration", "language", "text", "confidence", "token_times")})
 
 
 def write_pl_dataset(path: str, language: str = "pt", n: int = 3, words: int = 12, seed: int = 1,

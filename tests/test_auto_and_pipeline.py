@@ -1,6 +1,5 @@
 import json
 import os
-import textwrap
 
 import numpy as np
 import pytest
@@ -16,7 +15,7 @@ from transformers import (
 
 from modeling_mlpl import MLPLConfig, MLPLFeatureExtractor, MLPLForCTC, MLPLProcessor, MLPLTokenizer
 
-from conftest import make_tone, run_python_without_mlpl
+from conftest import assert_loads_and_transcribes_without_mlpl, make_tone
 
 
 def test_auto_classes_resolve_mlpl_checkpoints(tiny_checkpoint):
@@ -88,22 +87,4 @@ def test_pipeline_chunking_covers_a_two_minute_recording(tiny_checkpoint):
 
 
 def test_saved_folder_loads_with_remote_code_where_mlpl_is_not_installed(tiny_checkpoint, tmp_path):
-    code = textwrap.dedent(
-        f"""
-        import numpy as np
-        try:
-            import modeling_mlpl
-            raise SystemExit("modeling_mlpl is importable: the test would prove nothing")
-        except ImportError:
-            pass
-        from transformers import AutoModelForCTC, pipeline
-        model = AutoModelForCTC.from_pretrained({tiny_checkpoint!r}, trust_remote_code=True)
-        assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
-        asr = pipeline("automatic-speech-recognition", model={tiny_checkpoint!r}, trust_remote_code=True)
-        t = np.arange(16000) / 16000
-        print("TEXT:", repr(asr((0.2 * np.sin(2 * np.pi * 220 * t)).astype(np.float32))["text"]))
-        """
-    )
-    result = run_python_without_mlpl(code, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "TEXT:" in result.stdout
+    assert_loads_and_transcribes_without_mlpl(tiny_checkpoint, tmp_path)

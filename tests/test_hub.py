@@ -1,7 +1,6 @@
 import json
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,8 @@ from modeling_mlpl.hub import (
     stage_target,
 )
 
-from conftest import run_python_without_mlpl
+from conftest import assert_loads_and_transcribes_without_mlpl
+from modeling_mlpl.decoding import LMDecoder, vocab_from_pretrained
 from helpers_hub import REPO_ROOT, FakeHfApi, http_error, write_eval_json
 
 SCRIPT = REPO_ROOT / "run_scripts" / "push_to_hub.py"
@@ -43,10 +43,10 @@ def upload_folder(tiny_checkpoint, tmp_path_factory):
     (checkpoint / "training_args.json").write_text(json.dumps({"learning_rate": 3e-4, "max_steps": 150}))
     (checkpoint / "trainer_state.json").write_text(json.dumps({"log_history": [{"loss": 3.2, "step": 10}]}))
     (checkpoint / "optimizer.pt").write_bytes(b"\0" * 1000)  # resume state: must not be uploaded
-    lm = checkpoint / "language_model"
-    (lm / "pt").mkdir(parents=True)
-    (lm / "pt" / "lm.arpa").write_text("\\data\\\nngram 1=1\n\n\\1-grams:\n-1.0\tolá\n\n\\end\\\n")
-    (lm / "decoder_config.json").write_text(json.dumps({"languages": {"pt": {"lm_file": "pt/lm.arpa"}}}))
+    lm_dir = work / "lm_pt"
+    lm_dir.mkdir()
+    (lm_dir / "lm.arpa").write_text("\\data\\\nngram 1=1\n\n\\1-grams:\n-1.0\tolá\n\n\\end\\\n")
+    LMDecoder.from_lm_dirs(vocab_from_pretrained(checkpoint), {"pt": lm_dir}).save_pretrained(checkpoint)
     eval_json = work / "eval.json"
     write_eval_json(eval_json, languages=("pt",))
     plan, url = publish_stage(checkpoint, "someone/mlpl-tiny", "stage2-ft-pt", dry_run=True,
@@ -70,30 +70,7 @@ def test_dry_run_folder_holds_model_processor_code_lm_logs_and_card(upload_folde
 
 
 def test_dry_run_folder_loads_and_transcribes_where_mlpl_is_not_installed(upload_folder, tmp_path):
-    code = textwrap.dedent(
-        f"""
-        import numpy as np
-        try:
-            import modeling_mlpl
-            raise SystemExit("modeling_mlpl is importable: the test would prove nothing")
-        except ImportError:
-            pass
-        from transformers import AutoModelForCTC, AutoProcessor, pipeline
-        folder = {str(upload_folder.folder)!r}
-        model = AutoModelForCTC.from_pretrained(folder, trust_remote_code=True)
-        assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
-        processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
-        assert type(processor).__name__ == "MLPLProcessor"
-        asr = pipeline("automatic-speech-recognition", model=folder, trust_remote_code=True)
-        t = np.arange(24000) / 16000
-        out = asr((0.2 * np.sin(2 * np.pi * 220 * t)).astype(np.float32))
-        assert isinstance(out["text"], str)
-        print("TEXT:", repr(out["text"]))
-        """
-    )
-    result = run_python_without_mlpl(code, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "TEXT:" in result.stdout
+    assert_loads_and_transcribes_without_mlpl(upload_folder.folder, tmp_path)
 
 
 def test_push_creates_repo_and_stage_branch_and_retries_a_transient_error(upload_folder):

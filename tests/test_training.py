@@ -235,3 +235,20 @@ def test_plot_training_writes_a_png_of_loss_and_dev_cer(trained, tmp_path):
     out = plot_runs([trained[0]], str(tmp_path / "curves.png"), per_language=True)
     with open(out, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_push_to_hub_without_a_token_fails_before_training(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")}
+    env["HF_HOME"] = str(tmp_path / "hf_home")  # no saved login
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "run_scripts", "train.py")
+    result = subprocess.run(
+        [sys.executable, script, "--preset", "tiny", "--cv_root", str(tmp_path), "--output_dir", str(tmp_path / "out"),
+         "--push_to_hub", "true", "--hub_model_id", "me/mlpl", "--hub_stage", "stage1-multilingual"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and "token" in result.stderr.lower()
+    assert not (tmp_path / "out").exists()

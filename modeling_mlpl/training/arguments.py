@@ -167,6 +167,18 @@ class MLPLTrainingArguments:
     log_batch_ids: bool = field(
         default=False, metadata={"help": "Write the utterance ids of every batch to batch_ids.rank<R>.jsonl (checks)."}
     )
+    # Hub publishing (modeling_mlpl.hub.maybe_push_to_hub reads these names).
+    push_to_hub: bool = field(default=False, metadata={"help": "Upload the final model (+ card) when training ends."})
+    hub_model_id: str | None = field(default=None, metadata={"help": "user/name of the model repo."})
+    hub_stage: str | None = field(
+        default=None,
+        metadata={"help": "Recipe stage of this run: stage1-multilingual, stage2-ft-<lang>, stage4a-pl or stage4b-pl "
+                  "(the branch, unless --hub_revision is given)."},
+    )
+    hub_revision: str | None = field(default=None, metadata={"help": "Branch to push to (default: --hub_stage)."})
+    hub_token: str | None = field(default=None, metadata={"help": "Token (default: HF_TOKEN or `hf auth login`)."})
+    hub_private_repo: bool = field(default=False, metadata={"help": "Create the repo private."})
+    hub_dry_run: bool = field(default=False, metadata={"help": "Write the upload folder next to output_dir; upload nothing."})
 
 
 def _check(condition: bool, message: str) -> None:

@@ -68,6 +68,9 @@ class RecipeConfig:
     pseudo_label: dict = field(default_factory=dict)
     pl_filter: dict = field(default_factory=lambda: {"top_percent": 75})
     variants: list[str] = field(default_factory=lambda: ["stage4a", "labels_only", "oracle"])
+    # Labeled data of the stage-4 runs: "all" languages (the paper) or only the "low_resource" targets
+    # (a small model's updates then all go to the languages the PLs are for).
+    stage4_labels: str = "all"
     lm: dict = field(default_factory=lambda: {"order": 3})
     tune_lm: dict = field(default_factory=dict)
     evaluate: dict = field(default_factory=dict)
@@ -92,6 +95,8 @@ class RecipeConfig:
             raise RecipeError(f"{path}: unknown variant(s) {bad}; choose from {sorted(VARIANTS)}")
         if not config.low_resource:
             raise RecipeError(f"{path}: low_resource must name at least one target language")
+        if config.stage4_labels not in ("all", "low_resource"):
+            raise RecipeError(f"{path}: stage4_labels must be 'all' or 'low_resource', got {config.stage4_labels!r}")
         return config
 
     @property
@@ -191,7 +196,7 @@ class Recipe:
             if "pl_filtered" in c.variants:
                 steps.append(Step(3, f"pl_filtered-{lang}", lambda lang=lang: self.filter_pl(lang), f"filtered PLs, {lang}"))
         if "pl_auto" in c.variants:
-            steps.append(Step(3, "pl_auto", self.pseudo_label_auto, "PLs with --language auto (LID routing)"))
+            steps.append(Step(3, "pl-auto", self.pseudo_label_auto, "PLs with --language auto (LID routing)"))
         for variant in c.variants:
             if variant == "stage4b":
                 steps.append(Step(4, "stage4b-scratch", self.train_4b_scratch, VARIANTS[variant]))
@@ -310,12 +315,16 @@ class Recipe:
                 kept.append(path)
         return kept
 
-    def train_stage4(self, variant: str) -> None:
+    @property
+    def stage4_label_languages(self) -> list[str]:
         c = self.config
+        return c.languages if c.stage4_labels == "all" else sorted(c.low_resource)
+
+    def train_stage4(self, variant: str) -> None:
         datasets = self._stage4_datasets(variant)
         extra = ["--train_datasets", *datasets] if datasets else []
         self.train(self.model_dir(variant), "--init_from", self.model_dir("stage1"), "--cv_root", self.cv_root,
-                   "--cv_languages", *c.languages, *extra, block=c.stage4)
+                   "--cv_languages", *self.stage4_label_languages, *extra, block=self.config.stage4)
 
     def train_4b_scratch(self) -> None:
         c = self.config
@@ -323,7 +332,7 @@ class Recipe:
         with open(os.path.join(theta, "config.json")) as f:
             languages = json.load(f)["languages"]
         self.train(self.model_dir("stage4b-scratch"), "--tokenizer_dir", theta, "--languages", *languages,
-                   "--cv_root", self.cv_root, "--cv_languages", *c.languages,
+                   "--cv_root", self.cv_root, "--cv_languages", *self.stage4_label_languages,
                    "--train_datasets", *self._stage4_datasets("stage4a"), block=c.stage4b_scratch)
 
     def build_lm(self) -> None:

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from .recipe import Recipe
 
 DECODERS = {"prediction": "greedy", "prediction_lm": "LM"}
+# Rows trained on pseudo-labels: the only ones whose gain is a PL gain (PL efficiency).
+PL_ROWS = ("stage4a", "pl_lm", "pl_filtered", "pl_auto", "stage4b")
 
 # Report rows: name -> (label, how its per-language results are assembled).
 ROWS = [
@@ -107,7 +109,7 @@ def summarise(results: dict, low: list[str], high: list[str]) -> dict:
                 e["beats_theta_prime_every_language"] = all(
                     per_lang[lang][decoder]["cer"] < ref[lang][decoder]["cer"] for lang in langs
                 )
-                if all(decoder in oracle.get(lang, {}) for lang in langs):
+                if row in PL_ROWS and all(decoder in oracle.get(lang, {}) for lang in langs):
                     oracle_cer = float(np.mean([oracle[lang][decoder]["cer"] for lang in langs]))
                     gain = ref_cer - oracle_cer
                     e["pl_efficiency"] = (ref_cer - low_cer) / gain if gain > 0 else None

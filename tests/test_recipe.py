@@ -104,3 +104,14 @@ def test_config_errors_are_reported_clearly(tmp_path):
     result = subprocess.run([sys.executable, os.path.join(REPO, "run_scripts", "recipe.py"), "--config", str(bad)],
                             capture_output=True, text=True)  # fmt: skip
     assert result.returncode == 2 and "recipe.py: error: " in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("name", sorted(f for f in os.listdir(os.path.join(REPO, "configs")) if f.endswith(".yaml")))
+def test_every_shipped_config_loads_and_plans_its_stages(name):
+    config = RecipeConfig.load(os.path.join(REPO, "configs", name))
+    steps = Recipe(config, seed=0).steps()
+    assert [s.stage for s in steps] == sorted(s.stage for s in steps)  # stages run in order
+    assert {s.stage for s in steps} == set(range(7))
+    assert len({s.name for s in steps}) == len(steps)
+    for lang in config.low_resource:
+        assert f"stage2-{lang}" in {s.name for s in steps} and f"pl-{lang}" in {s.name for s in steps}

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 
 import yaml
 
+from .training.arguments import mapping_to_argv
+
 logger = logging.getLogger(__name__)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -112,21 +114,6 @@ class Step:
     description: str = ""
 
 
-def _flags(options: dict) -> list[str]:
-    """{"max_steps": 800, "languages": ["pt", "nl"]} -> ["--max_steps", "800", "--languages", "pt", "nl"]."""
-    argv: list[str] = []
-    for key, value in options.items():
-        if value is None:
-            continue
-        if isinstance(value, (list, tuple)):
-            argv += [f"--{key}", *map(str, value)]
-        elif isinstance(value, bool):
-            argv += [f"--{key}", "true" if value else "false"]
-        else:
-            argv += [f"--{key}", str(value)]
-    return argv
-
-
 class Recipe:
     """Plans and runs the steps of one seed of a RecipeConfig."""
 
@@ -170,7 +157,7 @@ class Recipe:
 
     def train(self, output: str, *argv: str, block: dict) -> None:
         options = {**self.config.train_common, **block, "seed": self.seed, "num_threads": self.threads}
-        self.script("train.py", *argv, *_flags(options), "--output_dir", output, "--resume", "true")
+        self.script("train.py", *argv, *mapping_to_argv(options), "--output_dir", output, "--resume", "true")
 
     # -- the plan
     def steps(self) -> list[Step]:
@@ -265,7 +252,7 @@ class Recipe:
             options["lm_dir"] = self.path("lm", "processor")
         self.script("pseudo_label.py", "--model", self.model_dir(f"stage2-{lang}"), "--data", f"voxpopuli:{self.vp_root}",
                     "--language", lang, "--output_dir", out, "--resume", "--merge", "--threads", str(self.threads),
-                    *_flags(options))
+                    *mapping_to_argv(options))
 
     def pseudo_label_auto(self) -> None:
         """All low-resource unlabeled audio, language unknown: theta's LID head routes to theta'_L."""
@@ -273,7 +260,7 @@ class Recipe:
         self.script("pseudo_label.py", "--model", self.model_dir("stage1"), "--data", f"voxpopuli:{self.vp_root}",
                     "--data_languages", ",".join(self.config.low_resource), "--language", "auto",
                     "--models_per_language", self.model_dir("stage2-{lang}"), "--output_dir", out, "--resume",
-                    "--merge", "--threads", str(self.threads), *_flags(self.config.pseudo_label))
+                    "--merge", "--threads", str(self.threads), *mapping_to_argv(self.config.pseudo_label))
 
     def filter_pl(self, lang: str) -> None:
         """Same raw greedy PLs, re-merged with the confidence filter into a second dataset."""
@@ -281,7 +268,7 @@ class Recipe:
         os.makedirs(dst, exist_ok=True)
         for shard in glob.glob(os.path.join(src, "*.jsonl")):
             shutil.copy(shard, dst)
-        self.script("pseudo_label.py", "--merge_only", "--output_dir", dst, *_flags(self.config.pl_filter))
+        self.script("pseudo_label.py", "--merge_only", "--output_dir", dst, *mapping_to_argv(self.config.pl_filter))
 
     def make_oracle(self, lang: str) -> None:
         """All of `lang`'s unlabeled recordings with their synthetic true transcripts (what PLs can at best give)."""
@@ -345,7 +332,7 @@ class Recipe:
         texts = [f"{lang}={os.path.join(self.text_dir, lang + '.txt')}" for lang in self.config.languages]
         argv = [a for t in texts for a in ("--text", t)]
         self.script("build_lm.py", *argv, "--out", self.path("lm", "ngram"), "--processor-dir", processor_dir,
-                    *_flags(self.config.lm))
+                    *mapping_to_argv(self.config.lm))
 
     def tune_lm(self) -> None:
         """alpha/beta per language on dev: with theta'_L for targets, theta for high-resource languages."""
@@ -359,12 +346,12 @@ class Recipe:
                         "--split", "dev", "--languages", *languages, "--no-lm", "--save-logits", logits,
                         "--out", self.path("lm", f"dev-eval-{model}"))
             self.script("tune_lm.py", "--processor-dir", self.path("lm", "processor"), "--logits", logits,
-                        "--languages", *languages, *_flags(c.tune_lm))
+                        "--languages", *languages, *mapping_to_argv(c.tune_lm))
 
     def evaluate(self, name: str, languages: list[str]) -> None:
         self.script("evaluate.py", "--model", self.model_dir(name), "--data", f"cv:{self.cv_root}", "--split", "test",
                     "--languages", *languages, "--lm-dir", self.path("lm", "processor"),
-                    "--out", self.path("eval", name), *_flags(self.config.evaluate))
+                    "--out", self.path("eval", name), *mapping_to_argv(self.config.evaluate))
 
     def report(self) -> None:
         from .report import write_report

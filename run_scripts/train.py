@@ -41,6 +41,7 @@ from transformers import HfArgumentParser  # noqa: E402
 
 from modeling_mlpl.hub import HubError, maybe_push_to_hub, resolve_token  # noqa: E402
 
+from modeling_mlpl.training.arguments import mapping_to_argv  # noqa: E402
 from modeling_mlpl.training import (  # noqa: E402
     ConfigError,
     DataArguments,
@@ -69,15 +70,7 @@ def config_file_to_argv(path: str, parser: HfArgumentParser) -> list[str]:
     unknown = sorted(set(values) - known)
     if unknown:
         raise ConfigError(f"config file {path}: unknown field(s) {unknown}; see --help")
-    argv: list[str] = []
-    for key, value in values.items():
-        if value is None:
-            continue
-        if isinstance(value, (list, tuple)):
-            argv += [f"--{key}", *map(str, value)]
-        else:
-            argv += [f"--{key}", str(value)]
-    return argv
+    return mapping_to_argv(values)
 
 
 def parse_args(argv: list[str]) -> tuple[ModelArguments, DataArguments, MLPLTrainingArguments]:

@@ -16,6 +16,22 @@ from ..configuration_mlpl import PRESETS
 from ..data.languages import CV_LANGUAGES
 
 
+def mapping_to_argv(options: dict) -> list[str]:
+    """{"max_steps": 800, "cv_languages": ["pt", "nl"], "resume": True} -> command-line flags
+    (None values are left out). Used for config files and by the recipe."""
+    argv: list[str] = []
+    for key, value in options.items():
+        if value is None:
+            continue
+        if isinstance(value, (list, tuple)):
+            argv += [f"--{key}", *map(str, value)]
+        elif isinstance(value, bool):
+            argv += [f"--{key}", "true" if value else "false"]
+        else:
+            argv += [f"--{key}", str(value)]
+    return argv
+
+
 class ConfigError(ValueError):
     """A user error in the training configuration (printed as one line by the CLI)."""
 

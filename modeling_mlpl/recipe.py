@@ -45,6 +45,7 @@ VARIANTS = {
     "pl_filtered": "option: greedy PLs, the least confident ones dropped at merge time",
     "pl_auto": "option: PLs made with --language auto (the LID head routes each recording)",
     "stage4b": "strategy B: from scratch on labels + greedy PLs, then fine-tune per language on labels",
+    "pl_round2": "option: a second PL round, teacher = average of stage4a's last checkpoints",
 }
 
 
@@ -97,6 +98,10 @@ class RecipeConfig:
             raise RecipeError(f"{path}: unknown variant(s) {bad}; choose from {sorted(VARIANTS)}")
         if not config.low_resource:
             raise RecipeError(f"{path}: low_resource must name at least one target language")
+        if "pl_round2" in config.variants and (
+            "stage4a" not in config.variants or config.variants.index("stage4a") > config.variants.index("pl_round2")
+        ):
+            raise RecipeError(f"{path}: variant pl_round2 needs stage4a listed before it (stage4a is its teacher)")
         if config.stage4_labels not in ("all", "low_resource"):
             raise RecipeError(f"{path}: stage4_labels must be 'all' or 'low_resource', got {config.stage4_labels!r}")
         return config
@@ -193,6 +198,11 @@ class Recipe:
                         "--cv_root", self.cv_root, "--cv_languages", lang, block=c.stage4b_finetune),
                         f"strategy B fine-tune, {lang}"))
             else:
+                if variant == "pl_round2":
+                    steps.append(Step(4, "teacher-round2", self.average_teacher, "average stage4a's last checkpoints"))
+                    for lang in c.low_resource:
+                        steps.append(Step(4, f"pl_round2-{lang}", lambda lang=lang: self.pseudo_label(
+                            "pl_round2", lang, model=self.model_dir("stage4a-avg")), f"round-2 PLs, {lang}"))
                 steps.append(Step(4, variant, lambda v=variant: self.train_stage4(v), VARIANTS[variant]))
         if not needs_lm_early:
             steps.append(Step(5, "lm", self.build_lm, "n-gram LMs per language"))
@@ -245,12 +255,14 @@ class Recipe:
             argv += ["--set", f"{key}={value}"]
         self.script("make_synthetic_corpus.py", *argv)
 
-    def pseudo_label(self, variant: str, lang: str) -> None:
+    def pseudo_label(self, variant: str, lang: str, model: str | None = None) -> None:
+        """PLs of `lang`'s unlabeled audio; the teacher is theta'_lang unless `model` is given."""
         out = self.path("pl", f"{variant}-{lang}")
         options = dict(self.config.pseudo_label)
         if variant == "pl_lm":
             options["lm_dir"] = self.path("lm", "processor")
-        self.script("pseudo_label.py", "--model", self.model_dir(f"stage2-{lang}"), "--data", f"voxpopuli:{self.vp_root}",
+        model = model or self.model_dir(f"stage2-{lang}")
+        self.script("pseudo_label.py", "--model", model, "--data", f"voxpopuli:{self.vp_root}",
                     "--language", lang, "--output_dir", out, "--resume", "--merge", "--threads", str(self.threads),
                     *mapping_to_argv(options))
 
@@ -291,7 +303,8 @@ class Recipe:
         if variant == "pl_auto":
             candidates = [self.path("pl", "pl_auto", "merged", "dataset")]
         else:
-            source = {"stage4a": "pl", "oracle": "oracle", "pl_lm": "pl_lm", "pl_filtered": "pl_filtered"}[variant]
+            source = {"stage4a": "pl", "oracle": "oracle", "pl_lm": "pl_lm", "pl_filtered": "pl_filtered",
+                      "pl_round2": "pl_round2"}[variant]
             candidates = [self.pl_dataset(source, lang) for lang in low]
         kept = []
         for path in candidates:
@@ -312,6 +325,12 @@ class Recipe:
         extra = ["--train_datasets", *datasets] if datasets else []
         self.train(self.model_dir(variant), "--init_from", self.model_dir("stage1"), "--cv_root", self.cv_root,
                    "--cv_languages", *self.stage4_label_languages, *extra, block=self.config.stage4)
+
+    def average_teacher(self) -> None:
+        from .training.checkpointing import average_checkpoints
+
+        averaged = average_checkpoints(self.model_dir("stage4a"), self.model_dir("stage4a-avg"), last=3)
+        logger.info("round-2 teacher = mean of %s", ", ".join(os.path.basename(p) for p in averaged))
 
     def train_4b_scratch(self) -> None:
         c = self.config

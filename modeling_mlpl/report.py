@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 DECODERS = {"prediction": "greedy", "prediction_lm": "LM"}
 # Rows trained on pseudo-labels: the only ones whose gain is a PL gain (PL efficiency).
-PL_ROWS = ("stage4a", "pl_lm", "pl_filtered", "pl_auto", "stage4b")
+PL_ROWS = ("stage4a", "pl_lm", "pl_filtered", "pl_auto", "pl_round2", "stage4b")
 
 # Report rows: name -> (label, how its per-language results are assembled).
 ROWS = [
@@ -31,6 +31,7 @@ ROWS = [
     ("pl_lm", "A with LM-decoded PLs"),
     ("pl_filtered", "A with confidence-filtered PLs"),
     ("pl_auto", "A with --language auto PLs (LID routing)"),
+    ("pl_round2", "A with round-2 PLs (teacher = average of A's last checkpoints)"),
     ("stage4b", "B: scratch on labels + PLs, then fine-tune"),
     ("oracle", "oracle: true transcripts of the unlabeled audio"),
 ]
@@ -66,7 +67,7 @@ def pl_statistics(recipe: "Recipe") -> dict[str, dict]:
     from .data import load_unlabelled_truth
 
     stats: dict[str, dict] = {}
-    for variant in ("pl", "pl_lm", "pl_filtered"):
+    for variant in ("pl", "pl_lm", "pl_filtered", "pl_round2"):
         for lang in recipe.config.low_resource:
             merged = recipe.path("pl", f"{variant}-{lang}", "merged")
             if not os.path.isdir(os.path.join(merged, "dataset")):

@@ -81,3 +81,33 @@ def rotate_checkpoints(output_dir: str, keep: int) -> list[str]:
 
 
 __all__ = ["TrainerState", "list_checkpoints", "latest_checkpoint", "checkpoint_dir", "rotate_checkpoints", "STATE_FILE"]
+
+
+def average_checkpoints(output_dir: str, save_dir: str, last: int = 3) -> list[str]:
+    """Save the uniform average of the weights of the last `last` checkpoints of a training run (with the
+    run's processor) to `save_dir`, e.g. as the teacher of a second pseudo-labeling round. Returns the
+    checkpoints averaged. Averaging smooths the noise of single updates, so the teacher's labels are steadier."""
+    from safetensors.torch import load_file
+
+    from ..modeling_mlpl import MLPLForCTC
+    from ..processing_mlpl import MLPLProcessor
+
+    checkpoints = list_checkpoints(output_dir)[-last:]
+    if not checkpoints:
+        raise FileNotFoundError(f"no training checkpoints under {checkpoint_root(output_dir)} to average")
+    total = None
+    for path in checkpoints:
+        state = load_file(os.path.join(path, "model.safetensors"))
+        if total is None:
+            total = {k: v.double() for k, v in state.items()}
+        else:
+            if state.keys() != total.keys():
+                raise ValueError(f"{path} holds other tensors than {checkpoints[0]}: not the same model")
+            for k, v in state.items():
+                total[k] += v.double()
+    model = MLPLForCTC.from_pretrained(output_dir)
+    reference = model.state_dict()
+    model.load_state_dict({k: (v / len(checkpoints)).to(reference[k].dtype) for k, v in total.items()})
+    model.save_pretrained(save_dir)
+    MLPLProcessor.from_pretrained(output_dir).save_pretrained(save_dir)
+    return checkpoints

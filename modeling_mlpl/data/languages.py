@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
-# Common Voice 6.1, the 60 languages of the paper (PAPER.md "Data"), in its order.
-CV_LANGUAGES: tuple[str, ...] = tuple(
-    "ab ar as br ca cnh cs cv cy de dv el en eo es et eu fa fi fr fy-NL ga-IE hi hsb hu ia id it ja ka "
-    "kab ky lg lt lv mn mt nl or pa-IN pl pt rm-sursilv rm-vallader ro ru rw sah sl sv-SE ta th tr tt "
-    "uk vi vot zh-CN zh-HK zh-TW".split()
-)
+from ..configuration_mlpl import CV61_LANGUAGES
+
+# Common Voice 6.1, the 60 languages of the paper (PAPER.md "Data"): the model config's default LID classes.
+CV_LANGUAGES: tuple[str, ...] = CV61_LANGUAGES
 # VoxPopuli languages with unlabelled audio used for pseudo-labels (19).
 VP_LANGUAGES: tuple[str, ...] = tuple("en de fr es pl it ro hu cs nl fi sl et lt pt el lv mt sv".split())
 

@@ -20,7 +20,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -207,11 +207,14 @@ def evaluate_model(
     device: str = "cpu",
     save_logits_to: str | os.PathLike | None = None,
     progress: bool = True,
+    lm_params: Mapping[str, Mapping[str, float]] | None = None,
     **forward_kwargs: Any,
 ) -> dict[str, Any]:
     """Decode ``sets`` greedily and (if an LM is found) with the LM; write predictions and reports.
 
     ``lm_dir``: a processor directory with ``language_model/`` (default: ``model_dir``'s, if any).
+    ``lm_params``: {language: {"alpha": a, "beta": b}} replacing the saved fusion weights (the
+    output of ``tune_lm.py --output``, so that each model is decoded with weights tuned for it).
     ``use_lm``: None = whenever an LM is found. Writes ``out_dir/predictions.jsonl``,
     ``metrics.json`` and ``metrics.md``; returns the metrics dict.
     """
@@ -228,6 +231,10 @@ def evaluate_model(
     if decoder is not None and decoder.config.vocab != list(processor.tokenizer.convert_ids_to_tokens(
             list(range(len(processor.tokenizer))))):  # fmt: skip
         raise ValueError(f"the LM decoder in {lm_source} was built for another vocabulary than {model_dir}'s")
+    if decoder is not None:
+        for lang, params in (lm_params or {}).items():
+            if lang in decoder.languages:
+                decoder.set_params(lang, alpha=float(params["alpha"]), beta=float(params["beta"]))
 
     predictions_path = out_dir / PREDICTIONS_NAME
     done: set[str] = set()

@@ -69,6 +69,7 @@ class RecipeConfig:
     stage4b_scratch: dict = field(default_factory=dict)
     stage4b_finetune: dict = field(default_factory=dict)
     pseudo_label: dict = field(default_factory=dict)
+    pseudo_label_lm: dict = field(default_factory=dict)  # extra pseudo_label.py flags for LM-decoded PLs
     pl_filter: dict = field(default_factory=lambda: {"top_percent": 75})
     variants: list[str] = field(default_factory=lambda: ["stage4a", "labels_only", "oracle"])
     # Labeled data of the stage-4 runs: "all" languages (the paper) or only the "low_resource" targets
@@ -93,6 +94,12 @@ class RecipeConfig:
         if missing:
             raise RecipeError(f"{path}: missing key(s) {missing}")
         config = cls(**raw)
+        config.validate(path)
+        return config
+
+    def validate(self, path: str = "config") -> None:
+        """Cross-field checks (also after command-line overrides such as --variants)."""
+        config = self
         bad = sorted(set(config.variants) - set(VARIANTS))
         if bad:
             raise RecipeError(f"{path}: unknown variant(s) {bad}; choose from {sorted(VARIANTS)}")
@@ -104,7 +111,6 @@ class RecipeConfig:
             raise RecipeError(f"{path}: variant pl_round2 needs stage4a listed before it (stage4a is its teacher)")
         if config.stage4_labels not in ("all", "low_resource"):
             raise RecipeError(f"{path}: stage4_labels must be 'all' or 'low_resource', got {config.stage4_labels!r}")
-        return config
 
     @property
     def languages(self) -> list[str]:
@@ -178,7 +184,7 @@ class Recipe:
         needs_lm_early = "pl_lm" in c.variants
         if needs_lm_early:
             steps.append(Step(3, "lm", self.build_lm, "n-gram LMs (needed for LM-decoded PLs)"))
-            steps.append(Step(3, "tune-lm", self.tune_lm, "alpha/beta on dev with theta'"))
+            steps.append(Step(3, "tune-lm", self.tune_lm, "alpha/beta on dev with theta and theta'"))
         for lang in c.low_resource:
             steps.append(Step(3, f"pl-{lang}", lambda lang=lang: self.pseudo_label("pl", lang), f"greedy PLs, {lang}"))
             if "oracle" in c.variants:
@@ -206,14 +212,18 @@ class Recipe:
                 steps.append(Step(4, variant, lambda v=variant: self.train_stage4(v), VARIANTS[variant]))
         if not needs_lm_early:
             steps.append(Step(5, "lm", self.build_lm, "n-gram LMs per language"))
-            steps.append(Step(5, "tune-lm", self.tune_lm, "alpha/beta on dev with theta'"))
+            steps.append(Step(5, "tune-lm", self.tune_lm, "alpha/beta on dev with theta and theta'"))
+        tuned_in_tune_lm = {"stage1", *(f"stage2-{lang}" for lang in c.low_resource)}
         for name, langs in self.evaluated_models():
+            if name not in tuned_in_tune_lm:
+                steps.append(Step(5, f"tune-{name}", lambda n=name, ls=langs: self.tune_model(n, ls),
+                                  f"alpha/beta on dev for {name}"))
             steps.append(Step(5, f"eval-{name}", lambda n=name, ls=langs: self.evaluate(n, ls), f"test CER/WER of {name}"))
         steps.append(Step(6, "report", self.report, "tables and plot"))
         return steps
 
     def evaluated_models(self) -> list[tuple[str, list[str]]]:
-        """(model name, languages it is evaluated on): per-language models only on their language."""
+        """(model name, languages it is evaluated on): each model on the languages it was trained for."""
         c = self.config
         models = [("stage1", c.languages)]
         models += [(f"stage2-{lang}", [lang]) for lang in c.low_resource]
@@ -221,7 +231,7 @@ class Recipe:
             if variant == "stage4b":
                 models += [(f"stage4b-{lang}", [lang]) for lang in c.low_resource]
             else:
-                models.append((variant, c.languages))
+                models.append((variant, self.stage4_label_languages))
         return models
 
     def run(self, stage: int = 0, stop_stage: int = 6, force: bool = False) -> None:
@@ -261,10 +271,11 @@ class Recipe:
         options = dict(self.config.pseudo_label)
         if variant == "pl_lm":
             options["lm_dir"] = self.path("lm", "processor")
+            options.update(self.config.pseudo_label_lm)
         model = model or self.model_dir(f"stage2-{lang}")
         self.script("pseudo_label.py", "--model", model, "--data", f"voxpopuli:{self.vp_root}",
                     "--language", lang, "--output_dir", out, "--resume", "--merge", "--threads", str(self.threads),
-                    *mapping_to_argv(options))
+                    *(["--align_truth"] if variant == "oracle" else []), *mapping_to_argv(options))
 
     def pseudo_label_auto(self) -> None:
         """All low-resource unlabeled audio, language unknown: theta's LID head routes to theta'_L."""
@@ -283,18 +294,9 @@ class Recipe:
         self.script("pseudo_label.py", "--merge_only", "--output_dir", dst, *mapping_to_argv(self.config.pl_filter))
 
     def make_oracle(self, lang: str) -> None:
-        """All of `lang`'s unlabeled recordings with their synthetic true transcripts (what PLs can at best give)."""
-        from .data import load_unlabelled_truth, load_voxpopuli_unlabelled
-
-        truth = load_unlabelled_truth(self.vp_root, [lang])
-        recordings = load_voxpopuli_unlabelled(self.vp_root, [lang])
-        missing = [i for i in recordings["id"] if i not in truth]
-        if missing:
-            raise RecipeError(f"{len(missing)} recordings of {lang} have no synthetic truth (e.g. {missing[0]})")
-        oracle = recordings.map(lambda row: {"text": truth[row["id"]]}, desc=f"oracle {lang}")
-        out = self.pl_dataset("oracle", lang)
-        shutil.rmtree(out, ignore_errors=True)
-        oracle.save_to_disk(out)
+        """All of `lang`'s unlabeled recordings with their synthetic true transcripts (what PLs can at
+        best give), force-aligned by theta'_lang so they get token times and are cropped like PLs."""
+        self.pseudo_label("oracle", lang)
 
     def _stage4_datasets(self, variant: str) -> list[str]:
         low = self.config.low_resource
@@ -354,22 +356,32 @@ class Recipe:
                     *mapping_to_argv(self.config.lm))
 
     def tune_lm(self) -> None:
-        """alpha/beta per language on dev: with theta'_L for targets, theta for high-resource languages."""
+        """alpha/beta on dev for the shared LM processor: theta on every language, then theta'_L on L
+        (so LM-decoded PLs use their teacher's weights)."""
         c = self.config
-        groups = [(f"stage2-{lang}", [lang]) for lang in c.low_resource]
-        if c.high_resource:
-            groups.append(("stage1", sorted(c.high_resource)))
-        for model, languages in groups:
-            logits = self.path("lm", f"dev-{model}.npz")
-            self.script("evaluate.py", "--model", self.model_dir(model), "--data", f"cv:{self.cv_root}",
-                        "--split", "dev", "--languages", *languages, "--no-lm", "--save-logits", logits,
-                        "--out", self.path("lm", f"dev-eval-{model}"))
-            self.script("tune_lm.py", "--processor-dir", self.path("lm", "processor"), "--logits", logits,
-                        "--languages", *languages, *mapping_to_argv(c.tune_lm))
+        self.tune_model("stage1", c.languages, save=True)
+        for lang in c.low_resource:
+            self.tune_model(f"stage2-{lang}", [lang], save=True)
+
+    def lm_params_path(self, model: str) -> str:
+        return self.path("lm", "alpha_beta", f"{model}.json")
+
+    def tune_model(self, model: str, languages: list[str], save: bool = False) -> None:
+        """Dev logits of `model` + the alpha/beta grid -> lm/alpha_beta/<model>.json: every model is
+        LM-decoded with weights tuned for it on dev (`save` also writes them into the shared processor)."""
+        logits = self.path("lm", f"dev-{model}.npz")
+        self.script("evaluate.py", "--model", self.model_dir(model), "--data", f"cv:{self.cv_root}",
+                    "--split", "dev", "--languages", *languages, "--no-lm", "--save-logits", logits,
+                    "--out", self.path("lm", f"dev-eval-{model}"))
+        self.script("tune_lm.py", "--processor-dir", self.path("lm", "processor"), "--logits", logits,
+                    "--languages", *languages, "--output", self.lm_params_path(model),
+                    *([] if save else ["--dry-run"]), *mapping_to_argv(self.config.tune_lm))
 
     def evaluate(self, name: str, languages: list[str]) -> None:
+        params = self.lm_params_path(name)
         self.script("evaluate.py", "--model", self.model_dir(name), "--data", f"cv:{self.cv_root}", "--split", "test",
                     "--languages", *languages, "--lm-dir", self.path("lm", "processor"),
+                    *(["--lm-params", params] if os.path.exists(params) else []),
                     "--out", self.path("eval", name), *mapping_to_argv(self.config.evaluate))
 
     def report(self) -> None:

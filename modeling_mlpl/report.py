@@ -144,6 +144,7 @@ def render_markdown(name: str, seed: int, results: dict, summary: dict, pl_stats
     lines = [f"# mlpl recipe report: {name}, seed {seed}", "",
              f"Low-resource targets: {', '.join(low)}; high-resource: {', '.join(high) or 'none'}. "
              "CER/WER in %, test sets. Relative reductions are against theta' decoded the same way; "
+             "LM columns: every model with its own alpha/beta, tuned on dev. "
              "PL efficiency = (theta' - row) / (theta' - oracle).", "",
              "## Ablation (low-resource mean)", "",
              "| model | CER greedy | rel. vs theta' | CER LM | rel. vs theta' | PL eff. greedy | PL eff. LM | "

@@ -21,6 +21,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -39,6 +40,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     lm = p.add_mutually_exclusive_group()
     lm.add_argument("--lm-dir", help="processor directory holding language_model/ (default: --model's)")
     lm.add_argument("--no-lm", action="store_true", help="greedy decoding only")
+    p.add_argument("--lm-params", help="JSON of per-language alpha/beta (tune_lm.py --output) replacing the saved "
+                                        "ones: decode each model with weights tuned for it on dev")  # fmt: skip
     p.add_argument("--beam-width", type=int, help="beam width (default: the saved decoder's)")
     p.add_argument("--num-workers", type=int, default=0, help="processes for LM beam search (0 = serial)")
     p.add_argument("--window-s", type=float, default=10.0, help="decode long audio in windows of this size (0 = off)")
@@ -63,11 +66,12 @@ def main(argv=None) -> int:
             if not args.model or not args.data:
                 raise ValueError("--model and at least one --data are required (or --report-only)")
             sets = load_eval_sets(args.data, args.split, args.languages, args.max_per_language)
+            lm_params = json.loads(Path(args.lm_params).read_text()) if args.lm_params else None
             summary = evaluate_model(
                 args.model, sets, args.out, lm_dir=args.lm_dir, use_lm=False if args.no_lm else None,
                 beam_width=args.beam_width, num_workers=args.num_workers, device=args.device,
                 save_logits_to=args.save_logits, window_s=args.window_s or None, overlap_s=args.overlap_s,
-                max_batch_seconds=args.max_batch_seconds,
+                max_batch_seconds=args.max_batch_seconds, lm_params=lm_params,
             )  # fmt: skip
     except (ValueError, FileNotFoundError) as err:
         print(f"evaluate.py: error: {err}", file=sys.stderr)

@@ -72,11 +72,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="processor folder with language_model/ (run_scripts/build_lm.py): LM beam search "
                         "instead of greedy CTC (the paper uses greedy)")  # fmt: skip
     g.add_argument("--beam_width", type=int, default=None, help="LM beam width (default: the LM's config)")
+    g.add_argument("--lm_workers", type=int, default=None,
+                   help="processes for the LM beam search of each batch (default: the LM's config; beam search is "
+                        "pure Python, so on CPU it, not the model, bounds LM-decoded PL speed)")  # fmt: skip
     g.add_argument("--window_s", type=float, default=10.0,
                    help="decode long audio in windows of at most this many seconds (0: whole recordings)")
     g.add_argument("--overlap_s", type=float, default=2.0, help="context each window adds on each side")
     g.add_argument("--max_batch_seconds", type=float, default=60.0,
                    help="audio seconds per forward batch (windows, padding included)")
+    g.add_argument("--align_truth", action="store_true",
+                   help="synthetic corpus only (voxpopuli:ROOT with unlabelled_truth/): force-align each recording's "
+                        "true transcript instead of decoding. Gives the oracle rows, with token times so that they "
+                        "are cropped exactly like PLs")  # fmt: skip
     g.add_argument("--lid_top_k", type=int, default=3, help="LID top-k languages recorded per recording")
     g.add_argument("--sort_buffer", type=int, default=None,
                    help="rows sorted by length together (default: the whole shard; 5000 when streaming)")
@@ -164,6 +171,7 @@ def run_label(args) -> int:
     import torch
     from accelerate import PartialState
 
+    from modeling_mlpl import data as mlpl_data
     from modeling_mlpl.decoding import LMDecoder
     from modeling_mlpl.pseudo_labeling import PseudoLabelConfig, PseudoLabeler, label_dataset
     from modeling_mlpl.pseudo_labeling.merge import LOAD_REPORT
@@ -207,9 +215,27 @@ def run_label(args) -> int:
         io_threads=args.io_threads, autocast_dtype=None if args.dtype == "fp32" else args.dtype,
         fsync=not args.no_fsync,
     )  # fmt: skip
-    lm = LMDecoder.from_pretrained(args.lm_dir) if args.lm_dir else None
+    transcripts = None
+    if args.align_truth:
+        if args.lm_dir:
+            raise UserError("--align_truth aligns known transcripts: it takes no --lm_dir")
+        kind, _, root = args.data.partition(":")
+        if kind != "voxpopuli":
+            raise UserError(f"--align_truth needs --data voxpopuli:ROOT (the synthetic corpus), got {args.data!r}")
+        try:
+            transcripts = mlpl_data.load_unlabelled_truth(root, args.data_languages.split(",") if args.data_languages
+                                                          else ([args.language] if args.language else None))
+        except (FileNotFoundError, ValueError) as err:
+            raise UserError(str(err)) from err
+        if not args.streaming:
+            missing = [uid for uid in rows["id"] if uid not in transcripts]
+            if missing:
+                raise UserError(f"--align_truth: {len(missing)} recording(s) have no true transcript, e.g. {missing[0]}")
+    lm_overrides = {} if args.lm_workers is None else {"num_workers": args.lm_workers}
+    lm = LMDecoder.from_pretrained(args.lm_dir, **lm_overrides) if args.lm_dir else None
     try:
-        labeler = PseudoLabeler.from_pretrained(args.model, config, lm_decoder=lm, device=device)
+        labeler = PseudoLabeler.from_pretrained(args.model, config, lm_decoder=lm, device=device,
+                                                transcripts=transcripts)
     except OSError as err:
         raise UserError(f"cannot load model {args.model}: {str(err).splitlines()[0]}") from err
     stats = label_dataset(rows, args.output_dir, labeler, rank=rank, world_size=world, resume=args.resume,

@@ -21,7 +21,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from modeling_mlpl.recipe import Recipe, RecipeConfig, RecipeError  # noqa: E402
+from modeling_mlpl.recipe import VARIANTS, Recipe, RecipeConfig, RecipeError  # noqa: E402
 from modeling_mlpl.report import aggregate_seeds  # noqa: E402
 
 
@@ -38,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="re-run steps even if they are marked done")
     parser.add_argument("--exp_dir", default=None, help="override the config's exp_dir")
     parser.add_argument("--corpus_dir", default=None, help="override the config's corpus.dir (synthetic corpus)")
+    parser.add_argument("--variants", nargs="+", default=None, metavar="VARIANT",
+                        help="override the config's stage-4 variants, e.g. --variants stage4a labels_only oracle "
+                             "pl_lm (finished steps are reused); choices: " + ", ".join(VARIANTS))  # fmt: skip
     parser.add_argument("--list", action="store_true", help="print the steps and exit")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s recipe: %(message)s", datefmt="%H:%M:%S")
@@ -47,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
             config.exp_dir = args.exp_dir
         if args.corpus_dir:
             config.corpus["dir"] = args.corpus_dir
+        if args.variants:
+            config.variants = args.variants
+            config.validate(f"{args.config} with --variants")
         seeds = [args.seed] if args.seed is not None else list(range(args.seeds))
         for seed in seeds:
             recipe = Recipe(config, seed=seed, threads=args.threads)

@@ -60,6 +60,26 @@ def test_evaluation_writes_greedy_and_lm_columns_and_resumes(model_with_lm, audi
     assert report_from_predictions(out / "predictions.jsonl")["per_group"] == again["per_group"]
 
 
+def test_lm_params_decode_like_a_decoder_saved_with_those_weights(model_with_lm, audio_folder, tmp_path):
+    """--lm-params (per-model alpha/beta from tune_lm.py) must act exactly as if they were saved."""
+    sets = load_eval_sets([f"folder:{audio_folder}"], languages=["en"])
+    params = {"en": {"alpha": 3.0, "beta": -2.0}}
+    saved = tmp_path / "saved"
+    shutil.copytree(model_with_lm, saved)
+    decoder = LMDecoder.from_pretrained(saved)
+    assert (decoder.config.languages["en"].alpha, decoder.config.languages["en"].beta) != (3.0, -2.0)
+    decoder.set_params("en", alpha=3.0, beta=-2.0)
+    decoder.save_pretrained(saved)
+
+    def lm_column(out, **kwargs):
+        evaluate_model(model_with_lm, sets, out, window_s=None, progress=False, **kwargs)
+        return [json.loads(line)["prediction_lm"] for line in (out / "predictions.jsonl").read_text().splitlines()]
+
+    overridden = lm_column(tmp_path / "a", lm_params=params)
+    assert overridden == lm_column(tmp_path / "b", lm_dir=saved)
+    assert overridden != lm_column(tmp_path / "c")  # the weights matter here, so the override was applied
+
+
 def test_unreadable_audio_is_skipped_not_fatal(model_with_lm, audio_folder, tmp_path):
     (audio_folder / "utt1.wav").write_bytes(b"RIFF garbage")
     sets = load_eval_sets([f"folder:{audio_folder}"], languages=["en"])

@@ -353,3 +353,30 @@ def test_audio_embedded_as_bytes_is_written_out_and_referenced(labeler, tmp_path
     (row,) = read_shard(shard_path(tmp_path, 0))
     assert row["audio"].startswith(str(tmp_path / "embedded_audio")) and os.path.getsize(row["audio"]) > 0
     assert row["duration"] == pytest.approx(1.5)
+
+
+def test_known_transcripts_are_force_aligned_instead_of_decoded(tiny_checkpoint, folder, tmp_path):
+    """The oracle path: known long-form text gets token times (so it is cropped like a PL); a text
+    the frames cannot hold is kept without times; a recording without a transcript is an error."""
+    ds = load_audio_folder(folder[0], language="de").select(range(3))
+    ids = list(ds["id"])
+    letters = [t for t in modeling_mlpl.MLPLProcessor.from_pretrained(tiny_checkpoint).tokenizer.get_vocab()
+               if len(t) == 1 and t.isalpha()][:3]  # fmt: skip
+    short = f"{letters[0]}{letters[1]} {letters[2]}"
+    transcripts = {ids[0]: short, ids[1]: short[::-1], ids[2]: letters[0] * 100_000}  # last: longer than the frames
+    model = modeling_mlpl.MLPLForCTC.from_pretrained(tiny_checkpoint).eval()
+    processor = modeling_mlpl.MLPLProcessor.from_pretrained(tiny_checkpoint)
+    labeler = PseudoLabeler(model, processor, PseudoLabelConfig(language="de"), transcripts=transcripts)
+    label_dataset(ds, tmp_path / "ok", labeler)
+    rows = _rows(read_shard(shard_path(tmp_path / "ok", 0)))
+    for uid in ids[:2]:
+        assert rows[uid]["text"] == transcripts[uid] and rows[uid]["decoder"] == "transcript"
+        times = rows[uid]["token_times"]
+        assert len(times) == len(transcripts[uid]) and times == sorted(times)
+        assert 0 <= times[0] and times[-1] < rows[uid]["duration"]
+    assert rows[ids[2]]["text"] == transcripts[ids[2]] and rows[ids[2]]["token_times"] == []
+    assert rows[ids[2]]["decoder"] == "transcript_unaligned"
+
+    labeler.transcripts = {ids[0]: short}
+    with pytest.raises(KeyError, match="no transcript"):
+        label_dataset(ds, tmp_path / "missing", labeler)

@@ -40,6 +40,7 @@ def test_help_explains_inputs_and_exit_codes(capsys):
         (["--data", "nowhere:/x"], "KIND:PATH"),
         (["--data", "folder:/does/not/exist"], "does not exist"),
         (["--language", "xx"], "unknown language"),
+        (["--align_truth"], "needs --data voxpopuli:ROOT"),
     ],
 )
 def test_user_errors_exit_2_with_one_line(folder, tiny_checkpoint, tmp_path, capsys, args, message):

@@ -40,6 +40,8 @@ def test_smoke_recipe_produces_every_stage_and_the_report(smoke_run):
     for name, _ in recipe.evaluated_models():
         assert os.path.exists(os.path.join(recipe.model_dir(name), "model.safetensors"))
         assert os.path.exists(recipe.path("eval", name, "predictions.jsonl"))
+        tuned = json.load(open(recipe.lm_params_path(name)))  # every model decoded with its own dev-tuned alpha/beta
+        assert set(tuned) == set(dict(recipe.evaluated_models())[name])
     for f in ("report.md", "report.json", "cer_per_language.png"):
         assert os.path.getsize(recipe.path("report", f)) > 0
     assert os.path.exists(os.path.join(recipe.config.exp_dir, "report.md"))
@@ -115,3 +117,14 @@ def test_every_shipped_config_loads_and_plans_its_stages(name):
     assert len({s.name for s in steps}) == len(steps)
     for lang in config.low_resource:
         assert f"stage2-{lang}" in {s.name for s in steps} and f"pl-{lang}" in {s.name for s in steps}
+
+
+def test_stage4_models_are_evaluated_on_the_languages_they_were_trained_for():
+    config = RecipeConfig.load(SMOKE)
+    config.variants = ["stage4a", "labels_only", "stage4b"]
+    for labels, expected in (("all", config.languages), ("low_resource", sorted(config.low_resource))):
+        config.stage4_labels = labels
+        evaluated = dict(Recipe(config, seed=0).evaluated_models())
+        assert evaluated["stage1"] == config.languages
+        assert evaluated["stage4a"] == evaluated["labels_only"] == expected
+        assert all(evaluated[f"stage4b-{lang}"] == [lang] for lang in config.low_resource)

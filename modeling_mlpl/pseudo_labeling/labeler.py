@@ -19,14 +19,14 @@ from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 import torch
 
 from ..audio import AudioDecodeError, audio_duration, load_audio
 from ..long_form import LongFormDecoder
-from .alignment import label_from_log_probs
+from .alignment import Label, label_from_log_probs
 from .shards import FAILURE_PREFIX, ShardWriter, completed_ids, shard_of, shard_path
 
 logger = logging.getLogger(__name__)
@@ -110,11 +110,15 @@ class PseudoLabeler:
     """Turns loaded audio into pseudo-label records (no I/O of its own except loading models)."""
 
     def __init__(self, model, processor, config: PseudoLabelConfig | None = None, lm_decoder=None,
-                 model_name: str = "base"):  # fmt: skip
+                 model_name: str = "base", transcripts: Mapping[str, str] | None = None):  # fmt: skip
+        """`transcripts` (id -> known text): force-align these instead of decoding, so that known
+        long-form transcripts (the synthetic corpus's truth: the oracle) get token times and can be
+        cropped like PLs. Every labelled id must have one."""
         self.config = config or PseudoLabelConfig()
         self.base = _Decoder(model_name, model, processor, self.config)
         self.languages = list(model.config.languages)
         self.lm_decoder = lm_decoder
+        self.transcripts = transcripts
         self._routed: OrderedDict[str, _Decoder] = OrderedDict()
         self._missing_models: set[str] = set()
         lang = self.config.language
@@ -125,9 +129,10 @@ class PseudoLabeler:
 
     @classmethod
     def from_pretrained(cls, model_dir: str, config: PseudoLabelConfig | None = None, lm_decoder=None,
-                        device: torch.device | str | None = None) -> "PseudoLabeler":  # fmt: skip
+                        device: torch.device | str | None = None,
+                        transcripts: Mapping[str, str] | None = None) -> "PseudoLabeler":  # fmt: skip
         model, processor = load_model(model_dir, device)
-        return cls(model, processor, config, lm_decoder, model_name=str(model_dir))
+        return cls(model, processor, config, lm_decoder, model_name=str(model_dir), transcripts=transcripts)
 
     @property
     def device(self) -> torch.device:
@@ -187,21 +192,32 @@ class PseudoLabeler:
             for i, lp in zip(idx, out.log_probs):
                 log_probs[i] = lp
 
-        lm_texts: list[str | None] = [None] * len(items)
-        if self.lm_decoder is not None:
-            lm_texts = self.lm_decoder.decode_batch(log_probs, languages, beam_width=self.config.beam_width)
+        texts: list[str | None] = [None] * len(items)
+        method = "greedy"
+        if self.transcripts is not None:
+            missing = [item.id for item in items if item.id not in self.transcripts]
+            if missing:
+                raise KeyError(f"no transcript to align for {len(missing)} recording(s), e.g. {missing[0]!r}")
+            texts, method = [self.transcripts[item.id] for item in items], "transcript"
+        elif self.lm_decoder is not None:
+            texts, method = self.lm_decoder.decode_batch(log_probs, languages, beam_width=self.config.beam_width), "lm"
 
         records = []
         for i, item in enumerate(items):
-            decoder, method = decoders[i], "greedy" if lm_texts[i] is None else "lm"
+            decoder = decoders[i]
             try:
                 label, scores = label_from_log_probs(log_probs[i], decoder.id2token, decoder.token2id,
-                                                     decoder.frame_seconds, text=lm_texts[i], blank=decoder.blank)
-            except ValueError as err:  # LM text the acoustic frames cannot hold: keep the greedy label
-                logger.warning("%s: %s; using the greedy label", item.id, err)
+                                                     decoder.frame_seconds, text=texts[i], blank=decoder.blank)
+                item_method = method
+            except ValueError as err:
                 label, scores = label_from_log_probs(log_probs[i], decoder.id2token, decoder.token2id,
                                                      decoder.frame_seconds, blank=decoder.blank)
-                method = "greedy_fallback"
+                if method == "transcript":  # a known text is kept, without times (never cropped)
+                    logger.warning("%s: %s; transcript kept without token times", item.id, err)
+                    label, item_method = Label(text=texts[i], token_times=[], token_ids=[]), "transcript_unaligned"
+                else:  # LM text the acoustic frames cannot hold: keep the greedy label
+                    logger.warning("%s: %s; using the greedy label", item.id, err)
+                    item_method = "greedy_fallback"
             records.append({
                 "id": item.id,
                 "audio": item.path,
@@ -218,7 +234,7 @@ class PseudoLabeler:
                 "num_frames": scores["num_frames"],
                 "lid_top_k": lid_top[i],
                 "model": decoder.name,
-                "decoder": method,
+                "decoder": item_method,
             })  # fmt: skip
         return records
 
@@ -384,6 +400,7 @@ def label_dataset(
         from tqdm.auto import tqdm
 
         bar = tqdm(unit="s audio", desc=f"pseudo-labeling (rank {rank})", dynamic_ncols=True)
+    seconds_done = 0.0  # the bar counts whole seconds: tqdm prints float counts with every decimal
 
     with ShardWriter(shard_path(output_dir, rank), fsync=cfg.fsync) as writer, \
             ShardWriter(shard_path(output_dir, rank, FAILURE_PREFIX), fsync=cfg.fsync) as failure_writer, \
@@ -395,7 +412,7 @@ def label_dataset(
         for chunk in chunks():
             batches = plan_batches(chunk, cfg.max_batch_seconds, cfg.window_s, cfg.overlap_s)
             if bar is not None and cfg.sort_buffer is None:
-                bar.total = sum(_item_seconds(i) for i in chunk)
+                bar.total = round(sum(_item_seconds(i) for i in chunk))
             queued = submit(batches[0]) if batches else None
             for b in range(len(batches)):
                 if max_batches is not None and stats.batches >= max_batches:
@@ -424,7 +441,8 @@ def label_dataset(
                 stats.audio_seconds += seconds
                 stats.batches += 1
                 if bar is not None:
-                    bar.update(sum(_item_seconds(i) for i in batch))
+                    seconds_done += sum(_item_seconds(i) for i in batch)
+                    bar.update(round(seconds_done) - bar.n)
             if stats.interrupted:
                 break
         if pending_failures and not stats.interrupted:

@@ -99,18 +99,17 @@ class RecipeConfig:
 
     def validate(self, path: str = "config") -> None:
         """Cross-field checks (also after command-line overrides such as --variants)."""
-        config = self
-        bad = sorted(set(config.variants) - set(VARIANTS))
+        bad = sorted(set(self.variants) - set(VARIANTS))
         if bad:
             raise RecipeError(f"{path}: unknown variant(s) {bad}; choose from {sorted(VARIANTS)}")
-        if not config.low_resource:
+        if not self.low_resource:
             raise RecipeError(f"{path}: low_resource must name at least one target language")
-        if "pl_round2" in config.variants and (
-            "stage4a" not in config.variants or config.variants.index("stage4a") > config.variants.index("pl_round2")
+        if "pl_round2" in self.variants and (
+            "stage4a" not in self.variants or self.variants.index("stage4a") > self.variants.index("pl_round2")
         ):
             raise RecipeError(f"{path}: variant pl_round2 needs stage4a listed before it (stage4a is its teacher)")
-        if config.stage4_labels not in ("all", "low_resource"):
-            raise RecipeError(f"{path}: stage4_labels must be 'all' or 'low_resource', got {config.stage4_labels!r}")
+        if self.stage4_labels not in ("all", "low_resource"):
+            raise RecipeError(f"{path}: stage4_labels must be 'all' or 'low_resource', got {self.stage4_labels!r}")
 
     @property
     def languages(self) -> list[str]:
@@ -213,7 +212,7 @@ class Recipe:
         if not needs_lm_early:
             steps.append(Step(5, "lm", self.build_lm, "n-gram LMs per language"))
             steps.append(Step(5, "tune-lm", self.tune_lm, "alpha/beta on dev with theta and theta'"))
-        tuned_in_tune_lm = {"stage1", *(f"stage2-{lang}" for lang in c.low_resource)}
+        tuned_in_tune_lm = dict(self.lm_processor_models())
         for name, langs in self.evaluated_models():
             if name not in tuned_in_tune_lm:
                 steps.append(Step(5, f"tune-{name}", lambda n=name, ls=langs: self.tune_model(n, ls),
@@ -355,13 +354,15 @@ class Recipe:
         self.script("build_lm.py", *argv, "--out", self.path("lm", "ngram"), "--processor-dir", processor_dir,
                     *mapping_to_argv(self.config.lm))
 
-    def tune_lm(self) -> None:
-        """alpha/beta on dev for the shared LM processor: theta on every language, then theta'_L on L
-        (so LM-decoded PLs use their teacher's weights)."""
+    def lm_processor_models(self) -> list[tuple[str, list[str]]]:
+        """(model, languages) whose dev-tuned alpha/beta go into the shared LM processor, in this order:
+        theta on every language, then theta'_L on L (so LM-decoded PLs use their teacher's weights)."""
         c = self.config
-        self.tune_model("stage1", c.languages, save=True)
-        for lang in c.low_resource:
-            self.tune_model(f"stage2-{lang}", [lang], save=True)
+        return [("stage1", c.languages)] + [(f"stage2-{lang}", [lang]) for lang in c.low_resource]
+
+    def tune_lm(self) -> None:
+        for model, languages in self.lm_processor_models():
+            self.tune_model(model, languages, save=True)
 
     def lm_params_path(self, model: str) -> str:
         return self.path("lm", "alpha_beta", f"{model}.json")

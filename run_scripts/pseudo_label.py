@@ -112,6 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def data_languages(args) -> list[str] | None:
+    """Languages to read from voxpopuli:/cv: data: --data_languages, else --language (unless auto), else all."""
+    if args.data_languages:
+        return args.data_languages.split(",")
+    return [args.language] if args.language and args.language != "auto" else None
+
+
 def load_rows(args):
     """The input dataset (rows with id, audio[, duration, offset, language]) and its loader report."""
     from datasets import Audio, DatasetDict, load_dataset, load_from_disk
@@ -123,8 +130,7 @@ def load_rows(args):
         raise UserError(f"--data must be KIND:PATH with KIND in {', '.join(DATA_KINDS)}, got {args.data!r}")
     if kind != "hub" and not os.path.exists(path):
         raise UserError(f"--data path does not exist: {path}")
-    langs = args.data_languages.split(",") if args.data_languages else (
-        [args.language] if args.language and args.language != "auto" else None)  # fmt: skip
+    langs = data_languages(args)
     if kind == "voxpopuli":
         ds = mlpl_data.load_voxpopuli_unlabelled(path, langs, streaming=args.streaming)
     elif kind == "cv":
@@ -223,8 +229,7 @@ def run_label(args) -> int:
         if kind != "voxpopuli":
             raise UserError(f"--align_truth needs --data voxpopuli:ROOT (the synthetic corpus), got {args.data!r}")
         try:
-            transcripts = mlpl_data.load_unlabelled_truth(root, args.data_languages.split(",") if args.data_languages
-                                                          else ([args.language] if args.language else None))
+            transcripts = mlpl_data.load_unlabelled_truth(root, data_languages(args))
         except (FileNotFoundError, ValueError) as err:
             raise UserError(str(err)) from err
         if not args.streaming:

@@ -80,9 +80,6 @@ def rotate_checkpoints(output_dir: str, keep: int) -> list[str]:
     return doomed
 
 
-__all__ = ["TrainerState", "list_checkpoints", "latest_checkpoint", "checkpoint_dir", "rotate_checkpoints", "STATE_FILE"]
-
-
 def average_checkpoints(output_dir: str, save_dir: str, last: int = 3) -> list[str]:
     """Save the uniform average of the weights of the last `last` checkpoints of a training run (with the
     run's processor) to `save_dir`, e.g. as the teacher of a second pseudo-labeling round. Returns the
@@ -111,3 +108,7 @@ def average_checkpoints(output_dir: str, save_dir: str, last: int = 3) -> list[s
     model.save_pretrained(save_dir)
     MLPLProcessor.from_pretrained(output_dir).save_pretrained(save_dir)
     return checkpoints
+
+
+__all__ = ["TrainerState", "list_checkpoints", "latest_checkpoint", "checkpoint_dir", "rotate_checkpoints",
+           "average_checkpoints", "STATE_FILE"]

@@ -371,18 +371,33 @@ class Recipe:
         """Dev logits of `model` + the alpha/beta grid -> lm/alpha_beta/<model>.json: every model is
         LM-decoded with weights tuned for it on dev (`save` also writes them into the shared processor)."""
         logits = self.path("lm", f"dev-{model}.npz")
-        self.script("evaluate.py", "--model", self.model_dir(model), "--data", f"cv:{self.cv_root}",
-                    "--split", "dev", "--languages", *languages, "--no-lm", "--save-logits", logits,
-                    "--out", self.path("lm", f"dev-eval-{model}"))
+        if not self._dev_logits_current(logits, model, languages):
+            self.script("evaluate.py", "--model", self.model_dir(model), "--data", f"cv:{self.cv_root}",
+                        "--split", "dev", "--languages", *languages, "--no-lm", "--save-logits", logits,
+                        "--out", self.path("lm", f"dev-eval-{model}"))
         self.script("tune_lm.py", "--processor-dir", self.path("lm", "processor"), "--logits", logits,
                     "--languages", *languages, "--output", self.lm_params_path(model),
                     *([] if save else ["--dry-run"]), *mapping_to_argv(self.config.tune_lm))
 
+    def _dev_logits_current(self, logits: str, model: str, languages: list[str]) -> bool:
+        """Re-tuning alpha/beta (e.g. `--stage 5 --force` with another grid or metric) reuses the dev
+        logits saved by the last tuning when they are newer than the model's weights and cover `languages`."""
+        weights = os.path.join(self.model_dir(model), "model.safetensors")
+        if not (os.path.exists(logits) and os.path.exists(weights)):
+            return False
+        if os.path.getmtime(logits) < os.path.getmtime(weights):
+            return False
+        import numpy as np
+
+        with np.load(logits) as data:
+            return set(languages) <= set(json.loads(str(data["meta"]))["languages"])
+
     def evaluate(self, name: str, languages: list[str]) -> None:
         params = self.lm_params_path(name)
+        if not os.path.exists(params):  # e.g. an experiment folder from before per-model tuning
+            raise RecipeError(f"{params} missing: tune {name} first (re-run stage 5 with --force)")
         self.script("evaluate.py", "--model", self.model_dir(name), "--data", f"cv:{self.cv_root}", "--split", "test",
-                    "--languages", *languages, "--lm-dir", self.path("lm", "processor"),
-                    *(["--lm-params", params] if os.path.exists(params) else []),
+                    "--languages", *languages, "--lm-dir", self.path("lm", "processor"), "--lm-params", params,
                     "--out", self.path("eval", name), *mapping_to_argv(self.config.evaluate))
 
     def report(self) -> None:

@@ -95,6 +95,20 @@ def test_a_half_finished_pseudo_label_stage_resumes_without_duplicates(smoke_run
     assert os.path.exists(recipe.path(".done", f"pl-{lang}"))
 
 
+def test_retuning_alpha_beta_reuses_the_dev_logits_of_an_unchanged_model(smoke_run, monkeypatch):
+    recipe, _ = smoke_run
+    name = "stage4a"
+    languages = dict(recipe.evaluated_models())[name]
+    calls, run = [], recipe.script
+    monkeypatch.setattr(recipe, "script", lambda script, *argv: (calls.append(script), run(script, *argv)))
+    recipe.tune_model(name, languages)
+    assert calls == ["tune_lm.py"]
+    os.utime(os.path.join(recipe.model_dir(name), "model.safetensors"))  # retrained: its saved logits are stale
+    recipe.tune_model(name, languages)
+    assert calls == ["tune_lm.py", "evaluate.py", "tune_lm.py"]
+    assert set(json.load(open(recipe.lm_params_path(name)))) == set(languages)
+
+
 def test_config_errors_are_reported_clearly(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\nexp_dir: e\ncorpus: {dir: c}\nhigh_resource: []\nlow_resource: [pt]\nstage9: {}\n")

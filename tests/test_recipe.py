@@ -133,6 +133,13 @@ def test_every_shipped_config_loads_and_plans_its_stages(name):
         assert f"stage2-{lang}" in {s.name for s in steps} and f"pl-{lang}" in {s.name for s in steps}
 
 
+def test_a_model_without_tuned_alpha_beta_is_not_silently_lm_decoded_with_other_weights(tmp_path):
+    config = RecipeConfig.load(SMOKE)
+    config.exp_dir, config.corpus["dir"] = str(tmp_path / "exp"), str(tmp_path / "corpus")
+    with pytest.raises(RecipeError, match="tune stage4a first"):
+        Recipe(config, seed=0).evaluate("stage4a", config.low_resource)
+
+
 def test_stage4_models_are_evaluated_on_the_languages_they_were_trained_for():
     config = RecipeConfig.load(SMOKE)
     config.variants = ["stage4a", "labels_only", "stage4b"]

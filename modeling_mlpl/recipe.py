@@ -372,17 +372,30 @@ class Recipe:
         LM-decoded with weights tuned for it on dev (`save` also writes them into the shared processor)."""
         logits = self.path("lm", f"dev-{model}.npz")
         if not self._dev_logits_current(logits, model, languages):
+            out = self.path("lm", f"dev-eval-{model}")
+            shutil.rmtree(out, ignore_errors=True)  # resuming it would save logits of the new utterances only
             self.script("evaluate.py", "--model", self.model_dir(model), "--data", f"cv:{self.cv_root}",
                         "--split", "dev", "--languages", *languages, "--no-lm", "--save-logits", logits,
-                        "--out", self.path("lm", f"dev-eval-{model}"))
+                        "--out", out)
         self.script("tune_lm.py", "--processor-dir", self.path("lm", "processor"), "--logits", logits,
                     "--languages", *languages, "--output", self.lm_params_path(model),
                     *([] if save else ["--dry-run"]), *mapping_to_argv(self.config.tune_lm))
 
+    def _weights(self, model: str) -> str:
+        return os.path.join(self.model_dir(model), "model.safetensors")
+
+    def _drop_if_stale(self, predictions: str, *inputs: str) -> None:
+        """evaluate.py resumes after the ids already in `predictions` (a killed run loses nothing); written
+        before one of `inputs` changed (a retrained model, re-tuned alpha/beta), they are stale: start over."""
+        changed = [os.path.getmtime(p) for p in inputs if os.path.exists(p)]
+        if os.path.exists(predictions) and changed and os.path.getmtime(predictions) < max(changed):
+            logger.info("%s predates %s: evaluating afresh", predictions, " / ".join(inputs))
+            shutil.rmtree(os.path.dirname(predictions))
+
     def _dev_logits_current(self, logits: str, model: str, languages: list[str]) -> bool:
         """Re-tuning alpha/beta (e.g. `--stage 5 --force` with another grid or metric) reuses the dev
         logits saved by the last tuning when they are newer than the model's weights and cover `languages`."""
-        weights = os.path.join(self.model_dir(model), "model.safetensors")
+        weights = self._weights(model)
         if not (os.path.exists(logits) and os.path.exists(weights)):
             return False
         if os.path.getmtime(logits) < os.path.getmtime(weights):
@@ -396,9 +409,11 @@ class Recipe:
         params = self.lm_params_path(name)
         if not os.path.exists(params):  # e.g. an experiment folder from before per-model tuning
             raise RecipeError(f"{params} missing: tune {name} first (re-run stage 5 with --force)")
+        out = self.path("eval", name)
+        self._drop_if_stale(os.path.join(out, "predictions.jsonl"), self._weights(name), params)
         self.script("evaluate.py", "--model", self.model_dir(name), "--data", f"cv:{self.cv_root}", "--split", "test",
                     "--languages", *languages, "--lm-dir", self.path("lm", "processor"), "--lm-params", params,
-                    "--out", self.path("eval", name), *mapping_to_argv(self.config.evaluate))
+                    "--out", out, *mapping_to_argv(self.config.evaluate))
 
     def report(self) -> None:
         from .report import write_report

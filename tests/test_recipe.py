@@ -109,6 +109,20 @@ def test_retuning_alpha_beta_reuses_the_dev_logits_of_an_unchanged_model(smoke_r
     assert set(json.load(open(recipe.lm_params_path(name)))) == set(languages)
 
 
+def test_an_evaluation_resumes_only_while_its_model_and_alpha_beta_are_unchanged(smoke_run, monkeypatch):
+    """evaluate.py appends to predictions.jsonl after a kill; re-tuned weights must not be mixed with old ones."""
+    recipe, _ = smoke_run
+    name = "stage4a"
+    predictions = recipe.path("eval", name, "predictions.jsonl")
+    seen = []
+    monkeypatch.setattr(recipe, "script", lambda script, *argv: seen.append(os.path.exists(predictions)))
+    os.utime(predictions)  # newer than the model and its alpha/beta: a resumable (here finished) run
+    recipe.evaluate(name, dict(recipe.evaluated_models())[name])
+    os.utime(recipe.lm_params_path(name))  # re-tuned since: the old LM predictions are stale
+    recipe.evaluate(name, dict(recipe.evaluated_models())[name])
+    assert seen == [True, False]
+
+
 def test_config_errors_are_reported_clearly(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\nexp_dir: e\ncorpus: {dir: c}\nhigh_resource: []\nlow_resource: [pt]\nstage9: {}\n")

@@ -27,7 +27,6 @@ recordings could not be read; 130 interrupted (rerun with --resume); 1 unexpecte
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -36,6 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without install
 
+from modeling_mlpl.cli import ArgumentParser  # noqa: E402
 from modeling_mlpl.hub import HubError, add_hub_arguments, maybe_push_to_hub  # noqa: E402
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_FAILURES, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -48,8 +48,8 @@ class UserError(Exception):
     """A problem with the command line or the inputs: reported in one line, exit code 2."""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(description=__doc__)
     g = p.add_argument_group("what to label")
     g.add_argument("--model", help="model folder or Hub id (a fine-tuned MLPLForCTC with its processor)")
     g.add_argument("--data", help="KIND:PATH, KIND one of " + ", ".join(DATA_KINDS))

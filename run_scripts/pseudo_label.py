@@ -66,6 +66,8 @@ def build_parser() -> ArgumentParser:
                         "recording is decoded by its language's model where that folder exists")  # fmt: skip
     g.add_argument("--output_dir", required=True, help="where the shards (and merged/) go")
     g.add_argument("--resume", action="store_true", help="continue a run: skip ids already in the shards")
+    g.add_argument("--retry_failed", action="store_true",
+                   help="with --resume: try again the ids recorded as unreadable (e.g. after repairing the files)")
 
     g = p.add_argument_group("decoding")
     g.add_argument("--lm_dir", default=None,
@@ -201,6 +203,8 @@ def run_label(args) -> int:
     if not (os.path.isdir(args.model) or "/" in args.model):
         raise UserError(f"--model {args.model}: no such folder")
 
+    if args.retry_failed and not args.resume:
+        raise UserError("--retry_failed continues an earlier run: add --resume")
     out = Path(args.output_dir)
     # Every process checks before the barrier, and nobody writes before it: no process can mistake
     # another's fresh shard for an earlier run. (Independent --num_shards jobs only check their own.)
@@ -244,7 +248,7 @@ def run_label(args) -> int:
     except OSError as err:
         raise UserError(f"cannot load model {args.model}: {str(err).splitlines()[0]}") from err
     stats = label_dataset(rows, args.output_dir, labeler, rank=rank, world_size=world, resume=args.resume,
-                          progress=is_main)  # fmt: skip
+                          progress=is_main, retry_failed=args.retry_failed)  # fmt: skip
     pad = labeler.padding_stats
     logger.info("rank %d: labelled %d (%.1f s audio, %.1f s/s), %d failures, %d already done, padding %.1f%%",
                 rank, stats.labelled, stats.audio_seconds, stats.audio_seconds / max(stats.elapsed_s, 1e-9),

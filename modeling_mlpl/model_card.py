@@ -76,10 +76,12 @@ def hub_language_code(code: str) -> str:
 
 
 def find_template_dir(template_dir: str | os.PathLike | None = None) -> Path:
-    """``model_cards/`` of this repository (or an explicit folder holding the same templates)."""
+    """The card templates: an explicit folder, $MLPL_MODEL_CARDS, the installed package's copy or the
+    repository's ``model_cards/``."""
     candidates = [Path(template_dir)] if template_dir else []
     candidates += [Path(os.environ["MLPL_MODEL_CARDS"])] if os.environ.get("MLPL_MODEL_CARDS") else []
-    candidates.append(Path(__file__).resolve().parent.parent / "model_cards")
+    here = Path(__file__).resolve().parent
+    candidates += [here / "model_cards", here.parent / "model_cards"]  # installed wheel, source checkout
     for candidate in candidates:
         if (candidate / "base.md.j2").is_file():
             return candidate

@@ -19,6 +19,7 @@ import logging
 import sys
 from pathlib import Path
 
+from modeling_mlpl.cli import ArgumentParser
 from modeling_mlpl.decoding import attach_lms, vocab_from_pretrained
 from modeling_mlpl.lm import KenLMNotFoundError, build_lm, iter_dataset_column, iter_text_files
 from modeling_mlpl.text import normalize_transcript
@@ -27,7 +28,7 @@ logger = logging.getLogger("build_lm")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__)
     src = p.add_argument_group("text sources (use --text, or --dataset with --column)")
     src.add_argument("--text", action="append", default=[], metavar="LANG=PATH[,PATH...]",
                      help="plain-text file(s) of one language, one sentence per line; repeatable")

@@ -28,13 +28,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 
 import torch  # noqa: E402
 
+from modeling_mlpl.cli import ArgumentParser
 from modeling_mlpl.convert_mctct import convert_mctct_checkpoint  # noqa: E402
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument("--source", default="speechbrain/m-ctc-t-large", help="M-CTC-T folder or Hub id")
     parser.add_argument("--revision", help="Hub revision of --source")
     parser.add_argument("--out_dir", type=Path, required=True, help="where to write the MLPL checkpoint")

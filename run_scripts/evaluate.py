@@ -26,11 +26,13 @@ import logging
 import sys
 from pathlib import Path
 
+from modeling_mlpl.cli import ArgumentParser
+
 logger = logging.getLogger("evaluate")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__)
     p.add_argument("--model", help="saved model + processor directory")
     p.add_argument("--data", action="append", default=[], metavar="KIND:PATH", help="test set spec (repeatable)")
     p.add_argument("--split", default="test", help="split name (default test)")

@@ -9,7 +9,6 @@ modeling_mlpl.data.synthetic.PRESETS; `--set low_unlabelled_minutes=30` override
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
@@ -17,6 +16,7 @@ import signal
 import sys
 import time
 
+from modeling_mlpl.cli import ArgumentParser
 from modeling_mlpl.data.synthetic import PRESETS, CorpusSize, generate_corpus
 
 
@@ -39,7 +39,7 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument("--preset", choices=sorted(PRESETS), default="tiny", help="corpus size (default: tiny)")
     parser.add_argument("--out", required=True, help="output directory (created; an existing one is completed)")
     parser.add_argument("--seed", type=int, default=0, help="seed for text, voices and noise (default: 0)")

@@ -9,12 +9,12 @@ when `--per_language` is given.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from modeling_mlpl.cli import ArgumentParser  # noqa: E402
 from modeling_mlpl.training.tracking import LOG_FILE, read_log  # noqa: E402
 
 
@@ -52,7 +52,7 @@ def plot_runs(run_dirs: list[str], out: str, per_language: bool = False) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", help="training output folders (or their log.jsonl files)")
     parser.add_argument("--out", default="training_curves.png", help="PNG to write")
     parser.add_argument("--per_language", action="store_true", help="also draw each language's dev CER")

@@ -27,7 +27,6 @@ recordings could not be read; 130 interrupted (rerun with --resume); 1 unexpecte
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -36,6 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without install
 
+from modeling_mlpl.cli import ArgumentParser  # noqa: E402
 from modeling_mlpl.hub import HubError, add_hub_arguments, maybe_push_to_hub  # noqa: E402
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_FAILURES, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -48,8 +48,8 @@ class UserError(Exception):
     """A problem with the command line or the inputs: reported in one line, exit code 2."""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(description=__doc__)
     g = p.add_argument_group("what to label")
     g.add_argument("--model", help="model folder or Hub id (a fine-tuned MLPLForCTC with its processor)")
     g.add_argument("--data", help="KIND:PATH, KIND one of " + ", ".join(DATA_KINDS))
@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "recording is decoded by its language's model where that folder exists")  # fmt: skip
     g.add_argument("--output_dir", required=True, help="where the shards (and merged/) go")
     g.add_argument("--resume", action="store_true", help="continue a run: skip ids already in the shards")
+    g.add_argument("--retry_failed", action="store_true",
+                   help="with --resume: try again the ids recorded as unreadable (e.g. after repairing the files)")
 
     g = p.add_argument_group("decoding")
     g.add_argument("--lm_dir", default=None,
@@ -201,6 +203,8 @@ def run_label(args) -> int:
     if not (os.path.isdir(args.model) or "/" in args.model):
         raise UserError(f"--model {args.model}: no such folder")
 
+    if args.retry_failed and not args.resume:
+        raise UserError("--retry_failed continues an earlier run: add --resume")
     out = Path(args.output_dir)
     # Every process checks before the barrier, and nobody writes before it: no process can mistake
     # another's fresh shard for an earlier run. (Independent --num_shards jobs only check their own.)
@@ -244,7 +248,7 @@ def run_label(args) -> int:
     except OSError as err:
         raise UserError(f"cannot load model {args.model}: {str(err).splitlines()[0]}") from err
     stats = label_dataset(rows, args.output_dir, labeler, rank=rank, world_size=world, resume=args.resume,
-                          progress=is_main)  # fmt: skip
+                          progress=is_main, retry_failed=args.retry_failed)  # fmt: skip
     pad = labeler.padding_stats
     logger.info("rank %d: labelled %d (%.1f s audio, %.1f s/s), %d failures, %d already done, padding %.1f%%",
                 rank, stats.labelled, stats.audio_seconds, stats.audio_seconds / max(stats.elapsed_s, 1e-9),

@@ -23,13 +23,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
+from modeling_mlpl.cli import ArgumentParser  # noqa: E402
 from modeling_mlpl.hub import HubError, prepare_dataset_folder, publish_stage, push_dataset, resolve_token  # noqa: E402
 
 logger = logging.getLogger("push_to_hub")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", type=Path, help="saved MLPL checkpoint (model + processor) to publish")
     source.add_argument("--dataset", type=Path, help="pseudo-label output folder to publish as a dataset repo")

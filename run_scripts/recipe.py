@@ -14,22 +14,22 @@ resumed by its own script. Results: EXP/seedN/report/report.md (+ .json, .png), 
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from modeling_mlpl.cli import ArgumentParser  # noqa: E402
 from modeling_mlpl.recipe import VARIANTS, Recipe, RecipeConfig, RecipeError  # noqa: E402
 from modeling_mlpl.report import aggregate_seeds  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument("--config", required=True, help="recipe config (configs/demo.yaml, smoke.yaml, ...)")
     parser.add_argument("--stage", type=int, default=0, help="first stage to run (default 0)")
-    parser.add_argument("--stop-stage", "--stop_stage", dest="stop_stage", type=int, default=6,
+    parser.add_argument("--stop-stage", type=int, default=6,
                         help="last stage to run (default 6)")
     parser.add_argument("--seed", type=int, default=None, help="run this one seed")
     parser.add_argument("--seeds", type=int, default=1, help="run seeds 0..N-1 one after another, then aggregate")

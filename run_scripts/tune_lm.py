@@ -21,6 +21,7 @@ import logging
 import sys
 from pathlib import Path
 
+from modeling_mlpl.cli import ArgumentParser
 from modeling_mlpl.decoding import LMDecoder
 from modeling_mlpl.lm_tuning import alpha_beta_grid, load_logits, random_alpha_beta, tune_alpha_beta
 
@@ -28,7 +29,7 @@ logger = logging.getLogger("tune_lm")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__)
     p.add_argument("--processor-dir", required=True, help="saved processor with a language_model/ folder (build_lm.py)")
     src = p.add_argument_group("dev logits (one of)")
     src.add_argument("--logits", help=".npz of dev logits + references + languages (save_logits)")

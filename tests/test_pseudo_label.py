@@ -159,6 +159,14 @@ def test_unreadable_and_empty_audio_is_counted_and_the_job_continues(folder, lab
     # Failed ids are done too: a resumed run does not retry them forever (nor count them twice).
     again = label_dataset(ds, out, labeler, resume=True)
     assert again.failed == 0 and again.skipped_done == 5
+    # Unless asked to: the repaired file is labelled, the still-broken ones fail again, and the merge
+    # counts each id once, a label winning over its older failure.
+    write_audio(root / "garbage.wav", varying_audio(1.5))
+    retried = label_dataset(disk_dataset(root, bad={"zero.flac": b"", "missing.ogg": None}), out, labeler,
+                            resume=True, retry_failed=True)  # fmt: skip
+    assert retried.labelled == 1 and retried.failed == 3 and retried.skipped_done == 1
+    _, merged = merge_with_stats(out, tmp_path / "merged-again")
+    assert merged["records"] == 2 and merged["failures"] == 3
 
 
 def test_records_keep_the_training_contract(reference, folder):

@@ -41,6 +41,7 @@ def test_help_explains_inputs_and_exit_codes(capsys):
         (["--data", "folder:/does/not/exist"], "does not exist"),
         (["--language", "xx"], "unknown language"),
         (["--align_truth"], "needs --data voxpopuli:ROOT"),
+        (["--retry_failed"], "add --resume"),
     ],
 )
 def test_user_errors_exit_2_with_one_line(folder, tiny_checkpoint, tmp_path, capsys, args, message):

@@ -363,13 +363,16 @@ def label_dataset(
     resume: bool = False,
     progress: bool = False,
     max_batches: int | None = None,
+    retry_failed: bool = False,
 ) -> LabelStats:
     """Label this process's share of `rows` (dicts with id, audio, [duration, offset, language]) into
     `output_dir/pl-rank{rank:05d}.jsonl`; unreadable audio goes to `failures-rank{rank:05d}.jsonl`.
 
     resume=True skips ids found in any shard of `output_dir`; without it, finding this process's
     own shards non-empty is an error (appending would duplicate labels). Other processes' shards are
-    not checked here, since they may already be writing: the CLI checks them all before a barrier. `max_batches` stops early (tests, dry runs).
+    not checked here, since they may already be writing: the CLI checks them all before a barrier.
+    `retry_failed` (with resume): ids that failed before are tried again (e.g. after their files were
+    repaired); the merge keeps a label over an older failure. `max_batches` stops early (tests, dry runs).
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -377,7 +380,7 @@ def label_dataset(
     if not resume and any(p.exists() and p.stat().st_size for p in own):
         raise FileExistsError(f"{output_dir} already holds this process's shards: pass resume=True (--resume) "
                               "to continue that run, or choose a new output directory")  # fmt: skip
-    done = completed_ids(output_dir) if resume else set()
+    done = completed_ids(output_dir, include_failures=not retry_failed) if resume else set()
     stats = LabelStats()
     start = time.perf_counter()
     sampling_rate = labeler.base.long_form.sampling_rate

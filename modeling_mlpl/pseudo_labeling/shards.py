@@ -105,10 +105,11 @@ def read_shards(directory: str | os.PathLike, prefix: str = LABEL_PREFIX) -> Ite
         yield from read_shard(path)
 
 
-def completed_ids(directory: str | os.PathLike) -> set[str]:
-    """Ids already labelled or failed by any process of any earlier run (also with another world size)."""
+def completed_ids(directory: str | os.PathLike, include_failures: bool = True) -> set[str]:
+    """Ids already labelled (or failed, unless `include_failures` is False) by any process of any earlier
+    run (also with another world size)."""
     done = set()
-    for prefix in (LABEL_PREFIX, FAILURE_PREFIX):
+    for prefix in (LABEL_PREFIX, FAILURE_PREFIX) if include_failures else (LABEL_PREFIX,):
         done.update(record["id"] for record in read_shards(directory, prefix))
     return done
 

@@ -116,9 +116,10 @@ def test_an_evaluation_resumes_only_while_its_model_and_alpha_beta_are_unchanged
     predictions = recipe.path("eval", name, "predictions.jsonl")
     seen = []
     monkeypatch.setattr(recipe, "script", lambda script, *argv: seen.append(os.path.exists(predictions)))
-    os.utime(predictions)  # newer than the model and its alpha/beta: a resumable (here finished) run
+    now = time.time()  # explicit times: file systems may give two writes in a row the same mtime
+    os.utime(predictions, (now + 1, now + 1))  # newer than the model and its alpha/beta: resumable (here finished)
     recipe.evaluate(name, dict(recipe.evaluated_models())[name])
-    os.utime(recipe.lm_params_path(name))  # re-tuned since: the old LM predictions are stale
+    os.utime(recipe.lm_params_path(name), (now + 5, now + 5))  # re-tuned since: the old LM predictions are stale
     recipe.evaluate(name, dict(recipe.evaluated_models())[name])
     assert seen == [True, False]
 

@@ -33,6 +33,7 @@ __all__ = [
     "tune_alpha_beta",
     "save_logits",
     "load_logits",
+    "load_logits_meta",
 ]
 
 logger = logging.getLogger(__name__)
@@ -182,10 +183,15 @@ def save_logits(
     return path
 
 
+def load_logits_meta(path: str | os.PathLike) -> dict[str, list]:
+    """The metadata of a :func:`save_logits` file (references, languages, ids), without its arrays."""
+    with np.load(path) as data:
+        return json.loads(str(data["meta"]))
+
+
 def load_logits(path: str | os.PathLike) -> tuple[list[np.ndarray], list[str], list[str | None], list[str]]:
     """Inverse of :func:`save_logits`: (logits_list, references, languages, ids)."""
+    meta = load_logits_meta(path)
     with np.load(path) as data:
-        meta = json.loads(str(data["meta"]))
-        n = len(meta["references"])
-        logits = [data[f"u{i}"].astype(np.float32) for i in range(n)]
+        logits = [data[f"u{i}"].astype(np.float32) for i in range(len(meta["references"]))]
     return logits, meta["references"], meta["languages"], meta["ids"]

@@ -49,6 +49,13 @@ VARIANTS = {
 }
 
 
+def _up_to_date(output: str, *inputs: str) -> bool:
+    """make's rule: `output` exists and none of the existing `inputs` was written after it."""
+    if not os.path.exists(output):
+        return False
+    return all(os.path.getmtime(p) <= os.path.getmtime(output) for p in inputs if os.path.exists(p))
+
+
 class RecipeError(RuntimeError):
     """A step failed or the configuration is wrong (printed as one line by run_scripts/recipe.py)."""
 
@@ -387,8 +394,7 @@ class Recipe:
     def _drop_if_stale(self, predictions: str, *inputs: str) -> None:
         """evaluate.py resumes after the ids already in `predictions` (a killed run loses nothing); written
         before one of `inputs` changed (a retrained model, re-tuned alpha/beta), they are stale: start over."""
-        changed = [os.path.getmtime(p) for p in inputs if os.path.exists(p)]
-        if os.path.exists(predictions) and changed and os.path.getmtime(predictions) < max(changed):
+        if os.path.exists(predictions) and not _up_to_date(predictions, *inputs):
             logger.info("%s predates %s: evaluating afresh", predictions, " / ".join(inputs))
             shutil.rmtree(os.path.dirname(predictions))
 
@@ -396,14 +402,11 @@ class Recipe:
         """Re-tuning alpha/beta (e.g. `--stage 5 --force` with another grid or metric) reuses the dev
         logits saved by the last tuning when they are newer than the model's weights and cover `languages`."""
         weights = self._weights(model)
-        if not (os.path.exists(logits) and os.path.exists(weights)):
+        if not (os.path.exists(weights) and _up_to_date(logits, weights)):
             return False
-        if os.path.getmtime(logits) < os.path.getmtime(weights):
-            return False
-        import numpy as np
+        from .lm_tuning import load_logits_meta
 
-        with np.load(logits) as data:
-            return set(languages) <= set(json.loads(str(data["meta"]))["languages"])
+        return set(languages) <= set(load_logits_meta(logits)["languages"])
 
     def evaluate(self, name: str, languages: list[str]) -> None:
         params = self.lm_params_path(name)

@@ -41,7 +41,7 @@ from transformers import HfArgumentParser  # noqa: E402
 
 from modeling_mlpl.hub import HubError, maybe_push_to_hub, resolve_token  # noqa: E402
 
-from modeling_mlpl.training.arguments import mapping_to_argv  # noqa: E402
+from modeling_mlpl.training.arguments import TRAIN_ARGUMENT_CLASSES, mapping_to_argv  # noqa: E402
 from modeling_mlpl.training import (  # noqa: E402
     ConfigError,
     DataArguments,
@@ -74,7 +74,7 @@ def config_file_to_argv(path: str, parser: HfArgumentParser) -> list[str]:
 
 
 def parse_args(argv: list[str]) -> tuple[ModelArguments, DataArguments, MLPLTrainingArguments]:
-    parser = HfArgumentParser((ModelArguments, DataArguments, MLPLTrainingArguments), description=__doc__.split("\n\n")[0])
+    parser = HfArgumentParser(TRAIN_ARGUMENT_CLASSES, description=__doc__.split("\n\n")[0])
     if argv and argv[0].endswith((".yaml", ".yml", ".json")):
         argv = config_file_to_argv(argv[0], parser) + argv[1:]
     return parser.parse_args_into_dataclasses(args=argv)

@@ -277,6 +277,10 @@ def validate_arguments(model_args: ModelArguments, data_args: DataArguments, arg
         raise ConfigError(f"output_dir {t.output_dir!r} is not empty: pass --resume to continue or --overwrite_output_dir")
 
 
+# What train.py parses, in this order (the recipe validates its config blocks against the same classes).
+TRAIN_ARGUMENT_CLASSES = (ModelArguments, DataArguments, MLPLTrainingArguments)
+
+
 def arguments_to_dict(*groups) -> dict:
     """All argument groups merged into one JSON-able dict (training_args.json)."""
     merged: dict = {}
@@ -292,4 +296,5 @@ __all__ = [
     "ConfigError",
     "validate_arguments",
     "arguments_to_dict",
+    "TRAIN_ARGUMENT_CLASSES",
 ]

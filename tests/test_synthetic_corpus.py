@@ -280,10 +280,32 @@ def test_a_folder_from_another_plan_is_refused(tiny, tmp_path):
     assert not any(tmp_path.rglob("*.mp3"))
 
 
-def test_a_folder_from_generator_1_0_is_refused(tmp_path):
-    (tmp_path / "manifest.json").write_text(json.dumps({"versions": {"generator": "1.0"}}), encoding="utf-8")
-    with pytest.raises(ValueError, match="generator 1.0.*--out"):
-        generate_corpus(tmp_path, "tiny", seed=0, jobs=1)
+def _as_generator_1_0(manifest: dict, folder: Path) -> None:
+    """`folder` as generator 1.0 left it: a manifest without low_train_variants and no plan.json."""
+    old = json.loads(json.dumps(manifest))
+    del old["sizes"]["low_train_variants"], old["voices"]["splits"]
+    old["versions"]["generator"] = "1.0"
+    folder.mkdir(exist_ok=True)
+    (folder / "manifest.json").write_text(json.dumps(old), encoding="utf-8")
+
+
+def test_a_generator_1_0_folder_with_another_plan_is_refused(tiny, tmp_path):
+    _, manifest = tiny
+    _as_generator_1_0(manifest, tmp_path)
+    with pytest.raises(ValueError, match="generator 1.0.*--out.*low_train_variants=none"):
+        generate_corpus(tmp_path, FEW, seed=0, jobs=1)
+    with pytest.raises(ValueError, match="generator 1.0"):
+        generate_corpus(tmp_path, "tiny", seed=1, jobs=1)
+    assert not any(tmp_path.rglob("*.mp3"))
+
+
+def test_a_generator_1_0_folder_with_the_same_plan_is_completed(tiny, tmp_path):
+    root, manifest = tiny
+    shutil.copytree(root, tmp_path / "old")
+    (tmp_path / "old" / "plan.json").unlink()
+    _as_generator_1_0(manifest, tmp_path / "old")
+    assert generate_corpus(tmp_path / "old", "tiny", seed=0, jobs=1)["counts"] == manifest["counts"]
+    assert (tmp_path / "old" / "plan.json").read_text() == (root / "plan.json").read_text()
 
 
 def test_cli_sets_or_clears_low_train_variants():

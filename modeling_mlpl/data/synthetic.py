@@ -421,7 +421,24 @@ def plan_digest(clips: list[ClipRow], recordings: list[RecordingRow], lm_sentenc
     return h.hexdigest()
 
 
-def _claim_plan(root: Path, digests: dict[str, str]) -> None:
+def _same_as_generator_1_0(manifest: dict[str, Any], size: CorpusSize, seed: int, variants: tuple) -> bool:
+    """Whether a generator-1.0 manifest (no plan.json then) was made with the plan that `size`
+    and `seed` give now: 1.1 with ``low_train_variants=None`` draws 1.0's plan exactly."""
+    old_sizes = dict(manifest.get("sizes", {}))
+    old_langs = {"high": set(old_sizes.pop("high_resource", ())), "low": set(old_sizes.pop("low_resource", ()))}
+    new_sizes = {k: v for k, v in json.loads(json.dumps(dataclasses.asdict(size))).items() if k in old_sizes}
+    voices = manifest.get("voices", {})
+    return (
+        size.low_train_variants is None
+        and manifest.get("seed") == seed
+        and old_sizes == new_sizes
+        and (voices.get("train_variants"), voices.get("heldout_variants")) == tuple(list(v) for v in variants)
+        and not old_langs["high"] & set(size.low_resource)
+        and not old_langs["low"] & set(size.high_resource)
+    )
+
+
+def _claim_plan(root: Path, digests: dict[str, str], size: CorpusSize, seed: int, variants: tuple) -> None:
     """Record each language's plan digest in `root/plan.json`, refusing a folder that holds the
     same language from another plan: resuming keeps every audio file that decodes, so mixing two
     plans would pair old audio with new transcripts."""
@@ -430,11 +447,13 @@ def _claim_plan(root: Path, digests: dict[str, str]) -> None:
     if path.exists():
         stored = json.loads(path.read_text(encoding="utf-8"))["languages"]
     elif (root / "manifest.json").exists():  # made before plan.json existed (generator 1.0)
-        made_by = json.loads((root / "manifest.json").read_text(encoding="utf-8")).get("versions", {}).get("generator")
-        raise ValueError(
-            f"{root} holds a corpus made by generator {made_by}, this is {GENERATOR_VERSION}: "
-            "pass a new --out (or delete the folder)"
-        )
+        manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
+        if not _same_as_generator_1_0(manifest, size, seed, variants):
+            made_by = manifest.get("versions", {}).get("generator")
+            raise ValueError(
+                f"{root} holds a corpus made by generator {made_by} with another plan: pass a new --out (or delete "
+                "the folder); the same seed and sizes with --set low_train_variants=none complete a 1.0 corpus"
+            )
     clash = sorted(lang for lang, d in digests.items() if stored.get(lang, d) != d)
     if clash:
         raise ValueError(
@@ -540,7 +559,8 @@ def generate_corpus(
 
     root = Path(out)
     plans = {lang: plan_language(lang, size, seed, (train_variants, heldout_variants)) for lang in size.languages}
-    _claim_plan(root, {lang: plan_digest(*plans[lang]) for lang in size.languages})
+    digests = {lang: plan_digest(*plans[lang]) for lang in size.languages}
+    _claim_plan(root, digests, size, seed, (train_variants, heldout_variants))
     work = [(str(root), c.job) for lang in size.languages for c in plans[lang][0]]
     work += [(str(root), r.job) for lang in size.languages for r in plans[lang][1]]
     # Long recordings first so the pool does not end waiting on one of them.

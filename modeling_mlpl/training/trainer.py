@@ -44,6 +44,7 @@ from .arguments import (
 from .checkpointing import TrainerState, checkpoint_dir, latest_checkpoint, rotate_checkpoints
 from .data import SourceStats, TaggedBatchSampler, TrainingSet, expand_by_weight, filter_rows, load_disk_dataset, make_loader
 from .evaluation import DevSet, evaluate_model
+from .slimipl import SlimIPL, SlimIPLConfig, load_unlabeled_pool
 from .tracking import MetricsLog
 
 logger = logging.getLogger(__name__)
@@ -156,6 +157,45 @@ def _prepare_output_dir(args: MLPLTrainingArguments, is_main: bool) -> None:
     os.makedirs(args.output_dir, exist_ok=True)
 
 
+def build_slimipl(data_args: DataArguments, args: MLPLTrainingArguments, accelerator: Accelerator, model: MLPLForCTC,
+                  processor: MLPLProcessor, train_set: TrainingSet) -> SlimIPL | None:  # fmt: skip
+    """The semi-supervised (slimIPL) PL cache of this process, or None for supervised training."""
+    if data_args.unlabeled_data is None:
+        return None
+    pool = load_unlabeled_pool(data_args.unlabeled_data, data_args.unlabeled_languages or data_args.cv_languages)
+    config = SlimIPLConfig(
+        start_step=args.pl_start_step, labeled_updates=args.pl_labeled_updates, unlabeled_updates=args.pl_unlabeled_updates,
+        cache_size=args.pl_cache_size, refresh_prob=args.pl_cache_refresh_prob,
+        dropout=None if args.pl_dropout == -1 else args.pl_dropout, crop_seconds=args.crop_seconds,
+        max_batch_seconds=args.max_batch_seconds, max_batch_size=args.max_batch_size, seed=args.seed,
+        specaugment=args.pl_specaugment,
+    )  # fmt: skip
+    if args.pl_start_step >= args.max_steps:
+        logger.warning("--pl_start_step %d >= --max_steps %d: the unlabelled data will not be used",
+                       args.pl_start_step, args.max_steps)  # fmt: skip
+    autocast = {"bf16": "bf16", "fp16": "fp16"}.get(args.mixed_precision) if accelerator.device.type == "cuda" else None
+    semi = SlimIPL(config, pool, processor, model, train_set.lang2id, accelerator.process_index, accelerator.num_processes,
+                   label_batch_seconds=args.eval_max_batch_seconds or 2 * args.max_batch_seconds, autocast_dtype=autocast)  # fmt: skip
+    logger.info("semi-supervised: %d unlabelled recordings for this process; %s", len(semi.rows), config.summary())
+    return semi
+
+
+def _mode(semi: SlimIPL | None) -> str:
+    return "supervised" if semi is None else "semi_supervised"
+
+
+def _with_unlabeled_batches(loader, semi: SlimIPL | None, state: TrainerState, model):
+    """The labelled loader's batches, with the PL cache's unlabelled batches put in front of a labelled one
+    whenever the coming update is an unlabelled one (see SlimIPLConfig.is_unlabeled_update). A labelled
+    batch fetched but not trained on when the loop stops is fetched again on resume (it is not counted)."""
+    for batch in loader:
+        if semi is not None and state.step >= semi.config.start_step:
+            semi.apply_dropout(model)
+            while semi.config.is_unlabeled_update(state.step):
+                yield semi.next_batch()
+        yield batch
+
+
 # -------------------------------------------------------------------------------------------- training
 def train(model_args: ModelArguments, data_args: DataArguments, args: MLPLTrainingArguments,
           step_callback: Callable[[TrainerState], None] | None = None) -> TrainResult:  # fmt: skip
@@ -206,6 +246,7 @@ def train(model_args: ModelArguments, data_args: DataArguments, args: MLPLTraini
     model, optimizer = accelerator.prepare(model, optimizer)
     # Not prepared: Accelerate would step it once per process per update.
     accelerator.register_for_checkpointing(scheduler)
+    semi = build_slimipl(data_args, args, accelerator, accelerator.unwrap_model(model), processor, train_set)
 
     def make_sampler(cropped: bool) -> LengthBucketBatchSampler:
         return LengthBucketBatchSampler(
@@ -230,6 +271,8 @@ def train(model_args: ModelArguments, data_args: DataArguments, args: MLPLTraini
     if resume_dir is not None:
         accelerator.load_state(resume_dir)
         state = TrainerState.load(resume_dir)
+        if semi is not None and semi.load(resume_dir):
+            logger.info("resumed the PL cache: %d entries, %d refreshes so far", len(semi.state.entries), semi.state.refreshes)
         logger.info("resumed from %s at update %d (epoch %d, batch %d)", resume_dir, state.step, state.epoch,
                     state.batches_consumed)  # fmt: skip
 
@@ -237,7 +280,7 @@ def train(model_args: ModelArguments, data_args: DataArguments, args: MLPLTraini
     if is_main:
         with open(os.path.join(args.output_dir, "training_args.json"), "w") as f:
             json.dump(arguments_to_dict(model_args, data_args, args) | {"num_threads": threads,
-                      "num_processes": accelerator.num_processes}, f, indent=2)  # fmt: skip
+                      "num_processes": accelerator.num_processes, "training_mode": _mode(semi)}, f, indent=2)  # fmt: skip
         for stat in train_set.stats:
             log.text("data", stat.line())
     ids_file = None
@@ -258,6 +301,8 @@ def train(model_args: ModelArguments, data_args: DataArguments, args: MLPLTraini
         directory = checkpoint_dir(args.output_dir, state.step)
         accelerator.save_state(directory)
         state.sampler_state = samplers[state.epoch_cropped].state_dict(state.batches_consumed)
+        if semi is not None:  # before trainer_state.json, which marks the checkpoint complete
+            semi.save(directory)
         if is_main:
             state.save(directory)
             rotate_checkpoints(args.output_dir, args.save_total_limit)
@@ -295,11 +340,12 @@ def train(model_args: ModelArguments, data_args: DataArguments, args: MLPLTraini
         loader = make_loader(train_set, TaggedBatchSampler(sampler, cropped, args.seed, state.epoch, state.batches_consumed),
                              processor, args.dataloader_num_workers)  # fmt: skip
         end_epoch_early = False
-        for batch in loader:
-            state.batches_consumed += 1
+        for batch in _with_unlabeled_batches(loader, semi, state, unwrapped):
+            kind = batch.get("kind", "labeled")
+            state.batches_consumed += kind == "labeled"
             micro += 1
             if ids_file is not None:
-                ids_file.write(json.dumps({"step": state.step, "epoch": state.epoch, "ids": batch["ids"]}) + "\n")
+                ids_file.write(json.dumps({"step": state.step, "epoch": state.epoch, "kind": kind, "ids": batch["ids"]}) + "\n")
             loss_value = _train_micro_batch(model, batch, params, accelerator, args, state, micro, window)
             del loss_value
             if micro % args.gradient_accumulation_steps:
@@ -315,6 +361,8 @@ def train(model_args: ModelArguments, data_args: DataArguments, args: MLPLTraini
             window.grad_norm = grad_norm
             if state.step % args.logging_steps == 0 or state.step == args.max_steps:
                 record = window.flush(accelerator, scheduler.get_last_lr()[0], state)
+                if semi is not None:
+                    record.update(semi.log_fields())
                 log.train(state.step, record)
                 progress.set_postfix(loss=f"{record['loss']:.3f}", audio_s_per_s=f"{record['audio_seconds_per_second']:.0f}")
             if (args.eval_steps and state.step % args.eval_steps == 0) or state.step == args.max_steps:
@@ -358,6 +406,8 @@ def train(model_args: ModelArguments, data_args: DataArguments, args: MLPLTraini
             "skipped_unreadable_audio": state.skipped_audio,
             "audio_hours_seen": state.audio_seconds / 3600,
             "data": [s.__dict__ for s in train_set.stats],
+            "mode": _mode(semi),
+            "slimipl": semi.summary() if semi is not None else None,
             "last_eval": {k: v for k, v in (last_eval or {}).items() if k != "predictions"},
         }
         with open(os.path.join(args.output_dir, "train_results.json"), "w") as f:
@@ -374,6 +424,7 @@ def _train_micro_batch(model, batch: dict, params, accelerator: Accelerator, arg
     """Forward + backward of one batch (loss scaled for accumulation); returns the unscaled loss."""
     state.skipped_audio += batch["n_skipped"]
     window.skipped += batch["n_skipped"]
+    window.kinds[batch.get("kind", "labeled")] += 1
     sync = micro % args.gradient_accumulation_steps == 0
     context = accelerator.no_sync(model) if not sync else contextlib.nullcontext()
     with context:
@@ -385,8 +436,9 @@ def _train_micro_batch(model, batch: dict, params, accelerator: Accelerator, arg
         device = accelerator.device
         features = batch["input_features"].to(device)
         mask = batch["attention_mask"].to(device)
-        if 0 <= args.specaugment_start_step <= state.step:
-            generator = torch.Generator().manual_seed(hash((args.seed, state.epoch, state.batches_consumed, accelerator.process_index)) % 2**63)
+        if batch.get("specaugment", 0 <= args.specaugment_start_step <= state.step):
+            key = batch.get("augment_key", (args.seed, state.epoch, state.batches_consumed, accelerator.process_index))
+            generator = torch.Generator().manual_seed(hash(key) % 2**63)
             features = spec_augment(features, mask.sum(-1), args.num_freq_masks, args.freq_mask_width, args.num_time_masks,
                                     args.time_mask_width, args.time_mask_max_ratio, generator)  # fmt: skip
         out = model(input_features=features, attention_mask=mask, labels=batch["labels"].to(device),
@@ -409,6 +461,7 @@ class _Window:
         self.audio = self.padded = 0.0
         self.skipped = 0
         self.utterances = 0
+        self.kinds = {"labeled": 0, "unlabeled": 0}
         self.grad_norm = None
         self.started = time.perf_counter()
 
@@ -423,10 +476,10 @@ class _Window:
 
     def flush(self, accelerator: Accelerator, lr: float, state: TrainerState) -> dict:
         sums = torch.tensor([self.loss, self.ctc, self.lid, self.batches, self.audio, self.padded, self.skipped,
-                             self.utterances], dtype=torch.float64)  # fmt: skip
+                             self.utterances, self.kinds["labeled"], self.kinds["unlabeled"]], dtype=torch.float64)  # fmt: skip
         if accelerator.num_processes > 1:
             sums = accelerator.reduce(sums.to(accelerator.device), "sum").cpu()
-        loss, ctc, lid, batches, audio, padded, skipped, utts = sums.tolist()
+        loss, ctc, lid, batches, audio, padded, skipped, utts, labeled, unlabeled = sums.tolist()
         elapsed = time.perf_counter() - self.started
         record = {
             "loss": loss / max(batches, 1),
@@ -440,10 +493,12 @@ class _Window:
             "padding_fraction": 1.0 - audio / padded if padded else 0.0,
             "utterances": int(utts),
             "skipped_audio": int(skipped),
+            "labeled_batches": int(labeled),
+            "unlabeled_batches": int(unlabeled),
         }
         self.reset()
         return record
 
 
 __all__ = ["train", "TrainResult", "configure_threads", "build_model_and_processor", "build_training_set",
-           "build_optimizer", "load_sources", "BEST_DIR"]  # fmt: skip
+           "build_optimizer", "build_slimipl", "load_sources", "BEST_DIR"]  # fmt: skip

@@ -209,3 +209,18 @@ def test_stage2_model_card_says_how_the_model_was_fine_tuned(tmp_path, mode):
     else:
         assert ("This model: fine-tuned semi-supervised (slimIPL: PLs from update 100, 1 labelled : 4 unlabelled "
                 "updates, cache of 50 recordings refreshed with probability 0.1, dropout 0.1 from the PL start).") in text
+
+
+def test_voxpopuli_unlabeled_data_is_read_for_the_requested_languages(tmp_path):
+    import soundfile as sf
+
+    from modeling_mlpl.training.slimipl import load_unlabeled_pool
+
+    for lang, n in (("pt", 2), ("nl", 1)):
+        folder = tmp_path / "vp" / "unlabelled_data" / lang / "2020"
+        folder.mkdir(parents=True)
+        for i in range(n):
+            sf.write(folder / f"{lang}_{i}.ogg", np.zeros(16000, np.float32), 16000)
+    pool = load_unlabeled_pool(f"voxpopuli:{tmp_path / 'vp'}", ["pt"])
+    assert sorted(pool["id"]) == ["pt/pt_0", "pt/pt_1"] and set(pool["language"]) == {"pt"}
+    assert pool["duration"] == pytest.approx([1.0, 1.0])

@@ -153,7 +153,7 @@ class MLPLTrainingArguments:
         default=None,
         metadata={"help": "torch CPU threads per process (default: the cores given to this process divided by the "
                   "processes on this machine). Use 1 when other jobs share the cores: 2 threads on a busy 2-core "
-                  "machine run at ~15 % speed."},
+                  "machine run at about 15 percent of their speed."},
     )
     use_cpu: bool = field(
         default=False, metadata={"help": "Train on CPU even if a GPU is present (CPU is used anyway when none is)."}

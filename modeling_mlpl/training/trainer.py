@@ -41,7 +41,16 @@ from .arguments import (
     arguments_to_dict,
     validate_arguments,
 )
-from .checkpointing import TrainerState, checkpoint_dir, latest_checkpoint, rotate_checkpoints
+from .checkpointing import (
+    CheckpointMismatch,
+    CorruptCheckpoint,
+    TrainerState,
+    check_checkpoint,
+    checkpoint_dir,
+    checkpoint_root,
+    list_checkpoints,
+    rotate_checkpoints,
+)
 from .data import SourceStats, TaggedBatchSampler, TrainingSet, expand_by_weight, filter_rows, load_disk_dataset, make_loader
 from .evaluation import DevSet, evaluate_model
 from .slimipl import SlimIPL, SlimIPLConfig, load_unlabeled_pool
@@ -97,7 +106,27 @@ def load_sources(data_args: DataArguments, split_kind: str = "train") -> tuple[l
         names.append(spec)
     if split_kind == "train" and data_args.max_train_samples is not None:
         datasets = [ds.select(range(min(len(ds), data_args.max_train_samples))) for ds in datasets]
+    if split_kind == "train":
+        check_unique_ids(datasets, names)
     return datasets, names
+
+
+def check_unique_ids(datasets: list, names: list[str]) -> None:
+    """Refuse training sources whose ids repeat (within one source or across two): batch logs, PL caches
+    and every resume are keyed by id. A local check until modeling_mlpl.data.check_unique_ids lands."""
+    seen: dict[str, int] = {}
+    duplicates: list[tuple[str, int, int]] = []
+    for s, ds in enumerate(datasets):
+        for uid in ds["id"]:
+            if uid in seen:
+                duplicates.append((uid, seen[uid], s))
+            else:
+                seen[uid] = s
+    if duplicates:
+        uid, first, second = duplicates[0]
+        where = f"twice in {names[first]}" if first == second else f"in {names[first]} and in {names[second]}"
+        raise ConfigError(f"duplicate id {uid!r} in the training data ({where}; {len(duplicates)} repeated id(s) in "
+                          "all): give each utterance one id; to upsample a source use --train_weights, not the same path twice")  # fmt: skip
 
 
 def build_model_and_processor(model_args: ModelArguments, texts: list[str], data_languages: list[str],
@@ -298,20 +327,50 @@ def setup_run(model_args: ModelArguments, data_args: DataArguments, args: MLPLTr
 
 
 def resume_run(run: _Run) -> None:
-    """Load the checkpoint named by --resume_from_checkpoint, or the latest one with --resume."""
+    """Load the checkpoint named by --resume_from_checkpoint, or the latest readable one with --resume
+    (a truncated last checkpoint is named in the log and the one before it used)."""
     args = run.args
-    resume_dir = args.resume_from_checkpoint or (latest_checkpoint(args.output_dir) if args.resume else None)
-    if args.resume and resume_dir is None:
+    explicit = args.resume_from_checkpoint
+    candidates = [explicit] if explicit else list(reversed(list_checkpoints(args.output_dir))) if args.resume else []
+    if args.resume and not explicit and not candidates:
         logger.warning("--resume: no checkpoint in %s yet, starting from scratch", args.output_dir)
-    if resume_dir is None:
+    model_state = run.unwrapped.state_dict()
+    for k, directory in enumerate(candidates):
+        try:
+            check_checkpoint(directory, model_state)
+            run.accelerator.load_state(directory)
+            run.state = TrainerState.load(directory)
+        except CheckpointMismatch as err:
+            raise ConfigError(f"cannot resume: {err}{_started_with(args.output_dir)}; resume with the same --preset/"
+                              "--init_from/--tokenizer_dir, or pass --overwrite_output_dir to start afresh") from None
+        except Exception as err:  # noqa: BLE001 - any unreadable file: try the previous checkpoint
+            reason = str(err) if isinstance(err, CorruptCheckpoint) else f"{directory} cannot be loaded ({type(err).__name__}: {err})"
+            reason = reason.splitlines()[0] if reason else type(err).__name__
+            if explicit:
+                raise ConfigError(f"--resume_from_checkpoint: {reason}; pass an earlier checkpoint "
+                                  f"(see {checkpoint_root(args.output_dir)})") from None  # fmt: skip
+            if k + 1 == len(candidates):
+                raise ConfigError(f"--resume: no readable checkpoint in {checkpoint_root(args.output_dir)} (the oldest: "
+                                  f"{reason}); pass --overwrite_output_dir to start afresh") from None  # fmt: skip
+            logger.warning("--resume: %s; resuming from the previous checkpoint %s instead", reason, candidates[k + 1])
+            continue
+        if run.semi is not None and run.semi.load(directory):
+            logger.info("resumed the PL cache: %d entries, %d refreshes so far", len(run.semi.state.entries),
+                        run.semi.state.refreshes)  # fmt: skip
+        logger.info("resumed from %s at update %d (epoch %d, batch %d)", directory, run.state.step, run.state.epoch,
+                    run.state.batches_consumed)  # fmt: skip
         return
-    run.accelerator.load_state(resume_dir)
-    run.state = TrainerState.load(resume_dir)
-    if run.semi is not None and run.semi.load(resume_dir):
-        logger.info("resumed the PL cache: %d entries, %d refreshes so far", len(run.semi.state.entries),
-                    run.semi.state.refreshes)  # fmt: skip
-    logger.info("resumed from %s at update %d (epoch %d, batch %d)", resume_dir, run.state.step, run.state.epoch,
-                run.state.batches_consumed)  # fmt: skip
+
+
+def _started_with(output_dir: str) -> str:
+    """", the run in DIR was started with --preset small" from its training_args.json, if readable."""
+    try:
+        with open(os.path.join(output_dir, "training_args.json")) as f:
+            old = json.load(f)
+    except (OSError, ValueError):
+        return ""
+    how = f"--preset {old['preset']}" if old.get("preset") else f"--init_from {old.get('init_from')}"
+    return f" (the run in {output_dir} was started with {how})"
 
 
 def open_logs(run: _Run, model_args: ModelArguments, data_args: DataArguments) -> None:

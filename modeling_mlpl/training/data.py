@@ -191,24 +191,32 @@ class TrainingSet(torch.utils.data.Dataset):
     def _load(self, index: int, crop: bool, key: tuple[int, ...]) -> dict | None:
         source, row_index = self.entries[index]
         row = self.sources[source][row_index]
-        text = normalize_transcript(row["text"])
-        offset = float(row.get("offset") or 0.0)
-        duration = float(row["duration"])
-        read_duration = duration if "offset" in row else None
-        if crop:
-            window = random_crop(text, row.get("token_times"), duration, self.crop_seconds, np.random.default_rng(key))
-            if window is not None:
-                offset, read_duration, text = offset + window.start_s, window.duration_s, window.text
-        try:
-            audio = load_audio(row["audio"], SAMPLING_RATE, offset_s=offset, duration_s=read_duration)
-        except AudioDecodeError as err:
-            logger.warning("skipping unreadable audio %s: %s", row["id"], err)
-            return None
-        if audio.size == 0:
-            logger.warning("skipping empty audio %s", row["id"])
-            return None
-        return {"id": row["id"], "audio": audio, "text": text, "language_id": self.lang2id[row["language"]],
-                "seconds": audio.size / SAMPLING_RATE}
+        return load_example(row, normalize_transcript(row["text"]), row.get("token_times"), self.lang2id[row["language"]],
+                            self.crop_seconds if crop else None, key)  # fmt: skip
+
+
+def load_example(row: dict, text: str, token_times: Sequence[float] | None, language_id: int,
+                 crop_seconds: float | None, key: Sequence[int]) -> dict | None:  # fmt: skip
+    """One training example of a dataset row with transcript `text` (aligned by `token_times`, if any):
+    a random `crop_seconds` window of it when that applies (see :func:`random_crop`, drawn from `key`),
+    else the whole segment. None when the audio cannot be decoded or is empty (the collator counts it).
+    Labelled rows and the slimIPL cache's pseudo-labels (text and times not stored in the row) share it."""
+    offset = float(row.get("offset") or 0.0)
+    duration = float(row["duration"])
+    read_duration = duration if "offset" in row else None
+    if crop_seconds is not None:
+        window = random_crop(text, token_times, duration, crop_seconds, np.random.default_rng(key))
+        if window is not None:
+            offset, read_duration, text = offset + window.start_s, window.duration_s, window.text
+    try:
+        audio = load_audio(row["audio"], SAMPLING_RATE, offset_s=offset, duration_s=read_duration)
+    except AudioDecodeError as err:
+        logger.warning("skipping unreadable audio %s: %s", row["id"], err)
+        return None
+    if audio.size == 0:
+        logger.warning("skipping empty audio %s", row["id"])
+        return None
+    return {"id": row["id"], "audio": audio, "text": text, "language_id": language_id, "seconds": audio.size / SAMPLING_RATE}
 
 
 class TaggedBatchSampler:
@@ -284,6 +292,7 @@ __all__ = [
     "expand_by_weight",
     "SourceStats",
     "TrainingSet",
+    "load_example",
     "TaggedBatchSampler",
     "SpeechCollator",
     "make_loader",

@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -162,6 +163,7 @@ class SlimIPL:
         self.window = {"refreshes": 0, "draws": 0, "empty": 0}
         self.dropout_applied = False
         self.last_slots: list[int] = []  # cache slots the last unlabelled batch used
+        self.label_seconds = 0.0  # wall time spent pseudo-labelling in this process (not part of the state)
 
     # ------------------------------------------------------------------------------------ state
     def state_dict(self) -> dict:
@@ -236,6 +238,7 @@ class SlimIPL:
             items.append(Item(id=row["id"], audio=row["audio"], path=None, offset=offset, language=row["language"]))
             waves.append(wave)
             kept.append(r)
+        started = time.perf_counter()
         if items:
             was_training = self.model.training
             self.model.eval()
@@ -246,6 +249,7 @@ class SlimIPL:
             for r, record in zip(kept, records):
                 entries[r] = CacheEntry(r, record["text"], [float(t) for t in record["token_times"]])
         self.state.labelled += len(rows)
+        self.label_seconds += time.perf_counter() - started
         return [entries[r] for r in rows]
 
     def fill(self) -> None:
@@ -254,8 +258,8 @@ class SlimIPL:
         while len(self.state.entries) < target:
             rows = self._next_pool_rows(min(_FILL_CHUNK, target - len(self.state.entries)))
             self.state.entries += self.label(rows)
-        logger.info("slimIPL: cache filled with %d PLs (%d empty)", len(self.state.entries),
-                    sum(not e.text for e in self.state.entries))  # fmt: skip
+        logger.info("slimIPL: cache filled with %d PLs (%d empty); %.1f s of labelling so far", len(self.state.entries),
+                    sum(not e.text for e in self.state.entries), self.label_seconds)  # fmt: skip
 
     # ------------------------------------------------------------------------------------ batches
     def _next_slot(self) -> int:
@@ -349,7 +353,7 @@ class SlimIPL:
         return {"settings": self.config.summary(), "recordings_in_pool": len(self.rows), "cache_entries": len(s.entries),
                 "refreshes": s.refreshes, "recordings_labelled": s.labelled, "entries_used": s.draws,
                 "empty_entries_used": s.empty_draws, "unlabeled_batches": s.unlabeled_batches,
-                "mean_pl_length": float(np.mean(lengths)) if lengths else 0.0,
+                "labelling_seconds_this_run": round(self.label_seconds, 2), "mean_pl_length": float(np.mean(lengths)) if lengths else 0.0,
                 "empty_fraction": float(np.mean([n == 0 for n in lengths])) if lengths else 0.0}  # fmt: skip
 
 

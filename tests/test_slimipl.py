@@ -246,3 +246,13 @@ def test_cache_pls_are_the_models_greedy_eval_mode_labels_with_token_times(corpu
         assert entry.text == expected
         assert len(entry.token_times) == len(transcript_characters(entry.text))
     assert any(entry.text for entry in entries)
+
+
+def test_resume_with_other_unlabeled_data_is_refused_in_one_line(corpus, tmp_path):
+    out = str(tmp_path / "run")
+    train(*semi_args(out, corpus, max_steps=4, save_steps=4))
+    write_pl_dataset(str(tmp_path / "other"), language="pt", n=5, words=8, seed=9)
+    with pytest.raises(ConfigError) as err:
+        train(*semi_args(out, corpus, max_steps=6, resume=True, unlabeled_data=f"disk:{tmp_path / 'other'}"))
+    message = str(err.value)
+    assert "\n" not in message and "was made from other unlabelled recordings" in message

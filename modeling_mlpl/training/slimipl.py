@@ -27,6 +27,7 @@ Each process has its own cache over its own share of the pool (recording i goes 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -70,7 +71,8 @@ def load_unlabeled_pool(spec: str, languages: list[str] | None):
     except (ValueError, FileNotFoundError) as err:
         raise ConfigError(f"--unlabeled_data {spec}: {err}") from None
     if languages:
-        ds = ds.filter(lambda lang: lang in set(languages), input_columns="language")
+        wanted = set(languages)
+        ds = ds.filter(lambda lang: lang in wanted, input_columns="language")
     return ds
 
 
@@ -87,6 +89,7 @@ class CacheEntry:
 class PLCacheState:
     """Everything a resumed run needs to continue the PL schedule exactly (JSON in each checkpoint)."""
 
+    pool: str = ""  # fingerprint of this process's share of the unlabelled pool (its ids)
     entries: list[CacheEntry] = field(default_factory=list)
     order: list[int] = field(default_factory=list)  # this round's permutation of cache slots
     order_pos: int = 0
@@ -155,11 +158,12 @@ class SlimIPL:
         self.rows = [i for i in range(len(pool)) if i % world_size == rank and np.isfinite(durations[i]) and durations[i] > 0]
         if not self.rows:
             raise ConfigError(f"--unlabeled_data: no readable recordings for process {rank} ({len(pool)} rows)")
-        self.durations = durations
         self.collator = SpeechCollator(processor)
         self.labeler = PseudoLabeler(model, processor, PseudoLabelConfig(max_batch_seconds=label_batch_seconds,
                                                                          autocast_dtype=autocast_dtype))  # fmt: skip
-        self.state = PLCacheState()
+        ids = pool["id"]
+        self.fingerprint = hashlib.sha1("\n".join(ids[i] for i in self.rows).encode()).hexdigest()[:16]
+        self.state = PLCacheState(pool=self.fingerprint)
         self.window = {"refreshes": 0, "draws": 0, "empty": 0}
         self.dropout_applied = False
         self.last_slots: list[int] = []  # cache slots the last unlabelled batch used
@@ -182,7 +186,12 @@ class SlimIPL:
         if not os.path.isfile(path):
             return False
         with open(path) as f:
-            self.load_state_dict(json.load(f))
+            state = PLCacheState.from_dict(json.load(f))
+        if state.pool != self.fingerprint:
+            raise ConfigError(f"cannot resume: {path} was made from other unlabelled recordings than --unlabeled_data "
+                              "gives now; resume with the same --unlabeled_data/--unlabeled_languages, or pass "
+                              "--overwrite_output_dir to start afresh")  # fmt: skip
+        self.state = state
         return True
 
     # ------------------------------------------------------------------------------------ model

@@ -256,3 +256,14 @@ def test_resume_with_other_unlabeled_data_is_refused_in_one_line(corpus, tmp_pat
         train(*semi_args(out, corpus, max_steps=6, resume=True, unlabeled_data=f"disk:{tmp_path / 'other'}"))
     message = str(err.value)
     assert "\n" not in message and "was made from other unlabelled recordings" in message
+
+
+def test_with_gradient_accumulation_every_batch_of_an_update_has_the_updates_kind(corpus, tmp_path):
+    out = str(tmp_path / "accumulate")
+    train(*semi_args(out, corpus, max_steps=7, gradient_accumulation_steps=2, pl_start_step=3))
+    with open(os.path.join(out, "batch_ids.rank0.jsonl")) as f:
+        records = [json.loads(line) for line in f]
+    kinds: dict[int, list[str]] = {}
+    for r in records:
+        kinds.setdefault(r["step"], []).append(r["kind"])
+    assert kinds == {s: ["labeled"] * 2 for s in (0, 1, 2, 3, 5)} | {s: ["unlabeled"] * 2 for s in (4, 6)}

@@ -10,8 +10,10 @@ import torch
 from safetensors.torch import load_file
 
 from modeling_mlpl import MLPLConfig, MLPLFeatureExtractor, MLPLForCTC, MLPLProcessor, MLPLTokenizer
+from modeling_mlpl.audio import load_audio
 from modeling_mlpl.augment import crop_transcript
 from modeling_mlpl.training import ConfigError, TrainerState, list_checkpoints, read_log, train, validate_arguments
+from modeling_mlpl.tokenization_mlpl import transcript_characters
 from modeling_mlpl.training.data import load_disk_dataset
 from modeling_mlpl.training.slimipl import CacheEntry, SlimIPL, SlimIPLConfig
 
@@ -224,3 +226,44 @@ def test_voxpopuli_unlabeled_data_is_read_for_the_requested_languages(tmp_path):
     pool = load_unlabeled_pool(f"voxpopuli:{tmp_path / 'vp'}", ["pt"])
     assert sorted(pool["id"]) == ["pt/pt_0", "pt/pt_1"] and set(pool["language"]) == {"pt"}
     assert pool["duration"] == pytest.approx([1.0, 1.0])
+
+
+def test_cache_pls_are_the_models_greedy_eval_mode_labels_with_token_times(corpus, tmp_path):
+    out = str(tmp_path / "teacher")
+    train(*tiny_training_args(out, cv_root=str(corpus / "cv"), max_steps=40, max_batch_seconds=3.0))
+    model, processor = MLPLForCTC.from_pretrained(out), MLPLProcessor.from_pretrained(out)
+    pool = load_disk_dataset(str(corpus / "unlabelled"))
+    config = SlimIPLConfig(start_step=0, labeled_updates=1, unlabeled_updates=1, cache_size=4, refresh_prob=0.0,
+                           dropout=None, crop_seconds=1.0, max_batch_seconds=3.0, max_batch_size=None, seed=0)  # fmt: skip
+    cache = SlimIPL(config, pool, processor, model.train(), model.config.lang2id)
+    entries = cache.label([0, 1, 2])
+    assert model.training  # back in training mode after labelling in eval mode
+    model.eval()
+    for entry in entries:  # recordings shorter than one 10 s window: the plain forward pass gives the same PL
+        inputs = processor(audio=load_audio(pool[entry.row]["audio"], 16000), sampling_rate=16000)
+        with torch.no_grad():
+            expected = processor.batch_decode(model(**inputs).logits)[0]
+        assert entry.text == expected
+        assert len(entry.token_times) == len(transcript_characters(entry.text))
+    assert any(entry.text for entry in entries)
+
+
+def test_resume_with_other_unlabeled_data_is_refused_in_one_line(corpus, tmp_path):
+    out = str(tmp_path / "run")
+    train(*semi_args(out, corpus, max_steps=4, save_steps=4))
+    write_pl_dataset(str(tmp_path / "other"), language="pt", n=5, words=8, seed=9)
+    with pytest.raises(ConfigError) as err:
+        train(*semi_args(out, corpus, max_steps=6, resume=True, unlabeled_data=f"disk:{tmp_path / 'other'}"))
+    message = str(err.value)
+    assert "\n" not in message and "was made from other unlabelled recordings" in message
+
+
+def test_with_gradient_accumulation_every_batch_of_an_update_has_the_updates_kind(corpus, tmp_path):
+    out = str(tmp_path / "accumulate")
+    train(*semi_args(out, corpus, max_steps=7, gradient_accumulation_steps=2, pl_start_step=3))
+    with open(os.path.join(out, "batch_ids.rank0.jsonl")) as f:
+        records = [json.loads(line) for line in f]
+    kinds: dict[int, list[str]] = {}
+    for r in records:
+        kinds.setdefault(r["step"], []).append(r["kind"])
+    assert kinds == {s: ["labeled"] * 2 for s in (0, 1, 2, 3, 5)} | {s: ["unlabeled"] * 2 for s in (4, 6)}

@@ -38,7 +38,7 @@ class ConfigError(ValueError):
 
 OPTIMIZERS = ("adagrad", "adamw")
 SCHEDULERS = ("constant_with_warmup", "linear", "cosine")
-MIXED_PRECISION = ("no", "bf16", "fp16")
+MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
 
 
 @dataclass
@@ -147,7 +147,16 @@ class MLPLTrainingArguments:
     )
     warmup_steps: int = field(default=64_000, metadata={"help": "Linear warm-up updates (paper 64k)."})
     max_grad_norm: float = field(default=0.1, metadata={"help": "Gradient-norm clipping (paper 0.1; 0 = off)."})
-    mixed_precision: str = field(default="no", metadata={"help": f"One of {MIXED_PRECISION} (Accelerate autocast)."})
+    mixed_precision: str = field(
+        default="auto",
+        metadata={"help": f"One of {MIXED_PRECISION} (Accelerate autocast; the CTC loss stays fp32). auto: bf16 on a "
+                  "CUDA GPU that supports it, else no (fp32; CPU runs are unchanged)."},
+    )
+    torch_compile: bool = field(
+        default=False,
+        metadata={"help": "torch.compile the model (inductor, through Accelerate): faster GPU updates after a "
+                  "compilation of a minute or so; variable batch lengths are compiled as dynamic shapes."},
+    )
     seed: int = field(default=0, metadata={"help": "Seed of model init, batch order, crops and masks."})
     num_threads: int | None = field(
         default=None,

@@ -273,14 +273,18 @@ class SpeechCollator:
         return batch
 
 
-def make_loader(dataset: TrainingSet, batch_sampler: TaggedBatchSampler, processor, num_workers: int):
+def make_loader(dataset: TrainingSet, batch_sampler: TaggedBatchSampler, processor, num_workers: int,
+                pin_memory: bool = False):  # fmt: skip
     """DataLoader over pre-made batches. Its own generator keeps it from drawing on the global torch RNG
-    (which would make a resumed run's dropout differ from an uninterrupted one)."""
+    (which would make a resumed run's dropout differ from an uninterrupted one). With workers, features
+    are computed and unreadable audio counted (`n_skipped`) in the workers; `pin_memory` on CUDA lets the
+    copies to the GPU overlap the update."""
     return torch.utils.data.DataLoader(
         dataset,
         batch_sampler=batch_sampler,
         collate_fn=SpeechCollator(processor),
         num_workers=num_workers,
+        pin_memory=pin_memory,
         generator=torch.Generator().manual_seed(0),
     )
 

@@ -27,9 +27,11 @@ Each process has its own cache over its own share of the pool (recording i goes 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -69,7 +71,8 @@ def load_unlabeled_pool(spec: str, languages: list[str] | None):
     except (ValueError, FileNotFoundError) as err:
         raise ConfigError(f"--unlabeled_data {spec}: {err}") from None
     if languages:
-        ds = ds.filter(lambda lang: lang in set(languages), input_columns="language")
+        wanted = set(languages)
+        ds = ds.filter(lambda lang: lang in wanted, input_columns="language")
     return ds
 
 
@@ -86,6 +89,7 @@ class CacheEntry:
 class PLCacheState:
     """Everything a resumed run needs to continue the PL schedule exactly (JSON in each checkpoint)."""
 
+    pool: str = ""  # fingerprint of this process's share of the unlabelled pool (its ids)
     entries: list[CacheEntry] = field(default_factory=list)
     order: list[int] = field(default_factory=list)  # this round's permutation of cache slots
     order_pos: int = 0
@@ -154,14 +158,16 @@ class SlimIPL:
         self.rows = [i for i in range(len(pool)) if i % world_size == rank and np.isfinite(durations[i]) and durations[i] > 0]
         if not self.rows:
             raise ConfigError(f"--unlabeled_data: no readable recordings for process {rank} ({len(pool)} rows)")
-        self.durations = durations
         self.collator = SpeechCollator(processor)
         self.labeler = PseudoLabeler(model, processor, PseudoLabelConfig(max_batch_seconds=label_batch_seconds,
                                                                          autocast_dtype=autocast_dtype))  # fmt: skip
-        self.state = PLCacheState()
+        ids = pool["id"]
+        self.fingerprint = hashlib.sha1("\n".join(ids[i] for i in self.rows).encode()).hexdigest()[:16]
+        self.state = PLCacheState(pool=self.fingerprint)
         self.window = {"refreshes": 0, "draws": 0, "empty": 0}
         self.dropout_applied = False
         self.last_slots: list[int] = []  # cache slots the last unlabelled batch used
+        self.label_seconds = 0.0  # wall time spent pseudo-labelling in this process (not part of the state)
 
     # ------------------------------------------------------------------------------------ state
     def state_dict(self) -> dict:
@@ -180,7 +186,12 @@ class SlimIPL:
         if not os.path.isfile(path):
             return False
         with open(path) as f:
-            self.load_state_dict(json.load(f))
+            state = PLCacheState.from_dict(json.load(f))
+        if state.pool != self.fingerprint:
+            raise ConfigError(f"cannot resume: {path} was made from other unlabelled recordings than --unlabeled_data "
+                              "gives now; resume with the same --unlabeled_data/--unlabeled_languages, or pass "
+                              "--overwrite_output_dir to start afresh")  # fmt: skip
+        self.state = state
         return True
 
     # ------------------------------------------------------------------------------------ model
@@ -236,6 +247,7 @@ class SlimIPL:
             items.append(Item(id=row["id"], audio=row["audio"], path=None, offset=offset, language=row["language"]))
             waves.append(wave)
             kept.append(r)
+        started = time.perf_counter()
         if items:
             was_training = self.model.training
             self.model.eval()
@@ -246,6 +258,7 @@ class SlimIPL:
             for r, record in zip(kept, records):
                 entries[r] = CacheEntry(r, record["text"], [float(t) for t in record["token_times"]])
         self.state.labelled += len(rows)
+        self.label_seconds += time.perf_counter() - started
         return [entries[r] for r in rows]
 
     def fill(self) -> None:
@@ -254,8 +267,8 @@ class SlimIPL:
         while len(self.state.entries) < target:
             rows = self._next_pool_rows(min(_FILL_CHUNK, target - len(self.state.entries)))
             self.state.entries += self.label(rows)
-        logger.info("slimIPL: cache filled with %d PLs (%d empty)", len(self.state.entries),
-                    sum(not e.text for e in self.state.entries))  # fmt: skip
+        logger.info("slimIPL: cache filled with %d PLs (%d empty); %.1f s of labelling so far", len(self.state.entries),
+                    sum(not e.text for e in self.state.entries), self.label_seconds)  # fmt: skip
 
     # ------------------------------------------------------------------------------------ batches
     def _next_slot(self) -> int:
@@ -349,7 +362,7 @@ class SlimIPL:
         return {"settings": self.config.summary(), "recordings_in_pool": len(self.rows), "cache_entries": len(s.entries),
                 "refreshes": s.refreshes, "recordings_labelled": s.labelled, "entries_used": s.draws,
                 "empty_entries_used": s.empty_draws, "unlabeled_batches": s.unlabeled_batches,
-                "mean_pl_length": float(np.mean(lengths)) if lengths else 0.0,
+                "labelling_seconds_this_run": round(self.label_seconds, 2), "mean_pl_length": float(np.mean(lengths)) if lengths else 0.0,
                 "empty_fraction": float(np.mean([n == 0 for n in lengths])) if lengths else 0.0}  # fmt: skip
 
 

@@ -172,12 +172,42 @@ def build_training_set(datasets: list, names: list[str], tokenizer: MLPLTokenize
                        feature_extractor, feature_cache_gb)  # fmt: skip
 
 
+def optimizer_kernels(params: list[torch.Tensor]) -> dict:
+    """Fused AdamW (one kernel for all tensors instead of a loop of small ones) when every parameter is
+    on CUDA; elsewhere torch's default, so CPU results stay as they were. (Adagrad keeps torch's default:
+    foreach on CUDA; its fused kernel is CPU-only.)"""
+    if params and all(p.device.type == "cuda" for p in params):
+        return {"fused": True}
+    return {}
+
+
 def build_optimizer(model: torch.nn.Module, args: MLPLTrainingArguments) -> torch.optim.Optimizer:
+    """The optimizer over the model's trainable parameters (move the model to its device first)."""
     params = [p for p in model.parameters() if p.requires_grad]
     if args.optimizer == "adagrad":
         return torch.optim.Adagrad(params, lr=args.learning_rate, weight_decay=args.weight_decay)
     return torch.optim.AdamW(params, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
-                             eps=args.adam_epsilon, weight_decay=args.weight_decay)  # fmt: skip
+                             eps=args.adam_epsilon, weight_decay=args.weight_decay, **optimizer_kernels(params))  # fmt: skip
+
+
+def resolve_mixed_precision(value: str, cuda: bool | None = None, bf16_supported: bool | None = None) -> str:
+    """--mixed_precision auto -> "bf16" on a CUDA GPU with bf16, else "no"; other values unchanged."""
+    if value != "auto":
+        return value
+    cuda = torch.cuda.is_available() if cuda is None else cuda
+    if not cuda:
+        return "no"
+    bf16_supported = torch.cuda.is_bf16_supported() if bf16_supported is None else bf16_supported
+    return "bf16" if bf16_supported else "no"
+
+
+def needs_unused_parameters(config: MLPLConfig) -> bool:
+    """Whether a training batch can leave parameters without a gradient, which DDP must then be told
+    (find_unused_parameters costs a graph walk per update): layerdrop skips whole layers, and with
+    gamma = 0 the LID head is not in the loss. Every training batch has CTC labels (the collator gives
+    all-ignored ones to a batch of empty crops) and a batch of unreadable audio gets a zero loss over
+    all parameters, so nothing else leaves a head unused."""
+    return config.layerdrop > 0 or config.lid_loss_weight == 0
 
 
 def _prepare_output_dir(args: MLPLTrainingArguments, is_main: bool) -> None:
@@ -202,7 +232,7 @@ def build_slimipl(data_args: DataArguments, args: MLPLTrainingArguments, acceler
     if args.pl_start_step >= args.max_steps:
         logger.warning("--pl_start_step %d >= --max_steps %d: the unlabelled data will not be used",
                        args.pl_start_step, args.max_steps)  # fmt: skip
-    autocast = {"bf16": "bf16", "fp16": "fp16"}.get(args.mixed_precision) if accelerator.device.type == "cuda" else None
+    autocast = {"bf16": "bf16", "fp16": "fp16"}.get(accelerator.mixed_precision) if accelerator.device.type == "cuda" else None
     semi = SlimIPL(config, pool, processor, model, train_set.lang2id, accelerator.process_index, accelerator.num_processes,
                    label_batch_seconds=args.eval_max_batch_seconds or 2 * args.max_batch_seconds, autocast_dtype=autocast)  # fmt: skip
     logger.info("semi-supervised: %d unlabelled recordings for this process; %s", len(semi.rows), config.summary())
@@ -259,15 +289,16 @@ class _Run:
 
 
 def make_accelerator(args: MLPLTrainingArguments) -> Accelerator:
+    """The run's Accelerator (DDP's find_unused_parameters is set once the model is known: setup_run)."""
     # Accelerate keeps one global state per process; reset it so that several runs in one process
     # (tests, benchmarks) may use different precisions. The distributed set-up (PartialState) is kept.
     AcceleratorState._reset_state(reset_partial_state=False)
+    cpu = args.use_cpu or not torch.cuda.is_available()
     return Accelerator(
         # Accelerate only sets up CPU data parallelism (gloo) when told it runs on CPU.
-        cpu=args.use_cpu or not torch.cuda.is_available(),
-        mixed_precision=args.mixed_precision,
-        # Layerdrop skips whole layers, whose parameters then get no gradient on that rank.
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+        cpu=cpu,
+        mixed_precision=resolve_mixed_precision(args.mixed_precision, cuda=not cpu),
+        dynamo_backend="inductor" if args.torch_compile else "no",
     )
 
 
@@ -277,7 +308,7 @@ def setup_run(model_args: ModelArguments, data_args: DataArguments, args: MLPLTr
     is_main = accelerator.is_main_process
     threads = configure_threads(args.num_threads, accelerator.state.num_processes if accelerator.device.type == "cpu" else 1)
     logger.info("process %d/%d on %s, %d torch threads, mixed precision %s", accelerator.process_index,
-                accelerator.num_processes, accelerator.device, threads, args.mixed_precision)  # fmt: skip
+                accelerator.num_processes, accelerator.device, threads, accelerator.mixed_precision)  # fmt: skip
     if is_main:
         _prepare_output_dir(args, is_main)
     accelerator.wait_for_everyone()
@@ -299,9 +330,11 @@ def setup_run(model_args: ModelArguments, data_args: DataArguments, args: MLPLTr
     if dev is not None and len(dev) == 0:
         dev = None
 
+    model.to(accelerator.device)  # before the optimizer: fused kernels need the parameters on the GPU
     optimizer = build_optimizer(model, args)
     scheduler = get_scheduler(args.lr_scheduler_type, optimizer, num_warmup_steps=args.warmup_steps,
                               num_training_steps=args.max_steps)  # fmt: skip
+    accelerator.ddp_handler = DistributedDataParallelKwargs(find_unused_parameters=needs_unused_parameters(model.config))
     model, optimizer = accelerator.prepare(model, optimizer)
     # Not prepared: Accelerate would step it once per process per update.
     accelerator.register_for_checkpointing(scheduler)
@@ -437,7 +470,8 @@ def _epoch_loader(run: _Run):
         except ValueError as err:
             raise ConfigError(f"cannot resume mid-epoch: {err} (did the training data or batch size change?)") from None
     tagged = TaggedBatchSampler(sampler, state.epoch_cropped, args.seed, state.epoch, state.batches_consumed)
-    return make_loader(run.train_set, tagged, run.processor, args.dataloader_num_workers)
+    return make_loader(run.train_set, tagged, run.processor, args.dataloader_num_workers,
+                       pin_memory=run.accelerator.device.type == "cuda")  # fmt: skip
 
 
 def train_one_epoch(run: _Run, step_callback: Callable[[TrainerState], None] | None = None) -> None:
@@ -567,8 +601,8 @@ def _train_micro_batch(model, batch: dict, params, accelerator: Accelerator, arg
             accelerator.backward(loss)
             return 0.0
         device = accelerator.device
-        features = batch["input_features"].to(device)
-        mask = batch["attention_mask"].to(device)
+        features = batch["input_features"].to(device, non_blocking=True)  # pinned on CUDA: copies overlap
+        mask = batch["attention_mask"].to(device, non_blocking=True)
         if batch.get("specaugment", 0 <= args.specaugment_start_step <= state.step):
             key = batch.get("augment_key", (args.seed, state.epoch, state.batches_consumed, accelerator.process_index))
             generator = torch.Generator().manual_seed(hash(key) % 2**63)
@@ -634,5 +668,5 @@ class _Window:
 
 
 __all__ = ["train", "TrainResult", "configure_threads", "build_model_and_processor", "build_training_set",
-           "build_optimizer", "build_slimipl", "load_sources", "setup_run", "resume_run", "open_logs", "train_one_epoch",
+           "build_optimizer", "optimizer_kernels", "resolve_mixed_precision", "needs_unused_parameters", "build_slimipl", "load_sources", "setup_run", "resume_run", "open_logs", "train_one_epoch",
            "evaluate", "save_checkpoint", "export_model", "BEST_DIR"]  # fmt: skip

@@ -12,7 +12,8 @@ saved inside a processor directory::
         <lang>/unigrams.txt      # the LM's words; pyctcdecode needs them next to a binary LM
 
 Vocabulary convention (MLPLTokenizer): id 0 = ``<pad>`` = CTC blank, ``|`` = word delimiter,
-``<unk>`` = unknown character. Other ``<...>`` tokens are never emitted as text.
+``<unk>`` = unknown character. Text follows the package's one CTC text rule
+(:mod:`modeling_mlpl.ctc_text`): special tokens render as nothing, one space between words.
 """
 
 from __future__ import annotations
@@ -21,13 +22,14 @@ import json
 import logging
 import multiprocessing
 import os
-import re
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+
+from .ctc_text import CTCVocab, greedy_texts, normalize_text
 
 __all__ = [
     "LM_SUBFOLDER",
@@ -48,8 +50,6 @@ logger = logging.getLogger(__name__)
 LM_SUBFOLDER = "language_model"
 CONFIG_NAME = "decoder_config.json"
 _PYCTC_UNK = "⁇"  # what pyctcdecode emits for an unknown-token frame
-_SPECIAL = re.compile(r"^<[^<>]+>$|^\[[^\[\]]+\]$")
-_SPACES = re.compile(r" +")
 
 
 def log_softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -80,16 +80,6 @@ def split_batch(logits: Any, lengths: Sequence[int] | Any | None = None) -> list
     return [np.ascontiguousarray(array[i, :n], dtype=np.float32) for i, n in enumerate(lengths)]
 
 
-@dataclass
-class _Vocab:
-    """How each token id turns into text, derived once from the token list."""
-
-    labels: list[str]  # pyctcdecode labels: "" blank, " " delimiter, "⁇" unk, chars
-    blank_id: int
-    drop_ids: list[int]  # special tokens that must never produce text (treated as blank)
-    unk_text: str
-
-
 def labels_from_vocab(
     vocab: Sequence[str],
     pad_token: str = "<pad>",
@@ -101,50 +91,41 @@ def labels_from_vocab(
     Other special tokens (``<s>``, ``</s>``, language tags) get private-use placeholders: pyctcdecode
     refuses duplicate labels, and the decoder moves their probability mass to the blank anyway.
     """
-    return _make_vocab(vocab, pad_token, word_delimiter, unk_token).labels
+    return _pyctc_labels(CTCVocab.from_tokens(vocab, pad_token, word_delimiter, unk_token))
 
 
-def _make_vocab(
-    vocab: Sequence[str], pad_token: str, word_delimiter: str, unk_token: str, unk_text: str = ""
-) -> _Vocab:
-    vocab = list(vocab)
-    if pad_token not in vocab:
-        raise ValueError(f"blank/pad token {pad_token!r} not in the vocabulary")
-    if word_delimiter not in vocab:
-        raise ValueError(f"word delimiter {word_delimiter!r} not in the vocabulary")
-    if " " in vocab:
-        raise ValueError("the vocabulary has a ' ' token besides the word delimiter")
-    if len(set(vocab)) != len(vocab):
-        raise ValueError("the vocabulary has duplicate tokens")
-    labels, drop_ids = [], []
-    for i, token in enumerate(vocab):
-        if token == pad_token:
+def _pyctc_labels(table: CTCVocab) -> list[str]:
+    labels = []
+    for i, token in enumerate(table.tokens):
+        if i == table.blank_id:
             labels.append("")
-        elif token == word_delimiter:
+        elif i == table.delimiter_id:
             labels.append(" ")
-        elif token == unk_token:
+        elif i == table.unk_id:
             labels.append(_PYCTC_UNK)
-        elif _SPECIAL.match(token):
+        elif i in table.special_ids:
             labels.append(chr(0xE000 + i))  # never emitted: its mass goes to the blank
-            drop_ids.append(i)
         else:
             labels.append(token)
-    return _Vocab(labels, vocab.index(pad_token), drop_ids, unk_text)
+    return labels
 
 
-def _merge_into_blank(log_probs: np.ndarray, vocab: _Vocab) -> np.ndarray:
-    """(T, V) log-probs where dropped special tokens' probability is added to the blank's."""
-    if not vocab.drop_ids:
+def merge_specials_into_blank(log_probs: np.ndarray, table: CTCVocab) -> np.ndarray:
+    """(T, V) log-probs where special tokens' probability is added to the blank's (for beam search:
+    they render as nothing, so their frames act as blanks)."""
+    drop = table.special_ids
+    if not drop:
         return log_probs
     log_probs = log_probs.copy()
-    cols = [vocab.blank_id, *vocab.drop_ids]
-    log_probs[:, vocab.blank_id] = np.logaddexp.reduce(log_probs[:, cols], axis=1)
-    log_probs[:, vocab.drop_ids] = np.log(1e-15)  # pyctcdecode's own floor
+    cols = [table.blank_id, *drop]
+    log_probs[:, table.blank_id] = np.logaddexp.reduce(log_probs[:, cols], axis=1)
+    log_probs[:, drop] = np.log(1e-15)  # pyctcdecode's own floor
     return log_probs
 
 
 def _clean_text(text: str, unk_text: str) -> str:
-    return _SPACES.sub(" ", text.replace(_PYCTC_UNK, unk_text)).strip()
+    """A beam search's text under the package's text rule (ctc_text): ``⁇`` -> ``unk_text``."""
+    return normalize_text(text.replace(_PYCTC_UNK, unk_text))
 
 
 def greedy_decode(
@@ -156,24 +137,13 @@ def greedy_decode(
     unk_token: str = "<unk>",
     unk_text: str = "",
 ) -> list[str]:
-    """Best-path CTC decoding: argmax per frame, merge repeats, drop blanks.
+    """Best-path CTC decoding under the package's text rule (see :mod:`modeling_mlpl.ctc_text`).
 
     ``logits``: (B, T, V) (padded; ``lengths`` gives valid frames) or a list of (T_i, V).
-    ``<unk>`` frames become ``unk_text`` (default: dropped, as the tokenizer's
-    ``skip_special_tokens`` does), so greedy and LM outputs are comparable.
+    ``<unk>`` frames become ``unk_text`` (default: nothing, like every special token).
     """
-    table = _make_vocab(vocab, pad_token, word_delimiter, unk_token, unk_text)
-    items = logits if isinstance(logits, list) else split_batch(logits, lengths)
-    texts = []
-    for item in items:
-        log_probs = _merge_into_blank(log_softmax(_to_numpy(item)), table)
-        best = log_probs.argmax(-1)  # (T,)
-        if best.size:
-            keep = np.ones_like(best, dtype=bool)
-            keep[1:] = best[1:] != best[:-1]
-            best = best[keep & (best != table.blank_id)]
-        texts.append(_clean_text("".join(table.labels[i] for i in best), unk_text))
-    return texts
+    table = CTCVocab.from_tokens(vocab, pad_token, word_delimiter, unk_token, unk_text)
+    return greedy_texts(logits, table, lengths)
 
 
 @dataclass
@@ -241,9 +211,10 @@ class LMDecoder:
             raise ValueError("LMDecoderConfig.vocab is empty: pass the tokenizer's tokens in id order")
         self.config = config
         self.root = Path(root) if root is not None else None  # where relative lm_file paths live
-        self._vocab = _make_vocab(
+        self._table = CTCVocab.from_tokens(
             config.vocab, config.pad_token, config.word_delimiter, config.unk_token, config.unk_text
         )
+        self._labels = _pyctc_labels(self._table)
         self._decoders: dict[str | None, Any] = {}
         self._warned: set[str] = set()
 
@@ -369,13 +340,13 @@ class LMDecoder:
                 raise ImportError("LM decoding needs pyctcdecode and kenlm: pip install pyctcdecode kenlm") from err
 
             if language is None:
-                self._decoders[None] = build_ctcdecoder(self._vocab.labels)
+                self._decoders[None] = build_ctcdecoder(self._labels)
             else:
                 cfg = self.config.languages[language]
                 unigrams_path = self._path(cfg.unigrams_file)
                 unigrams = _read_unigrams(unigrams_path) if unigrams_path else None
                 self._decoders[language] = build_ctcdecoder(
-                    self._vocab.labels,
+                    self._labels,
                     kenlm_model_path=str(self._path(cfg.lm_file)),
                     unigrams=unigrams,
                     alpha=cfg.alpha,
@@ -388,11 +359,11 @@ class LMDecoder:
     # decoding ---------------------------------------------------------------------------------
     def _prepare(self, logits: Any) -> np.ndarray:
         log_probs = log_softmax(_to_numpy(logits))
-        if log_probs.ndim != 2 or log_probs.shape[1] != len(self._vocab.labels):
+        if log_probs.ndim != 2 or log_probs.shape[1] != len(self._labels):
             raise ValueError(
-                f"logits of one utterance must be (T, {len(self._vocab.labels)}), got {log_probs.shape}"
+                f"logits of one utterance must be (T, {len(self._labels)}), got {log_probs.shape}"
             )
-        return _merge_into_blank(log_probs, self._vocab)
+        return merge_specials_into_blank(log_probs, self._table)
 
     def decode(self, logits: Any, language: str | None = None, beam_width: int | None = None) -> str:
         """One utterance: (T, V) logits or log-probs -> text."""
@@ -438,7 +409,7 @@ class LMDecoder:
             else:
                 out = [decoder.decode(x, **kwargs) for x in batch]
             for i, text in zip(idx, out):
-                texts[i] = _clean_text(text, self._vocab.unk_text)
+                texts[i] = _clean_text(text, self.config.unk_text)
         return texts
 
     def decode_beams(
@@ -459,14 +430,11 @@ class LMDecoder:
             token_min_logp=self.config.token_min_logp,
             **kwargs,
         )
-        return [(_clean_text(b[0], self._vocab.unk_text), *b[1:]) for b in beams]
+        return [(_clean_text(b[0], self.config.unk_text), *b[1:]) for b in beams]
 
     def greedy_decode(self, logits: Any, lengths: Sequence[int] | Any | None = None) -> list[str]:
         """Best path with this decoder's vocab (same text conventions as :meth:`decode_batch`)."""
-        cfg = self.config
-        return greedy_decode(
-            logits, cfg.vocab, lengths, cfg.pad_token, cfg.word_delimiter, cfg.unk_token, cfg.unk_text
-        )
+        return greedy_texts(logits, self._table, lengths)
 
 
 def simulate_ctc_logits(

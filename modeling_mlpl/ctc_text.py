@@ -37,6 +37,8 @@ __all__ = [
     "is_special_token",
     "best_path",
     "best_path_ids",
+    "spans_from_path",
+    "path_text",
     "assemble",
     "render_spans",
     "greedy_text",
@@ -150,13 +152,14 @@ def best_path_ids(logits: Any) -> np.ndarray:
 
 def best_path(logits: Any, blank: int = 0) -> list[Span]:
     """Best path of (T, V) logits or log-probs: argmax per frame, repeats merged, blanks dropped."""
-    return _spans(best_path_ids(logits).reshape(-1), blank)
+    return spans_from_path(best_path_ids(logits).reshape(-1), blank)
 
 
-def _spans(best: np.ndarray, blank: int) -> list[Span]:
+def spans_from_path(path: Any, blank: int = 0) -> list[Span]:
+    """A frame-level token path (T,) -> one span per emitted token (repeats merged, blanks dropped)."""
     spans: list[Span] = []
     prev = blank
-    for t, token in enumerate(best.tolist()):
+    for t, token in enumerate(np.asarray(path).tolist()):
         if token != blank and token == prev:
             spans[-1] = Span(token, spans[-1].first, t)
         elif token != blank:
@@ -192,9 +195,14 @@ def render_spans(spans: Sequence[Span], vocab: CTCVocab) -> list[Piece]:
     return assemble(Piece(vocab.renders[s.token], s.first, s.last, s.token) for s in spans)
 
 
+def path_text(path: Any, vocab: CTCVocab) -> str:
+    """Text of a frame-level token path (T,): a best path, or a beam search's token path."""
+    return "".join(p.text for p in render_spans(spans_from_path(path, vocab.blank_id), vocab))
+
+
 def greedy_text(logits: Any, vocab: CTCVocab) -> str:
     """Best-path text of one utterance's (T, V) logits."""
-    return "".join(p.text for p in render_spans(best_path(logits, vocab.blank_id), vocab))
+    return path_text(best_path_ids(logits).reshape(-1), vocab)
 
 
 def greedy_texts(logits: Any, vocab: CTCVocab, lengths: Any = None) -> list[str]:
@@ -210,7 +218,7 @@ def greedy_texts(logits: Any, vocab: CTCVocab, lengths: Any = None) -> list[str]
         if len(lengths) != ids.shape[0]:
             raise ValueError(f"{len(lengths)} lengths for a batch of {ids.shape[0]}")
         best = [row[:n] for row, n in zip(ids, lengths)]
-    return ["".join(p.text for p in render_spans(_spans(b, vocab.blank_id), vocab)) for b in best]
+    return [path_text(b, vocab) for b in best]
 
 
 def _as_numpy(x: Any) -> Any:

@@ -162,16 +162,23 @@ class LanguageLMConfig:
 class LMDecoderConfig:
     """Beam-search settings shared by all languages, plus per-language LMs.
 
-    ``beam_width``: beams kept per frame. ``beam_prune_logp``: beams worse than the best by more
-    than this are dropped. ``token_min_logp``: tokens below this log-prob are not expanded
-    (unless argmax). ``num_workers``: processes for batch decoding (0 = serial; on 2 shared cores
-    a pool was not faster). ``default_language``: used when a batch comes without languages.
+    ``backend``: ``"pyctcdecode"`` (pure Python) or ``"flashlight"`` (flashlight-text's compiled
+    lexicon beam search, see decoding_flashlight.py); both score ``alpha``/``beta`` alike and
+    render text by the same rule. ``beam_width``: beams kept per frame. ``beam_prune_logp``:
+    beams worse than the best by more than this are dropped (pyctcdecode). ``token_min_logp``:
+    tokens below this log-prob are not expanded, unless argmax (pyctcdecode). ``beam_threshold``
+    and ``token_beam``: the flashlight counterparts (score margin to the best beam; tokens tried
+    per frame). ``num_workers``: processes for batch decoding (0 = serial; on 2 shared cores a
+    pool was not faster). ``default_language``: used when a batch comes without languages.
     """
 
     vocab: list[str] = field(default_factory=list)
+    backend: str = "pyctcdecode"
     beam_width: int = 32
     beam_prune_logp: float = -10.0
     token_min_logp: float = -5.0
+    beam_threshold: float = 25.0
+    token_beam: int = 16
     num_workers: int = 0
     default_language: str | None = None
     pad_token: str = "<pad>"
@@ -194,8 +201,77 @@ class LMDecoderConfig:
         return cls(languages=languages, **{k: v for k, v in data.items() if k in known})
 
 
+BACKENDS = ("pyctcdecode", "flashlight")
+
+
 def _read_unigrams(path: Path) -> list[str]:
     return [w for w in path.read_text(encoding="utf-8").split("\n") if w]
+
+
+class _PyctcdecodeSearch:
+    """pyctcdecode's decoder for one language (``lm_path=None``: beam search without LM)."""
+
+    def __init__(self, labels: list[str], config: LMDecoderConfig, lm_path: Path | None = None,
+                 unigrams: list[str] | None = None, lm: LanguageLMConfig | None = None):  # fmt: skip
+        try:  # optional for users of the saved remote code who only decode greedily
+            from pyctcdecode import build_ctcdecoder
+        except ImportError as err:
+            raise ImportError("LM decoding needs pyctcdecode and kenlm: pip install pyctcdecode kenlm") from err
+        self.config = config
+        if lm_path is None:
+            self.decoder = build_ctcdecoder(labels)
+        else:
+            self.decoder = build_ctcdecoder(
+                labels,
+                kenlm_model_path=str(lm_path),
+                unigrams=unigrams,
+                alpha=lm.alpha,
+                beta=lm.beta,
+                unk_score_offset=lm.unk_score_offset,
+                lm_score_boundary=lm.lm_score_boundary,
+            )
+
+    def _kwargs(self, beam_width: int) -> dict[str, Any]:
+        return dict(beam_width=beam_width, beam_prune_logp=self.config.beam_prune_logp,
+                    token_min_logp=self.config.token_min_logp)  # fmt: skip
+
+    def reset_params(self, alpha: float, beta: float) -> None:
+        self.decoder.reset_params(alpha=alpha, beta=beta)
+
+    def decode_many(self, batch: list[np.ndarray], beam_width: int, workers: int) -> list[str]:
+        """``workers > 1``: a fork pool per call; pyctcdecode keeps LMs in a class-level registry that
+        forked children inherit, and a pool kept across calls would miss later alpha/beta changes."""
+        if workers > 1 and len(batch) > 1:
+            with multiprocessing.get_context("fork").Pool(min(workers, len(batch))) as pool:
+                return self.decoder.decode_batch(pool, batch, **self._kwargs(beam_width))
+        return [self.decoder.decode(x, **self._kwargs(beam_width)) for x in batch]
+
+    def decode_beams(self, log_probs: np.ndarray, beam_width: int, **kwargs: Any) -> list[tuple]:
+        return self.decoder.decode_beams(log_probs, **self._kwargs(beam_width), **kwargs)
+
+
+class _FlashlightSearch:
+    """flashlight-text's compiled beam search for one language (decoding_flashlight.py)."""
+
+    def __init__(self, table: CTCVocab, config: LMDecoderConfig, lm_path: Path | None = None,
+                 unigrams: list[str] | None = None, lm: LanguageLMConfig | None = None):  # fmt: skip
+        from .decoding_flashlight import FlashlightSearch
+
+        weights = {} if lm is None else dict(alpha=lm.alpha, beta=lm.beta, unk_score_offset=lm.unk_score_offset)
+        self.search = FlashlightSearch(table, str(lm_path) if lm_path else None, unigrams,
+                                       beam_threshold=config.beam_threshold, token_beam=config.token_beam,
+                                       **weights)  # fmt: skip
+
+    def reset_params(self, alpha: float, beta: float) -> None:
+        self.search.reset_params(alpha=alpha, beta=beta)
+
+    def decode_many(self, batch: list[np.ndarray], beam_width: int, workers: int) -> list[str]:
+        return [self.search.decode(x, beam_width) for x in batch]  # ms per utterance: no pool needed
+
+    def decode_beams(self, log_probs: np.ndarray, beam_width: int, **kwargs: Any) -> list[tuple]:
+        """pyctcdecode's beam layout ``(text, lm_state, word_frames, logit_score, combined_score)``."""
+        results = self.search.decode_results(log_probs, beam_width)
+        return [(self.search.text(r), None, [], float(r.emittingModelScore), float(r.score)) for r in results]
 
 
 class LMDecoder:
@@ -214,6 +290,8 @@ class LMDecoder:
         self._table = CTCVocab.from_tokens(
             config.vocab, config.pad_token, config.word_delimiter, config.unk_token, config.unk_text
         )
+        if config.backend not in BACKENDS:
+            raise ValueError(f"unknown decoder backend {config.backend!r}: set LMDecoderConfig.backend to one of {BACKENDS}")
         self._labels = _pyctc_labels(self._table)
         self._decoders: dict[str | None, Any] = {}
         self._warned: set[str] = set()
@@ -332,28 +410,19 @@ class LMDecoder:
         return language
 
     def _decoder(self, language: str | None):
-        """pyctcdecode decoder for a language (None = no LM), built on first use."""
+        """The backend's search for a language (None = no LM), built on first use."""
         if language not in self._decoders:
-            try:  # optional for users of the saved remote code who only decode greedily
-                from pyctcdecode import build_ctcdecoder
-            except ImportError as err:
-                raise ImportError("LM decoding needs pyctcdecode and kenlm: pip install pyctcdecode kenlm") from err
-
             if language is None:
-                self._decoders[None] = build_ctcdecoder(self._labels)
+                lm_path = unigrams = lm = None
             else:
-                cfg = self.config.languages[language]
-                unigrams_path = self._path(cfg.unigrams_file)
+                lm = self.config.languages[language]
+                lm_path = self._path(lm.lm_file)
+                unigrams_path = self._path(lm.unigrams_file)
                 unigrams = _read_unigrams(unigrams_path) if unigrams_path else None
-                self._decoders[language] = build_ctcdecoder(
-                    self._labels,
-                    kenlm_model_path=str(self._path(cfg.lm_file)),
-                    unigrams=unigrams,
-                    alpha=cfg.alpha,
-                    beta=cfg.beta,
-                    unk_score_offset=cfg.unk_score_offset,
-                    lm_score_boundary=cfg.lm_score_boundary,
-                )
+            if self.config.backend == "flashlight":
+                self._decoders[language] = _FlashlightSearch(self._table, self.config, lm_path, unigrams, lm)
+            else:
+                self._decoders[language] = _PyctcdecodeSearch(self._labels, self.config, lm_path, unigrams, lm)
         return self._decoders[language]
 
     # decoding ---------------------------------------------------------------------------------
@@ -382,8 +451,7 @@ class LMDecoder:
 
         ``languages``: one per utterance, one for all, or None (the config's default language).
         ``use_lm=False`` gives plain beam search (for comparisons). ``num_workers > 1`` decodes
-        in a fork pool created per call: pyctcdecode keeps LMs in a class-level registry that
-        forked children inherit, and a pool kept across calls would miss later alpha/beta changes.
+        in a fork pool created per call (pyctcdecode backend; flashlight decodes serially).
         """
         items = logits if isinstance(logits, list) else split_batch(logits, lengths)
         if languages is None or isinstance(languages, str):
@@ -397,17 +465,7 @@ class LMDecoder:
         for lang in dict.fromkeys(resolved):  # group by language, keep order
             idx = [i for i, r in enumerate(resolved) if r == lang]
             decoder = self._decoder(lang)
-            batch = [self._prepare(items[i]) for i in idx]
-            kwargs = dict(
-                beam_width=beam_width,
-                beam_prune_logp=self.config.beam_prune_logp,
-                token_min_logp=self.config.token_min_logp,
-            )
-            if workers and workers > 1 and len(batch) > 1:
-                with multiprocessing.get_context("fork").Pool(min(workers, len(batch))) as pool:
-                    out = decoder.decode_batch(pool, batch, **kwargs)
-            else:
-                out = [decoder.decode(x, **kwargs) for x in batch]
+            out = decoder.decode_many([self._prepare(items[i]) for i in idx], beam_width, int(workers or 0))
             for i, text in zip(idx, out):
                 texts[i] = _clean_text(text, self.config.unk_text)
         return texts
@@ -424,11 +482,7 @@ class LMDecoder:
         """
         lang = self._resolve_language(language)
         beams = self._decoder(lang).decode_beams(
-            self._prepare(logits),
-            beam_width=int(beam_width or self.config.beam_width),
-            beam_prune_logp=self.config.beam_prune_logp,
-            token_min_logp=self.config.token_min_logp,
-            **kwargs,
+            self._prepare(logits), int(beam_width or self.config.beam_width), **kwargs
         )
         return [(_clean_text(b[0], self.config.unk_text), *b[1:]) for b in beams]
 

@@ -57,8 +57,11 @@ def test_padded_batches_decode_each_row_to_its_valid_length(processor):
     assert processor.greedy_decode(batch, [len(FRAMES), len(FRAMES) + 4]) == [EXPECTED, EXPECTED + " a"]
 
 
-def test_plain_beam_search_without_lm_follows_the_rule():
-    decoder = LMDecoder(LMDecoderConfig(vocab=VOCAB, beam_width=8))
+@pytest.mark.parametrize("backend", ["pyctcdecode", "flashlight"])
+def test_plain_beam_search_without_lm_follows_the_rule(backend):
+    if backend == "flashlight":
+        pytest.importorskip("flashlight.lib.text.decoder")
+    decoder = LMDecoder(LMDecoderConfig(vocab=VOCAB, beam_width=8, backend=backend))
     assert decoder.decode_batch([rule_logits()], use_lm=False) == [EXPECTED]
 
 

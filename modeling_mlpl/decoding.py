@@ -40,7 +40,6 @@ __all__ = [
     "greedy_decode",
     "log_softmax",
     "split_batch",
-    "simulate_ctc_logits",
     "vocab_from_pretrained",
     "attach_lms",
 ]
@@ -168,7 +167,8 @@ class LMDecoderConfig:
     beams worse than the best by more than this are dropped (pyctcdecode). ``token_min_logp``:
     tokens below this log-prob are not expanded, unless argmax (pyctcdecode). ``beam_threshold``
     and ``token_beam``: the flashlight counterparts (score margin to the best beam; tokens tried
-    per frame). ``num_workers``: processes for batch decoding (0 = serial; on 2 shared cores a
+    per frame). ``unk_score``: flashlight's score per out-of-lexicon stretch (its ``<unk>`` path;
+    the LM's own ``<unk>`` score, times alpha, comes on top). ``num_workers``: processes for batch decoding (0 = serial; on 2 shared cores a
     pool was not faster). ``default_language``: used when a batch comes without languages.
     """
 
@@ -179,6 +179,7 @@ class LMDecoderConfig:
     token_min_logp: float = -5.0
     beam_threshold: float = 25.0
     token_beam: int = 16
+    unk_score: float = 0.0
     num_workers: int = 0
     default_language: str | None = None
     pad_token: str = "<pad>"
@@ -257,10 +258,10 @@ class _FlashlightSearch:
                  unigrams: list[str] | None = None, lm: LanguageLMConfig | None = None):  # fmt: skip
         from .decoding_flashlight import FlashlightSearch
 
-        weights = {} if lm is None else dict(alpha=lm.alpha, beta=lm.beta, unk_score_offset=lm.unk_score_offset)
+        weights = {} if lm is None else dict(alpha=lm.alpha, beta=lm.beta)
         self.search = FlashlightSearch(table, str(lm_path) if lm_path else None, unigrams,
-                                       beam_threshold=config.beam_threshold, token_beam=config.token_beam,
-                                       **weights)  # fmt: skip
+                                       unk_score=config.unk_score, beam_threshold=config.beam_threshold,
+                                       token_beam=config.token_beam, **weights)  # fmt: skip
 
     def reset_params(self, alpha: float, beta: float) -> None:
         self.search.reset_params(alpha=alpha, beta=beta)
@@ -489,45 +490,6 @@ class LMDecoder:
     def greedy_decode(self, logits: Any, lengths: Sequence[int] | Any | None = None) -> list[str]:
         """Best path with this decoder's vocab (same text conventions as :meth:`decode_batch`)."""
         return greedy_texts(logits, self._table, lengths)
-
-
-def simulate_ctc_logits(
-    text: str,
-    vocab: Sequence[str],
-    rng: np.random.Generator,
-    confusion_rate: float = 0.1,
-    peak: float = 6.0,
-    noise: float = 1.0,
-    frames_per_char: tuple[int, int] = (1, 3),
-    word_delimiter: str = "|",
-    blank_id: int = 0,
-) -> np.ndarray:
-    """(T, V) logits of a fake acoustic model that "heard" ``text``: for benchmarks and tests.
-
-    Each character lasts 1-3 frames followed by 0-2 blank frames (a blank is forced between
-    repeated characters, as CTC requires); the spoken token's logit is ``peak`` above Gaussian
-    noise, and with probability ``confusion_rate`` a random other character outscores it, so
-    greedy decoding makes character errors that an LM can repair. ~10 frames per word at 30 ms
-    per frame is close to the real model's frame rate on read speech.
-    """
-    index = {tok: i for i, tok in enumerate(vocab)}
-    chars = [i for i, tok in enumerate(vocab) if len(tok) == 1 and tok != word_delimiter]
-    tokens = [index.get(word_delimiter if c == " " else c, index.get("<unk>", blank_id)) for c in text]
-    frames: list[tuple[int, int | None]] = [(blank_id, None)]
-    for k, token in enumerate(tokens):
-        if k and token == tokens[k - 1] and frames[-1][0] != blank_id:
-            frames.append((blank_id, None))
-        rival = None
-        if token != index.get(word_delimiter) and rng.random() < confusion_rate:
-            rival = int(rng.choice([c for c in chars if c != token]))
-        frames += [(token, rival)] * int(rng.integers(frames_per_char[0], frames_per_char[1] + 1))
-        frames += [(blank_id, None)] * int(rng.integers(0, 3))
-    logits = rng.normal(0.0, noise, size=(len(frames), len(vocab))).astype(np.float32)  # (T, V)
-    for t, (token, rival) in enumerate(frames):
-        logits[t, token] += peak
-        if rival is not None:
-            logits[t, rival] += peak + float(rng.uniform(0.2, 1.5))
-    return logits
 
 
 def vocab_from_pretrained(directory: str | os.PathLike) -> list[str]:

@@ -6,7 +6,9 @@ Selected with ``LMDecoderConfig(backend="flashlight")``; ``LMDecoder`` builds on
 are word n-grams. The lexicon is the LM's own unigrams, each spelled as its characters plus ``|``
 (the word ends at the delimiter, so words are scored exactly once), and ``<unk>`` is in the word
 dictionary so flashlight's unknown-word path is open: a hypothesis may leave the lexicon at any
-spelled prefix (costing ``unk_score`` plus the LM's ``<unk>`` score) and start again. The text is
+spelled prefix (costing ``unk_score`` plus alpha times the LM's ``<unk>`` score) and start again, so
+an out-of-lexicon word is spelled as a few such stretches (pyctcdecode instead charges
+``unk_score_offset`` once per unknown word; the two knobs are not the same scale). The text is
 read from the token path, not from the word ids, so such out-of-lexicon stretches keep their
 spelling; it is rendered by the package's text rule (:mod:`modeling_mlpl.ctc_text`).
 
@@ -60,12 +62,12 @@ class FlashlightSearch:
         unigrams: Sequence[str] | None = None,
         alpha: float = 0.5,
         beta: float = 1.0,
-        unk_score_offset: float = -10.0,
+        unk_score: float = 0.0,
         beam_threshold: float = 25.0,
         token_beam: int = 16,
     ):
         self.table = table
-        self.alpha, self.beta, self.unk_score_offset = float(alpha), float(beta), float(unk_score_offset)
+        self.alpha, self.beta, self.unk_score = float(alpha), float(beta), float(unk_score)
         self.beam_threshold, self.token_beam = float(beam_threshold), int(token_beam)
         self._fl, KenLM, Dictionary = _import()
         self._decoders: dict[int, object] = {}
@@ -114,7 +116,7 @@ class FlashlightSearch:
                 lm_weight = self.alpha * LN10
                 options = fl.LexiconDecoderOptions(
                     beam_size=beam_width, beam_size_token=token_beam, beam_threshold=self.beam_threshold,
-                    lm_weight=lm_weight, word_score=self.beta, unk_score=lm_weight * self.unk_score_offset,
+                    lm_weight=lm_weight, word_score=self.beta, unk_score=self.unk_score,
                     sil_score=0.0, log_add=False, criterion_type=fl.CriterionType.CTC,
                 )  # fmt: skip
                 self._decoders[beam_width] = fl.LexiconDecoder(

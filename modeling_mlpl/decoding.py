@@ -527,6 +527,8 @@ def attach_lms(
                     cfg.unigrams_file = str(old._path(cfg.unigrams_file).resolve()) if cfg.unigrams_file else None
                     new.config.languages[lang] = cfg
             new.config.default_language = new.config.default_language or old.config.default_language
+        if "backend" not in config_kwargs:
+            new.config.backend = old.config.backend
     if len(new.config.languages) > 1 and not config_kwargs.get("default_language"):
         new.config.default_language = None  # ambiguous: callers pass languages
     new.save_pretrained(processor_dir)

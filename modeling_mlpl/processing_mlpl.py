@@ -65,9 +65,9 @@ class MLPLProcessor(ProcessorMixin):
     @property
     def ctc_vocab(self) -> CTCVocab:
         """How each token id renders as text (the package's one CTC text rule, see ctc_text.py)."""
-        if getattr(self, "_ctc_vocab", None) is None or len(self._ctc_vocab) != len(self.tokenizer):
-            self._ctc_vocab = CTCVocab.from_tokenizer(self.tokenizer)
-        return self._ctc_vocab
+        if hasattr(self.tokenizer, "ctc_vocab"):
+            return self.tokenizer.ctc_vocab
+        return CTCVocab.from_tokenizer(self.tokenizer)
 
     def greedy_decode(self, logits, output_lengths=None) -> list[str]:
         """Best path: argmax per frame, merge repeats, drop blanks (the paper's PL decoder).

@@ -78,3 +78,12 @@ def test_backend_choice_survives_save_and_load(lm_dirs, tmp_path):
 def test_unknown_backend_is_a_one_line_error(lm_dirs):
     with pytest.raises(ValueError, match="backend 'kaldi'.*LMDecoderConfig.backend"):
         LMDecoder.from_lm_dirs(VOCAB, lm_dirs, backend="kaldi")
+
+
+def test_reattaching_lms_keeps_the_saved_backend(lm_dirs, tmp_path):
+    from modeling_mlpl.decoding import attach_lms
+
+    (tmp_path / "vocab.json").write_text("{" + ", ".join(f'"{t}": {i}' for i, t in enumerate(VOCAB)) + "}")
+    assert attach_lms(tmp_path, {"cat": lm_dirs["cat"]}, backend="flashlight").config.backend == "flashlight"
+    again = attach_lms(tmp_path, {"hat": lm_dirs["hat"]})
+    assert again.config.backend == "flashlight" and again.languages == ["hat", "cat"]

@@ -1,15 +1,16 @@
-"""CTC decoding: greedy best path, and beam search with a word n-gram LM (pyctcdecode + KenLM).
+"""CTC decoding: greedy best path, and beam search with a word n-gram LM (KenLM).
 
 Beam search maximises ``log p(y|x) + alpha * log p_LM(y) + beta * |y|`` (the paper's decoder;
 |y| counts words). transformers' ``Wav2Vec2ProcessorWithLM`` is deprecated in v5, so this
-module owns the pyctcdecode call. One :class:`LMDecoder` holds one KenLM model per language
-(the paper's recipe fine-tunes and decodes per language) with its own alpha/beta, and is
-saved inside a processor directory::
+module owns the beam-search call, through one of two backends (``LMDecoderConfig.backend``):
+pyctcdecode (pure Python) or flashlight-text's compiled lexicon decoder (decoding_flashlight.py).
+One :class:`LMDecoder` holds one KenLM model per language (the paper's recipe fine-tunes and
+decodes per language) with its own alpha/beta, and is saved inside a processor directory::
 
     processor_dir/language_model/
         decoder_config.json      # LMDecoderConfig: labels, beam settings, per-language alpha/beta
         <lang>/lm.bin            # KenLM binary (or .arpa)
-        <lang>/unigrams.txt      # the LM's words; pyctcdecode needs them next to a binary LM
+        <lang>/unigrams.txt      # the LM's words (pyctcdecode's unigrams, flashlight's lexicon)
 
 Vocabulary convention (MLPLTokenizer): id 0 = ``<pad>`` = CTC blank, ``|`` = word delimiter,
 ``<unk>`` = unknown character. Text follows the package's one CTC text rule

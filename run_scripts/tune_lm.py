@@ -48,6 +48,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--metric", choices=["wer", "cer"], default="wer")
     p.add_argument("--beam-width", type=int, help="beam width while tuning (default: the decoder's)")
+    p.add_argument("--backend", choices=["pyctcdecode", "flashlight"],
+                   help="beam-search backend to tune with (default: the saved one); saved with the weights")
     p.add_argument("--refine", type=int, default=2, metavar="N",
                    help="coarse-to-fine rounds around the best grid point (default 2; 0 = fixed grid only)")
     p.add_argument("--workers", "--num-workers", dest="workers", type=int, default=default_workers(),
@@ -79,7 +81,7 @@ def main(argv=None) -> int:
     logging.getLogger("pyctcdecode").setLevel(logging.ERROR)
     args = parse_args(argv)
     try:
-        decoder = LMDecoder.from_pretrained(args.processor_dir)
+        decoder = LMDecoder.from_pretrained(args.processor_dir, **({"backend": args.backend} if args.backend else {}))
         logits, refs, langs = dev_logits(args)
         if all(lang is None for lang in langs):
             langs = [decoder.config.default_language] * len(langs)

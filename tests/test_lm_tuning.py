@@ -14,6 +14,15 @@ VOCAB = char_vocab(TOY_LM_SENTENCES)
 GRID = alpha_beta_grid([0.0, 0.5, 1.0, 1.5], [0.0, 1.0, 2.0, 3.0])
 
 
+def load_tune_lm():
+    """run_scripts/tune_lm.py as a module, so its main() runs in-process."""
+    spec = importlib.util.spec_from_file_location(
+        "tune_lm", os.path.join(os.path.dirname(__file__), "..", "run_scripts", "tune_lm.py"))  # fmt: skip
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def bowl(points):
     return [(a - 0.8) ** 2 + (b - 1.3) ** 2 for a, b in points]
 
@@ -61,10 +70,7 @@ def test_tune_lm_cli_refines_and_keeps_its_output_format(lm_dir, tmp_path):
     decoder.save_pretrained(tmp_path / "proc")
     logits, refs = simulated_dev_set(TOY_LM_SENTENCES[:6], VOCAB, seed=4, confusion_rate=0.2)
     save_logits(tmp_path / "dev.npz", logits, refs, ["cat"] * len(refs))
-    spec = importlib.util.spec_from_file_location(
-        "tune_lm", os.path.join(os.path.dirname(__file__), "..", "run_scripts", "tune_lm.py"))  # fmt: skip
-    tune_lm = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tune_lm)
+    tune_lm = load_tune_lm()
     for refine in (0, 1):
         out = tmp_path / f"tuning{refine}.json"
         assert tune_lm.main(["--processor-dir", str(tmp_path / "proc"), "--logits", str(tmp_path / "dev.npz"),
@@ -75,3 +81,18 @@ def test_tune_lm_cli_refines_and_keeps_its_output_format(lm_dir, tmp_path):
                           "greedy_score", "trials"}  # fmt: skip
     assert len(fixed["trials"]) == 5 and len(refined["trials"]) > 5
     assert refined["score"] <= fixed["score"]
+
+
+def test_tune_lm_cli_tunes_with_the_chosen_backend_and_saves_it(lm_dir, tmp_path):
+    pytest.importorskip("flashlight.lib.text.decoder")
+    LMDecoder.from_lm_dirs(VOCAB, {"cat": lm_dir}, beam_width=8).save_pretrained(tmp_path / "proc")
+    logits, refs = simulated_dev_set(TOY_LM_SENTENCES[:4], VOCAB, seed=5, confusion_rate=0.2)
+    save_logits(tmp_path / "dev.npz", logits, refs, ["cat"] * len(refs))
+    tune_lm = load_tune_lm()
+    assert tune_lm.main(["--processor-dir", str(tmp_path / "proc"), "--logits", str(tmp_path / "dev.npz"),
+                         "--alphas", "0.5", "--betas", "1", "--refine", "1", "--workers", "2",
+                         "--backend", "flashlight"]) == 0  # fmt: skip
+    saved = LMDecoder.from_pretrained(tmp_path / "proc").config
+    tuning = json.loads((tmp_path / "proc/language_model/tuning.json").read_text())["cat"]
+    assert saved.backend == "flashlight"
+    assert (saved.languages["cat"].alpha, saved.languages["cat"].beta) == (tuning["alpha"], tuning["beta"])

@@ -420,8 +420,14 @@ class Recipe:
             options["lm_dir"] = self.path("lm", "processor")
             options.update(self.config.pseudo_label_lm)
         model = model or self.model_dir(self.teacher(lang))
+        out = self.pl_dir(source, lang)
+        # pseudo_label.py refuses to resume shards another model wrote: a retrained teacher starts afresh.
+        run_file = os.path.join(out, "pl_run.json")
+        if os.path.exists(run_file) and not _up_to_date(run_file, os.path.join(model, "model.safetensors")):
+            logger.info("%s predates its teacher %s: pseudo-labelling afresh", out, model)
+            shutil.rmtree(out)
         self.script("pseudo_label.py", "--model", model, "--data", f"voxpopuli:{self.vp_root}",
-                    "--language", lang, "--output_dir", self.pl_dir(source, lang), "--resume", "--merge",
+                    "--language", lang, "--output_dir", out, "--resume", "--merge",
                     "--threads", str(self.step_threads), *(["--align_truth"] if source == "oracle" else []),
                     *mapping_to_argv(options))  # fmt: skip
 

@@ -95,7 +95,12 @@ def load_eval_sets(
                                 load_disk_dataset(path, default_split=split)))  # fmt: skip
         else:
             raise ValueError(f"unknown data kind {kind!r} in {spec!r} (cv, vp, librispeech, folder, disk)")
+    names = [s.name for s in sets]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"two --data specs give the test set name {repeated[0]!r}: give each test set once")
     for eval_set in sets:
+        data.check_unique_ids(eval_set.dataset, f"test set {eval_set.name}")
         ds = eval_set.dataset.filter(lambda t: bool(t and t.strip()), input_columns="text")
         if languages and eval_set.name.startswith(("librispeech", "disk")):
             ds = ds.filter(lambda lang: lang in set(languages), input_columns="language")

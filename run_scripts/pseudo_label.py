@@ -153,9 +153,11 @@ def load_rows(args):
         raise UserError(f"the dataset has no `audio` column (columns: {list(features)})")
     if isinstance(features.get("audio"), Audio) and features["audio"].decode:
         ds = ds.cast_column("audio", Audio(decode=False))  # decoding is ours (soundfile), not torchcodec's
+    report = mlpl_data.get_load_report(ds)
+    mlpl_data.check_unique_ids(ds, f"--data {args.data}")  # before any work: a repeated id would lose a recording
     if args.limit is not None:
         ds = ds.take(args.limit) if args.streaming else ds.select(range(min(args.limit, len(ds))))
-    return ds, mlpl_data.get_load_report(ds)
+    return ds, report
 
 
 def run_merge(args) -> dict:

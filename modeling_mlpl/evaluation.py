@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from .audio import SAMPLING_RATE, AudioDecodeError, load_audio
+from .data.report import Accounting
 from .decoding import LMDecoder
 from .metrics import metrics_to_markdown, per_language_metrics
 from .text import normalize_transcript
@@ -52,6 +53,8 @@ class EvalSet:
 
     name: str
     dataset: Any  # datasets.Dataset with id, audio, text, language, duration
+    found: int | None = None  # rows the loader met (None: len(dataset))
+    skipped: int = 0  # of those, not evaluated: rejected by the loader, no transcript, over --max-per-language
 
 
 def _split_spec(spec: str, default_split: str) -> tuple[str, str, str]:
@@ -101,6 +104,8 @@ def load_eval_sets(
         raise ValueError(f"two --data specs give the test set name {repeated[0]!r}: give each test set once")
     for eval_set in sets:
         data.check_unique_ids(eval_set.dataset, f"test set {eval_set.name}")
+        report = data.get_load_report(eval_set.dataset)
+        eval_set.found = report.found if report is not None else len(eval_set.dataset)
         ds = eval_set.dataset.filter(lambda t: bool(t and t.strip()), input_columns="text")
         if languages and eval_set.name.startswith(("librispeech", "disk")):
             ds = ds.filter(lambda lang: lang in set(languages), input_columns="language")
@@ -113,6 +118,7 @@ def load_eval_sets(
                     keep.append(i)
             ds = ds.select(keep)
         eval_set.dataset = ds
+        eval_set.skipped = eval_set.found - len(ds)
         if len(ds) == 0:
             logger.warning("test set %s has no transcribed utterances", eval_set.name)
     return sets
@@ -154,8 +160,10 @@ def iter_log_probs(
     overlap_s: float = 2.0,
     max_batch_seconds: float = 60.0,
     chunk_size: int = 32,
+    failures: list[dict] | None = None,
 ) -> Iterator[tuple[list[dict], list[np.ndarray]]]:
-    """Yield (rows, (T_i, V) log-probs) per chunk; unreadable audio is logged and skipped."""
+    """Yield (rows, (T_i, V) log-probs) per chunk; unreadable audio is logged, skipped and, with
+    `failures`, appended to it."""
     from .long_form import LongFormDecoder
 
     forward = LongFormDecoder(model, processor.feature_extractor, window_s=window_s, overlap_s=overlap_s,
@@ -171,6 +179,8 @@ def iter_log_probs(
             wave = load_audio(row["audio"], SAMPLING_RATE)
         except AudioDecodeError as err:
             logger.warning("skipping %s: %s", row["id"], err)
+            if failures is not None:
+                failures.append({"id": row["id"], "error": str(err)})
             continue
         chunk.append((row, wave))
         if len(chunk) >= chunk_size:
@@ -248,7 +258,18 @@ def evaluate_model(
             if line.strip():
                 done.add(json.loads(line)["id"])
         logger.info("resuming: %d utterances already in %s", len(done), predictions_path)
-    todo = (row for row in _rows(sets) if row["id"] not in done)
+    accounting = Accounting(found=sum(s.found if s.found is not None else len(s.dataset) for s in sets),
+                            skipped=sum(s.skipped for s in sets))  # fmt: skip
+
+    def todo_rows() -> Iterator[dict]:
+        for row in _rows(sets):
+            if row["id"] in done:
+                accounting.already_done += 1
+            else:
+                yield row
+
+    todo = todo_rows()
+    failures: list[dict] = []
     total = sum(len(s.dataset) for s in sets) - len(done)
     bar = None
     if progress:
@@ -258,7 +279,8 @@ def evaluate_model(
     kept_logits: list[np.ndarray] = []
     kept_rows: list[dict] = []
     with open(predictions_path, "a", encoding="utf-8") as out:
-        for rows, log_probs in iter_log_probs(model, processor, todo, **forward_kwargs):
+        for rows, log_probs in iter_log_probs(model, processor, todo, failures=failures, **forward_kwargs):
+            accounting.done += len(rows)
             greedy = _greedy(processor, log_probs)
             lm_texts = None
             if decoder is not None:
@@ -285,7 +307,11 @@ def evaluate_model(
             logger.warning("resumed run: %s holds only the utterances decoded in this run", save_logits_to)
         save_logits(save_logits_to, kept_logits, [r["reference"] for r in kept_rows],
                     [r["language"] for r in kept_rows], [r["id"] for r in kept_rows])  # fmt: skip
-    return report_from_predictions(predictions_path, out_dir)
+    accounting.failed = len(failures)
+    summary = report_from_predictions(predictions_path, out_dir)
+    summary["accounting"] = accounting.to_dict("decoded")
+    summary["accounting_line"] = accounting.line("decoded")
+    return summary
 
 
 def report_from_predictions(

@@ -79,6 +79,8 @@ def main(argv=None) -> int:
         print(f"evaluate.py: error: {err}", file=sys.stderr)
         return 2
     print(summary["markdown"])
+    if "accounting_line" in summary:
+        print(f"accounting: {summary['accounting_line']}")
     logger.info("wrote %s/{predictions.jsonl, metrics.json, metrics.md}", args.out)
     return 0
 

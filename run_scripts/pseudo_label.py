@@ -160,6 +160,28 @@ def load_rows(args):
     return ds, report
 
 
+def write_load_report(out: Path, report) -> None:
+    """OUTPUT_DIR/load_report.json: what the loader found and skipped (the merge's accounting reads it)."""
+    from modeling_mlpl.pseudo_labeling.merge import LOAD_REPORT
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / LOAD_REPORT).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+
+
+def run_accounting(per_rank: list[dict], n_rows: int | None, report, independent: bool):
+    """Where every input went in this run, over all processes (`per_rank`: LabelStats dicts; rank 0's
+    first). `independent`: a --num_shards job, which sees only its own counts."""
+    from modeling_mlpl.data import Accounting
+
+    own = per_rank[0]
+    if n_rows is None:  # streamed: the main process met every row, its own or not
+        n_rows = own["labelled"] + own["failed"] + own["skipped_done"] + own["not_mine"]
+    return Accounting(found=n_rows + report.n_skipped, done=sum(s["labelled"] for s in per_rank),
+                      failed=sum(s["failed"] for s in per_rank), skipped=report.n_skipped,
+                      already_done=sum(s["skipped_done"] for s in per_rank),
+                      elsewhere=own["not_mine"] if independent else 0)  # fmt: skip
+
+
 def run_merge(args) -> dict:
     from modeling_mlpl.pseudo_labeling import MergeFilters, merge_with_stats
 
@@ -174,6 +196,7 @@ def run_merge(args) -> dict:
     logger.info("merged: %d of %d labels kept (%.2f of %.2f h); %d failures; report %s",
                 stats["kept"], stats["records"], stats["hours_kept"], stats["hours_in"], stats["failures"],
                 merged_dir / "stats.md")  # fmt: skip
+    logger.info("merged accounting (all runs): %s", stats["accounting_line"])
     return stats
 
 
@@ -184,7 +207,7 @@ def run_label(args) -> int:
     from modeling_mlpl import data as mlpl_data
     from modeling_mlpl.decoding import LMDecoder
     from modeling_mlpl.pseudo_labeling import PseudoLabelConfig, PseudoLabeler, label_dataset
-    from modeling_mlpl.pseudo_labeling.merge import LOAD_REPORT
+    from modeling_mlpl.pseudo_labeling.shards import read_rank_stats, write_rank_stats
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -216,9 +239,11 @@ def run_label(args) -> int:
     if state is not None:
         state.wait_for_everyone()
     rows, report = load_rows(args)
-    if report is not None and is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / LOAD_REPORT).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    n_rows = None if args.streaming else len(rows)
+    if report is None:  # disk:/hub: nothing skipped at load; the report still says how many rows came in
+        report = mlpl_data.LoadReport(source=args.data, loaded=n_rows or 0)
+    if is_main:
+        write_load_report(out, report)
     sort_buffer = args.sort_buffer or (5000 if args.streaming else None)
     config = PseudoLabelConfig(
         language=args.language, window_s=args.window_s or None, overlap_s=args.overlap_s,
@@ -255,8 +280,15 @@ def run_label(args) -> int:
     logger.info("rank %d: labelled %d (%.1f s audio, %.1f s/s), %d failures, %d already done, padding %.1f%%",
                 rank, stats.labelled, stats.audio_seconds, stats.audio_seconds / max(stats.elapsed_s, 1e-9),
                 stats.failed, stats.skipped_done, 100 * pad.padding_fraction)  # fmt: skip
-    if state is not None and (args.merge and world > 1):
+    all_stats = [stats.to_dict()]
+    if state is not None and world > 1:
+        write_rank_stats(out, rank, stats.to_dict())
         state.wait_for_everyone()
+        all_stats = read_rank_stats(out, world) if is_main else all_stats
+    if is_main:
+        write_load_report(out, report)  # complete now also for a streamed input
+        logger.info("accounting: %s", run_accounting(all_stats, n_rows, report, independent=state is None
+                                                     and world > 1).line("labelled"))  # fmt: skip
     if args.merge and is_main:
         run_merge(args)
     attempted = stats.labelled + stats.failed

@@ -15,8 +15,10 @@ from modeling_mlpl.training.data import load_disk_dataset
 from tests import helpers_data as h
 
 sys.path.insert(0, str(REPO / "run_scripts"))
-import evaluate as eval_cli  # noqa: E402
 import pseudo_label as pl_cli  # noqa: E402
+from test_evaluation import load_script  # noqa: E402
+
+eval_cli = load_script("evaluate")
 
 
 def test_disambiguate_only_lengthens_the_ids_that_collide():

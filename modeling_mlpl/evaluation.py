@@ -29,6 +29,7 @@ from .audio import SAMPLING_RATE, AudioDecodeError, load_audio
 from .data.report import Accounting
 from .decoding import LMDecoder
 from .metrics import metrics_to_markdown, per_language_metrics
+from .run_inputs import check_run, lm_identity, model_identity, write_run
 from .text import normalize_transcript
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 PREDICTIONS_NAME = "predictions.jsonl"
+RUN_NAME = "eval_run.json"  # what predictions.jsonl was started with (modeling_mlpl.run_inputs)
 PREDICTION_LABELS = {"prediction": "greedy", "prediction_lm": "LM"}
 
 
@@ -223,6 +225,8 @@ def evaluate_model(
     save_logits_to: str | os.PathLike | None = None,
     progress: bool = True,
     lm_params: Mapping[str, Mapping[str, float]] | None = None,
+    run_inputs: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
     **forward_kwargs: Any,
 ) -> dict[str, Any]:
     """Decode ``sets`` greedily and (if an LM is found) with the LM; write predictions and reports.
@@ -232,6 +236,11 @@ def evaluate_model(
     output of ``tune_lm.py --output``, so that each model is decoded with weights tuned for it).
     ``use_lm``: None = whenever an LM is found. Writes ``out_dir/predictions.jsonl``,
     ``metrics.json`` and ``metrics.md``; returns the metrics dict.
+
+    ``out_dir/eval_run.json`` records the model (path + weights hash), test sets, LM and decoding
+    options (plus the caller's `run_inputs`, e.g. the CLI's data specs); a run into an ``out_dir``
+    whose predictions came from other ones raises :class:`~modeling_mlpl.run_inputs.RunMismatch`
+    unless `overwrite` (which starts the predictions afresh).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -252,6 +261,17 @@ def evaluate_model(
                 decoder.set_params(lang, alpha=float(params["alpha"]), beta=float(params["beta"]))
 
     predictions_path = out_dir / PREDICTIONS_NAME
+    inputs = {
+        "--model": model_identity(model_dir), **(run_inputs or {}), "test sets": [s.name for s in sets],
+        "--lm-dir": lm_identity(lm_source) if decoder is not None else "none (greedy only)",
+        "--lm-params": lm_params, "--beam-width": beam_width,
+        **{f"--{k.replace('_', '-')}": v for k, v in sorted(forward_kwargs.items()) if k != "max_batch_seconds"},
+    }  # fmt: skip
+    if overwrite:
+        predictions_path.unlink(missing_ok=True)
+    elif predictions_path.exists():
+        check_run(out_dir / RUN_NAME, inputs, "pass --overwrite (or choose a new --out) to start afresh")
+    write_run(out_dir / RUN_NAME, inputs)
     done: set[str] = set()
     if predictions_path.exists():
         for line in predictions_path.read_text(encoding="utf-8").splitlines():

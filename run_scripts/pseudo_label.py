@@ -18,7 +18,8 @@ its text is ignored), disk:DIR (a datasets dataset saved with save_to_disk, colu
 [, duration, offset, language]), folder:DIR (every audio file below DIR), hub:NAME (datasets.load_dataset).
 
 Output: OUTPUT_DIR/pl-rankNNNNN.jsonl per process (one JSON line per recording, flushed per batch),
-failures-rankNNNNN.jsonl (unreadable audio), and with --merge/--merge_only OUTPUT_DIR/merged/
+failures-rankNNNNN.jsonl (unreadable audio), pl_run.json (the model, data and decoding options the run
+was started with: a --resume with other ones is refused, so one dataset never mixes two runs), and with --merge/--merge_only OUTPUT_DIR/merged/
 {dataset/, stats.json, stats.md, confidence_hist.png}.
 
 Exit codes: 0 done; 2 usage or input error; 3 done, but more than --max_failure_fraction of the
@@ -160,6 +161,23 @@ def load_rows(args):
     return ds, report
 
 
+def run_inputs(args) -> dict:
+    """What the labels depend on, keyed by flag (recorded in OUTPUT_DIR/pl_run.json; a --resume must
+    match). Left out: how the work is run (--threads, --io_threads, --sort_buffer, --num_shards, ...),
+    --limit (a trial run may be resumed by the full one) and the merge filters (applied later)."""
+    from modeling_mlpl.run_inputs import lm_identity, model_identity, same_path
+
+    kind, _, path = args.data.partition(":") if args.data else ("", "", "")
+    return {
+        "--model": model_identity(args.model), "--data": f"{kind}:{path if kind == 'hub' else same_path(path)}",
+        "--split": args.split if kind in ("cv", "disk", "hub") else None, "--data_languages": data_languages(args),
+        "--language": args.language, "--models_per_language": args.models_per_language,
+        "--lm_dir": lm_identity(args.lm_dir), "--beam_width": args.beam_width, "--window_s": args.window_s,
+        "--overlap_s": args.overlap_s, "--align_truth": args.align_truth, "--lid_top_k": args.lid_top_k,
+        "--dtype": args.dtype,
+    }  # fmt: skip
+
+
 def write_load_report(out: Path, report) -> None:
     """OUTPUT_DIR/load_report.json: what the loader found and skipped (the merge's accounting reads it)."""
     from modeling_mlpl.pseudo_labeling.merge import LOAD_REPORT
@@ -207,7 +225,9 @@ def run_label(args) -> int:
     from modeling_mlpl import data as mlpl_data
     from modeling_mlpl.decoding import LMDecoder
     from modeling_mlpl.pseudo_labeling import PseudoLabelConfig, PseudoLabeler, label_dataset
-    from modeling_mlpl.pseudo_labeling.shards import read_rank_stats, write_rank_stats
+    from modeling_mlpl.pseudo_labeling.shards import (FAILURE_PREFIX, RUN_FILE, read_rank_stats, shard_path,
+                                                      write_rank_stats)
+    from modeling_mlpl.run_inputs import check_run, write_run
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -236,8 +256,14 @@ def run_label(args) -> int:
     if not args.resume and state is not None and any(p.stat().st_size for p in out.glob("*-rank*.jsonl")):
         raise UserError(f"{out} already holds pseudo-label shards: add --resume to continue that run, "
                         "or choose a new --output_dir")  # fmt: skip
+    inputs = run_inputs(args)
+    if args.resume:  # every process checks before the barrier, so all of them stop together
+        check_run(out / RUN_FILE, inputs, "start afresh with a new --output_dir")
     if state is not None:
         state.wait_for_everyone()
+    own_shards = [shard_path(out, rank), shard_path(out, rank, FAILURE_PREFIX)]
+    if is_main and (args.resume or not any(p.exists() and p.stat().st_size for p in own_shards)):
+        write_run(out / RUN_FILE, inputs)  # (a fresh run into old shards is refused by label_dataset)
     rows, report = load_rows(args)
     n_rows = None if args.streaming else len(rows)
     if report is None:  # disk:/hub: nothing skipped at load; the report still says how many rows came in

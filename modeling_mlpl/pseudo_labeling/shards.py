@@ -37,6 +37,7 @@ __all__ = [
 
 LABEL_PREFIX = "pl"
 FAILURE_PREFIX = "failures"
+RUN_FILE = "pl_run.json"  # what the run was started with (modeling_mlpl.run_inputs)
 STATS_PREFIX = "stats"  # stats-rankNNNNN.json: what each process of the last run did (for the closing totals)
 
 

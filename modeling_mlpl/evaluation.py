@@ -27,7 +27,7 @@ import torch
 
 from .audio import SAMPLING_RATE, AudioDecodeError, load_audio
 from .data.report import Accounting
-from .decoding import LMDecoder
+from .decoding import CONFIG_NAME, LM_SUBFOLDER, LMDecoder
 from .metrics import metrics_to_markdown, per_language_metrics
 from .run_inputs import check_run, lm_identity, model_identity, write_run
 from .text import normalize_transcript
@@ -246,6 +246,10 @@ def evaluate_model(
     out_dir.mkdir(parents=True, exist_ok=True)
     lm_source = Path(lm_dir) if lm_dir is not None else Path(model_dir)
     decoder = None
+    if lm_dir is not None and use_lm is not False and not LMDecoder.has_lm(lm_source):  # asked for: must be used
+        where = "no such folder" if not lm_source.is_dir() else f"it holds no {LM_SUBFOLDER}/{CONFIG_NAME}"
+        raise FileNotFoundError(f"--lm-dir {lm_dir}: {where}; build an LM with run_scripts/build_lm.py, "
+                                "or leave --lm-dir out (greedy decoding)")  # fmt: skip
     if use_lm is not False:
         if LMDecoder.has_lm(lm_source):
             decoder = LMDecoder.from_pretrained(lm_source)

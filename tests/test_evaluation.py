@@ -169,3 +169,15 @@ def test_cli_refuses_an_lm_dir_without_a_language_model(tiny_checkpoint, audio_f
         f"evaluate.py: error: --lm-dir {lm_dir}: {where}; build an LM with run_scripts/build_lm.py, or leave "
         "--lm-dir out (greedy decoding)")  # fmt: skip
     assert not (tmp_path / "o" / "predictions.jsonl").exists()
+
+
+def test_cli_names_a_missing_split_not_the_language(tiny_checkpoint, tmp_path, capsys):
+    from tests import helpers_data as h
+
+    h.write_common_voice(tmp_path / "cv", "pt")
+    code = load_script("evaluate").main(["--model", tiny_checkpoint, "--data", f"cv:{tmp_path / 'cv'}",
+                                         "--languages", "pt", "--split", "nosuch", "--out", str(tmp_path / "o")])
+    assert code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"evaluate.py: error: no split 'nosuch' for Common Voice language 'pt' in {tmp_path / 'cv' / 'pt'}; "
+        "available: test, train")  # fmt: skip

@@ -171,8 +171,19 @@ def _lang_rows(lang: str, lang_dir: Path, split: str, verify: bool | None, repor
         meta = next(p for p in (lang_dir / split / "metadata.csv", lang_dir / split / "metadata.jsonl") if p.exists())
         yield from _embedded_rows(lang, read_audiofolder_metadata(meta), meta.parent, split, report)
     else:
-        have = sorted({p.stem for p in lang_dir.glob("*.tsv")} - {"clip_durations", "reported"})
-        raise ValueError(f"no split {split!r} for Common Voice language {lang!r} in {lang_dir}; available: {have}")
+        raise missing_split(lang, lang_dir, split)
+
+
+def missing_split(lang: str, lang_dir: Path, split: str) -> ValueError:
+    return ValueError(f"no split {split!r} for Common Voice language {lang!r} in {lang_dir}; available: "
+                      f"{', '.join(splits_on_disk(lang_dir)) or '(none)'}")  # fmt: skip
+
+
+def splits_on_disk(lang_dir: Path) -> list[str]:
+    """Split names one language's folder holds (release TSVs, Parquet or audiofolder sub-folders)."""
+    tsvs = {p.stem for p in lang_dir.glob("*.tsv")} - {"clip_durations", "reported"}
+    folders = {p.name for p in lang_dir.iterdir() if p.is_dir() and p.name != "clips" and _layout(lang_dir, p.name)}
+    return sorted(tsvs | folders)
 
 
 def load_common_voice(
@@ -212,6 +223,11 @@ def load_common_voice(
         if not langs:
             raise ValueError(f"no Common Voice language with a {split!r} split under {root}")
     else:
+        validate_languages(languages, CV_LANGUAGES, what="Common Voice")
+        without_split = [lang for lang in ([languages] if isinstance(languages, str) else languages)
+                         if lang in dirs and lang not in known]  # fmt: skip
+        if without_split:  # the language is there, the split is not: say so (not "language not found")
+            raise missing_split(without_split[0], dirs[without_split[0]], split)
         langs = validate_languages(languages, CV_LANGUAGES, available=list(known), what="Common Voice")
     report = LoadReport(source=f"common_voice[{split}] {root}")
     return finish(lambda lang: _lang_rows(lang, known[lang], split, verify_audio, report), langs, report, streaming)

@@ -155,7 +155,12 @@ def load_rows(args):
     if isinstance(features.get("audio"), Audio) and features["audio"].decode:
         ds = ds.cast_column("audio", Audio(decode=False))  # decoding is ours (soundfile), not torchcodec's
     report = mlpl_data.get_load_report(ds)
-    mlpl_data.check_unique_ids(ds, f"--data {args.data}")  # before any work: a repeated id would lose a recording
+    # Before any work: a repeated id would lose a recording. Without an id column, the audio paths are the ids.
+    if features and "id" not in features and hasattr(ds, "data"):
+        paths = ds.data.column("audio").combine_chunks()
+        mlpl_data.check_unique_ids(paths.field("path").to_pylist() if hasattr(paths, "field") else paths.to_pylist(),
+                                   f"--data {args.data} (no id column: the audio paths are the ids)")  # fmt: skip
+    mlpl_data.check_unique_ids(ds, f"--data {args.data}")
     if args.limit is not None:
         ds = ds.take(args.limit) if args.streaming else ds.select(range(min(args.limit, len(ds))))
     return ds, report
@@ -312,9 +317,11 @@ def run_label(args) -> int:
         state.wait_for_everyone()
         all_stats = read_rank_stats(out, world) if is_main else all_stats
     if is_main:
+        accounting = run_accounting(all_stats, n_rows, report, independent=state is None and world > 1)
+        if n_rows is None and not report.loaded:  # a streamed disk:/hub: input: its rows are counted now
+            report.loaded = accounting.found
         write_load_report(out, report)  # complete now also for a streamed input
-        logger.info("accounting: %s", run_accounting(all_stats, n_rows, report, independent=state is None
-                                                     and world > 1).line("labelled"))  # fmt: skip
+        logger.info("accounting: %s", accounting.line("labelled"))
     if args.merge and is_main:
         run_merge(args)
     attempted = stats.labelled + stats.failed

@@ -116,3 +116,12 @@ def test_labeler_refuses_a_stream_that_repeats_an_id(tiny_checkpoint, tmp_path):
     labeler = PseudoLabeler.from_pretrained(tiny_checkpoint, PseudoLabelConfig(language="de", io_threads=1))
     with pytest.raises(DuplicateIdError, match="the input repeats id 'a'"):
         label_dataset(iter(rows), tmp_path / "pl", labeler)
+
+
+def test_pseudo_label_refuses_a_dataset_without_ids_whose_audio_paths_repeat(tiny_checkpoint, tmp_path, capsys):
+    h.write(tmp_path / "a.wav", 1.0)
+    Dataset.from_dict({"audio": [str(tmp_path / "a.wav")] * 2}).save_to_disk(str(tmp_path / "ds"))
+    code = pl_cli.main(["--model", tiny_checkpoint, "--data", f"disk:{tmp_path / 'ds'}", "--language", "de",
+                        "--output_dir", str(tmp_path / "pl")])  # fmt: skip
+    assert code == pl_cli.EXIT_USAGE
+    assert "(no id column: the audio paths are the ids): 1 duplicate id(s)" in capsys.readouterr().err

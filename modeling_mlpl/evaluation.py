@@ -56,7 +56,7 @@ class EvalSet:
     name: str
     dataset: Any  # datasets.Dataset with id, audio, text, language, duration
     found: int | None = None  # rows the loader met (None: len(dataset))
-    skipped: int = 0  # of those, not evaluated: rejected by the loader, no transcript, over --max-per-language
+    skipped: int = 0  # not evaluated: rejected by the loader, no transcript, not in --languages, over the cap
 
 
 def _split_spec(spec: str, default_split: str) -> tuple[str, str, str]:

@@ -15,12 +15,15 @@ Examples:
 
 Data (--data KIND:PATH): voxpopuli:ROOT (unlabelled_data/<lang>/...), cv:ROOT (Common Voice layout;
 its text is ignored), disk:DIR (a datasets dataset saved with save_to_disk, columns id, audio
-[, duration, offset, language]), folder:DIR (every audio file below DIR), hub:NAME (datasets.load_dataset).
+[, duration, offset, language]), folder:DIR (every file below DIR that libsndfile reads), hub:NAME
+(datasets.load_dataset). Ids must be unique: an input that repeats one is refused before any work.
 
 Output: OUTPUT_DIR/pl-rankNNNNN.jsonl per process (one JSON line per recording, flushed per batch),
 failures-rankNNNNN.jsonl (unreadable audio), pl_run.json (the model, data and decoding options the run
-was started with: a --resume with other ones is refused, so one dataset never mixes two runs), and with --merge/--merge_only OUTPUT_DIR/merged/
-{dataset/, stats.json, stats.md, confidence_hist.png}.
+was started with: a --resume with other ones is refused, so one dataset never mixes two runs),
+load_report.json (what the loader skipped), and with --merge/--merge_only OUTPUT_DIR/merged/
+{dataset/, stats.json, stats.md, confidence_hist.png}. The run ends with an accounting line:
+found = labelled + failed (unreadable) + skipped (by the loader) + already done (earlier runs).
 
 Exit codes: 0 done; 2 usage or input error; 3 done, but more than --max_failure_fraction of the
 recordings could not be read; 130 interrupted (rerun with --resume); 1 unexpected error.

@@ -50,7 +50,8 @@ def test_every_file_is_accounted_for_after_a_kill_9_of_two_processes_and_a_resum
     labelled = found - skipped - failing
     already = len(done_before)
     done_now = found - skipped - already  # labelled or failed by the resumed run
-    assert line.startswith(f"found {found} = labelled ") and line.endswith(f"+ skipped {skipped} + already done {already}")
+    assert line.startswith(f"found {found} = labelled ")
+    assert line.endswith(f"+ skipped {skipped} + already done {already}")
     counts = [int(n) for n in re.findall(r"\d+", line)]
     assert counts[0] == sum(counts[1:]) and counts[1] + counts[2] == done_now
     stats = json.loads((out / "merged" / "stats.json").read_text())

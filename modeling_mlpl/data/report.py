@@ -108,7 +108,8 @@ class Accounting:
 
     def to_dict(self, done_name: str = "done") -> dict[str, int]:
         return {"found": self.found, done_name: self.done, "failed": self.failed, "skipped": self.skipped,
-                "already_done": self.already_done, "elsewhere": self.elsewhere, "remaining": self.remaining}  # fmt: skip
+                "already_done": self.already_done, "elsewhere": self.elsewhere,
+                "remaining": self.remaining}  # fmt: skip
 
     def line(self, done_name: str = "done") -> str:
         """E.g. ``found 12 = labelled 7 + failed 1 + skipped 3 + already done 1``."""

@@ -23,6 +23,7 @@ from datasets import Audio, Dataset, DatasetDict, load_from_disk
 
 from ..audio import SAMPLING_RATE, AudioDecodeError, audio_duration, load_audio
 from ..augment import random_crop
+from ..data.ids import check_unique_ids
 from ..text import filter_transcripts, normalize_transcript
 
 logger = logging.getLogger(__name__)
@@ -45,7 +46,8 @@ def load_disk_dataset(spec: str, default_split: str = "train") -> Dataset:
 
     Text may be in ``sentence``/``transcription``; a missing ``language`` comes from ``@LANG``; a
     missing ``duration`` is read from the audio headers; a decoding Audio column is switched to
-    ``decode=False`` (decoding happens in :func:`modeling_mlpl.audio.load_audio`).
+    ``decode=False`` (decoding happens in :func:`modeling_mlpl.audio.load_audio`). Repeated ids
+    raise :class:`modeling_mlpl.data.DuplicateIdError` (ids key labels and resumes).
     """
     path, split, language = parse_dataset_spec(spec)
     ds = load_from_disk(path)
@@ -71,6 +73,7 @@ def load_disk_dataset(spec: str, default_split: str = "train") -> Dataset:
         raise ValueError(f"dataset {path} has a 'language' column; drop the @{language} suffix")
     if "id" not in ds.column_names:
         ds = ds.add_column("id", [f"{os.path.basename(path.rstrip('/'))}/{i}" for i in range(len(ds))])
+    check_unique_ids(ds, f"dataset {path}")  # before any header is read: a collision is an input error
     if "duration" not in ds.column_names:
         ds = ds.add_column("duration", [_duration_or_nan(a) for a in ds["audio"]])
     return ds

@@ -256,20 +256,25 @@ def aggregate_seeds(exp_dir: str, seeds: list[int]) -> str:
                 values = [v for v in values if v is not None]
                 if values:
                     agg.setdefault(row, {}).setdefault(decoder, {})[key] = {
-                        "mean": float(np.mean(values)), "spread": float(np.std(values)), "n": len(values)}
+                        "mean": float(np.mean(values)), "spread": float(np.std(values)), "n": len(values),
+                        "per_seed": [float(v) for v in values]}
             wins = [r["summary"].get(row, {}).get(decoder, {}) for r in reports]
             if all("beats_control_every_language" in w for w in wins) and wins:
                 agg.setdefault(row, {}).setdefault(decoder, {})["wins_every_seed"] = all(
                     w.get("beats_theta_prime_every_language") and w.get("beats_control_every_language")
                     for w in wins)
     lines = [f"# mlpl recipe: {reports[0]['name']}, {len(reports)} seed(s) ({', '.join(str(r['seed']) for r in reports)})",
-             "", "Low-resource mean CER %, mean ± std over seeds; relative reduction vs theta' decoded the same way.",
+             "", "Low-resource mean CER %, mean ± std over seeds (per seed in brackets); relative reduction vs theta' "
+             "decoded the same way.",
              "", "| model | CER greedy | rel. | CER LM | rel. | PL eff. greedy | PL eff. LM | wins in every language & seed (greedy / LM) |",
              "|---|---|---|---|---|---|---|---|"]  # fmt: skip
 
     def cell(row, decoder, key):
         v = agg.get(row, {}).get(decoder, {}).get(key)
-        return "–" if v is None else f"{100 * v['mean']:.1f} ± {100 * v['spread']:.1f}"
+        if v is None:
+            return "–"
+        seeds = f" ({', '.join(f'{100 * x:.1f}' for x in v['per_seed'])})" if v["n"] > 1 else ""
+        return f"{100 * v['mean']:.1f} ± {100 * v['spread']:.1f}{seeds}"
 
     for row in labels:
         if row not in agg:

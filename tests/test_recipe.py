@@ -211,3 +211,18 @@ def test_variants_are_refused_without_the_runs_they_build_on():
     config.variants = ["labels_only", "stage4a_ft"]
     with pytest.raises(RecipeError, match="variant stage4a_ft needs stage4a listed before it"):
         config.validate()
+
+
+def test_the_seed_aggregate_gives_mean_spread_and_every_seed(tmp_path):
+    from modeling_mlpl.report import aggregate_seeds
+
+    for seed, cer_a in ((0, 0.30), (1, 0.40)):
+        os.makedirs(tmp_path / f"seed{seed}" / "report")
+        report = {"name": "x", "seed": seed, "rows": {"stage4a": "A"},
+                  "summary": {"stage4a": {"greedy": {"low_cer": cer_a, "beats_control_every_language": True,
+                                                     "beats_theta_prime_every_language": seed == 0}}}}
+        json.dump(report, open(tmp_path / f"seed{seed}" / "report" / "report.json", "w"))
+    markdown = aggregate_seeds(str(tmp_path), [0, 1])
+    assert "| A | 35.0 ± 5.0 (30.0, 40.0) |" in markdown
+    agg = json.load(open(tmp_path / "report.json"))["aggregate"]["stage4a"]["greedy"]
+    assert agg["low_cer"]["per_seed"] == [0.30, 0.40] and agg["wins_every_seed"] is False

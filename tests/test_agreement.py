@@ -142,6 +142,12 @@ def test_too_few_characters_per_second_are_dropped(tmp_path, recordings):
     assert stats["kept"] == 0 and stats["dropped"]["low_cps"] == 4
 
 
+def test_a_label_without_times_is_dropped_as_unaligned(tmp_path, recordings):
+    unaligned = {**recordings[1], "token_times": [], "words": [], "decoder": "transcript_unaligned"}
+    _, stats = select(tmp_path, recordings, [recordings[0], unaligned])
+    assert stats["dropped"]["unaligned"] == 1 and stats["kept"] == 3
+
+
 def test_kept_segments_have_unique_ids_and_rebased_times(tmp_path, recordings):
     dataset, _ = select(tmp_path, recordings, recordings)
     rows = dataset.to_list()

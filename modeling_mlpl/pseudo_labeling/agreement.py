@@ -73,7 +73,7 @@ __all__ = [
 CPS_FACTOR = 2.0
 # The thresholds tabulated in stats.md (CER between the two decodes, 0..1).
 DEFAULT_THRESHOLDS = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, math.inf)
-DROP_REASONS = ("empty", "repetition", "low_cps", "high_cps", "disagreement")
+DROP_REASONS = ("unaligned", "empty", "repetition", "low_cps", "high_cps", "disagreement")
 
 
 @dataclass
@@ -128,6 +128,7 @@ class Segment:
     other_text: str
     agreement: ErrorCounts = field(default_factory=ErrorCounts)
     repetition: bool = False
+    unaligned: bool = False
     reason: str | None = None
 
     @property
@@ -205,21 +206,24 @@ def _has_repetition(text: str, max_repeats: int, ngram: int) -> bool:
     return False
 
 
-def _check_words(row: Mapping) -> None:
-    """The label contract the re-basing relies on: one time per CTC target, one entry per word."""
+def _is_aligned(row: Mapping) -> bool:
+    """The label contract the re-basing relies on: one time per CTC target, one entry per word.
+    (Labels the labeler could not align, e.g. `transcript_unaligned`, have neither.)"""
     chars = transcript_characters(row["text"])
-    if len(chars) != len(row["token_times"] or []):
-        raise ValueError(f"pseudo-label {row['id']}: {len(row['token_times'] or [])} token_times for {len(chars)} "
-                         "targets (was it made by run_scripts/pseudo_label.py?)")  # fmt: skip
-    spelled = "".join(chars).split(WORD_DELIMITER) if chars else []
-    if spelled != [normalize_transcript(w["word"]) for w in row["words"] or []]:
-        raise ValueError(f"pseudo-label {row['id']}: its words do not spell its text")
+    if not chars or len(chars) != len(row["token_times"] or []):
+        return not chars
+    spelled = "".join(chars).split(WORD_DELIMITER)
+    return spelled == [normalize_transcript(w["word"]) for w in row["words"] or []]
 
 
 def score_recording(label: Mapping, other: Mapping, config: AgreementConfig) -> list[Segment]:
     """The segments of one recording (label row and other row: merged PL rows with the same id), with
-    their agreement counts and repetition flags. Dropping is left to :func:`apply_selection`."""
-    _check_words(label)
+    their agreement counts and repetition flags. Dropping is left to :func:`apply_selection`.
+    A label without a usable alignment is one segment, dropped as `unaligned` (it cannot be cut)."""
+    if not _is_aligned(label):
+        logger.warning("%s: the label has no usable token_times/words; dropped as unaligned", label["id"])
+        return [Segment(label["id"], 0, label["language"], 0.0, float(label["duration"]), 0, 0, label["text"],
+                        other["text"], unaligned=True)]  # fmt: skip
     label_words, other_words = list(label["words"] or []), list(other["words"] or [])
     cut_words = label_words or other_words
     cuts = cut_segments(cut_words, float(label["duration"]), config.segment_seconds, config.pad_seconds)
@@ -265,7 +269,7 @@ def resolve_cps_bounds(segments: Iterable[Segment], config: AgreementConfig) -> 
     """Per language (min_cps, max_cps): the config's, or the median of non-empty segments / and * CPS_FACTOR."""
     rates = defaultdict(list)
     for s in segments:
-        if s.text:
+        if s.text and not s.unaligned:
             rates[s.language].append(s.cps)
     bounds = {}
     for lang, values in rates.items():
@@ -277,11 +281,13 @@ def resolve_cps_bounds(segments: Iterable[Segment], config: AgreementConfig) -> 
 
 def _candidate_reason(s: Segment, bounds: Mapping[str, tuple[float, float]]) -> str | None:
     """Why a segment is dropped before agreement is looked at (None: it is a candidate)."""
+    if s.unaligned:
+        return "unaligned"
     if not s.text:
         return "empty"
     if s.repetition:
         return "repetition"
-    low, high = bounds[s.language]
+    low, high = bounds[s.language]  # every language with a non-empty segment has bounds
     if s.cps < low:
         return "low_cps"
     if s.cps > high:
@@ -333,7 +339,7 @@ def apply_selection(segments: list[Segment], config: AgreementConfig) -> dict:
     thresholds = {}
     for lang, rows in sorted(by_language.items()):
         for s in rows:
-            s.reason = _candidate_reason(s, bounds) if lang in bounds else "empty"
+            s.reason = _candidate_reason(s, bounds)
         candidates = [s for s in rows if s.reason is None]
         thresholds[lang] = choose_threshold(candidates, sum(s.duration for s in rows), config)
         for s in candidates:
@@ -370,9 +376,9 @@ def segment_truth_counts(segments: Sequence[Segment], labels: Mapping[str, Mappi
                     else:
                         owner[j] = chunk.hyp_start_idx + j - chunk.ref_start_idx
         for s in segs:
-            # A label without words: its whole truth counts against its first (empty) segment.
-            ref = " ".join(w for w, o in zip(true_words, owner)
-                           if s.first_word <= o < s.last_word or (not label_words and s.index == 0))  # fmt: skip
+            # A label without words, or one that could not be cut: the whole truth counts against segment 0.
+            whole = (s.unaligned or not label_words) and s.index == 0
+            ref = " ".join(w for w, o in zip(true_words, owner) if whole or s.first_word <= o < s.last_word)
             counts[s.id] = error_counts([ref], [s.text], "char") if ref else ErrorCounts(insertions=len(s.text))
     return counts
 

@@ -61,27 +61,34 @@ def max_disagreement(args) -> float | None:
 
 def build_parser() -> ArgumentParser:
     p = ArgumentParser(description=__doc__)
-    p.add_argument("--greedy", required=True, help="greedy PLs: merged dataset folder, or the PL folder with merged/")
+    p.add_argument("--greedy", required=True,
+                   help="greedy PLs: the merged dataset folder, or the PL folder holding merged/dataset")
     p.add_argument("--lm", required=True, help="LM-decoded PLs of the same recordings (same form as --greedy)")
     p.add_argument("--output_dir", required=True, help="where dataset/ and the report go")
-    p.add_argument("--label_source", choices=["lm", "greedy"], default="lm", help="which decode is the label (default lm)")
-    p.add_argument("--segment_seconds", type=float, default=10.0, help="longest segment (default 10, the training crop)")
+    p.add_argument("--label_source", choices=["lm", "greedy"], default="lm",
+                   help="which decode becomes the label; segments are cut at its word times (default lm)")
+    p.add_argument("--segment_seconds", type=float, default=10.0,
+                   help="longest segment (default 10, the training crop)")
     p.add_argument("--pad_seconds", type=float, default=0.5,
-                   help="audio kept before the first and after the last word of a segment (default 0.5)")
+                   help="audio kept before the first and after the last word of a segment, never past the middle "
+                        "of the pause to the next word (default 0.5)")
     p.add_argument("--max_disagreement", default=None,
                    help="keep segments whose greedy/LM CER is <= this (default 0.1), or 'auto' (see above)")
     p.add_argument("--target_kept_fraction", type=float, default=None,
                    help="instead of --max_disagreement: the smallest threshold keeping this fraction of the hours")
     p.add_argument("--auto_ratio", type=float, default=0.5,
                    help="with --max_disagreement auto: kept disagreement <= this x all candidates' (default 0.5)")
-    p.add_argument("--max_repeats", type=int, default=3, help="drop a segment with a word this many times in a row (0: off)")
-    p.add_argument("--repeat_ngram", type=int, default=3, help="drop a segment in which an n-gram of this many words repeats (0: off)")
+    p.add_argument("--max_repeats", type=int, default=3,
+                   help="drop a segment with a word this many times in a row (default 3; 0: off)")
+    p.add_argument("--repeat_ngram", type=int, default=3,
+                   help="drop a segment in which a word n-gram of this length occurs twice (default 3; 0: off)")
     p.add_argument("--min_cps", type=float, default=None,
                    help="drop segments with fewer characters per second (default: the language's median / 2)")
     p.add_argument("--max_cps", type=float, default=None,
                    help="drop segments with more characters per second (default: the language's median x 2)")
     p.add_argument("--truth", default=None,
-                   help="synthetic corpus only: VoxPopuli root with unlabelled_truth/, to report the true PL CER per threshold")
+                   help="synthetic corpus only: the VoxPopuli root with unlabelled_truth/; adds the true PL CER of "
+                        "each threshold's kept segments to the report (it never chooses the threshold)")
     p.add_argument("--log_level", default="info", choices=["debug", "info", "warning", "error"])
     return p
 
@@ -110,8 +117,10 @@ def main(argv: list[str] | None = None) -> int:
         logger.debug("details", exc_info=True)
         print(f"select_pseudo_labels.py: error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    logger.info("kept %d of %d segments (%.2f of %.2f h); report %s", stats["kept"], stats["segments"],
-                stats["hours_kept"], stats["hours_in"], Path(args.output_dir) / "stats.md")  # fmt: skip
+    thresholds = {lang: round(s["threshold"], 4) for lang, s in stats["languages"].items()}
+    logger.info("kept %d of %d segments (%.2f of %.2f h) at max_disagreement %s; report %s", stats["kept"],
+                stats["segments"], stats["hours_kept"], stats["hours_in"], thresholds,
+                Path(args.output_dir) / "stats.md")  # fmt: skip
     return EXIT_OK
 
 

@@ -59,7 +59,8 @@ def label(rec_id, words, duration, language="pt", offset=0.0, decoder="greedy"):
         "id": rec_id, "audio": AUDIO, "offset": offset, "duration": duration,
         "language": language, "text": " ".join(w for w, _, _ in words), "confidence": 0.9, "token_times": times,
         "words": [{"word": w, "start": s, "end": e} for w, s, e in words], "path_score": -0.1, "ctc_score": -0.2,
-        "num_frames": int(duration * 100), "lid_top_k": [], "language_source": "given", "model": "m", "decoder": decoder,
+        "num_frames": int(duration * 100), "lid_top_k": [], "language_source": "given", "model": "m",
+        "decoder": decoder,
     }  # fmt: skip
 
 
@@ -212,7 +213,8 @@ def test_target_kept_fraction_picks_the_smallest_threshold_that_keeps_it():
 
 
 def test_a_single_long_word_makes_its_own_segment():
-    cuts = cut_segments([{"word": "a", "start": 0.0, "end": 12.0}, {"word": "b", "start": 12.5, "end": 13.0}], 14.0, 10.0)
+    words = [{"word": "a", "start": 0.0, "end": 12.0}, {"word": "b", "start": 12.5, "end": 13.0}]
+    cuts = cut_segments(words, 14.0, 10.0)
     assert [(first, last) for first, last, *_ in cuts] == [(0, 1), (1, 2)]
 
 
@@ -224,7 +226,8 @@ def test_cli_writes_the_dataset(tmp_path, recordings):
 
 
 def test_cli_rejects_a_missing_dataset_in_one_line(tmp_path, capsys):
-    assert cli_main()(["--greedy", str(tmp_path / "nope"), "--lm", str(tmp_path / "nope"), "--output_dir", str(tmp_path)]) == 2
+    missing = str(tmp_path / "nope")
+    assert cli_main()(["--greedy", missing, "--lm", missing, "--output_dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert "no merged pseudo-label dataset" in err and len(err.splitlines()) == 1
 

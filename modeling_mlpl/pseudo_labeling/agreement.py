@@ -247,20 +247,23 @@ def score_recording(label: Mapping, other: Mapping, config: AgreementConfig) -> 
     return segments
 
 
-def _rows_by_id(dataset: Dataset) -> dict[str, dict]:
+def _rows_by_id(dataset: Dataset, columns: Sequence[str] | None = None) -> dict[str, dict]:
+    if columns is not None:  # the other decode needs no audio bytes
+        dataset = dataset.select_columns(list(columns))
     return {row["id"]: row for row in dataset.to_list()}
 
 
 def score_segments(greedy: Dataset, lm: Dataset, config: AgreementConfig) -> tuple[list[Segment], dict, dict]:
     """Every segment of the recordings the two PL sets share; the label rows by id; id mismatches counted."""
-    greedy_rows, lm_rows = _rows_by_id(greedy), _rows_by_id(lm)
-    common = sorted(greedy_rows.keys() & lm_rows.keys())
+    label_set, other_set = (lm, greedy) if config.label_source == "lm" else (greedy, lm)
+    labels, others = _rows_by_id(label_set), _rows_by_id(other_set, ("id", "text", "words"))
+    common = sorted(labels.keys() & others.keys())
     if not common:
         raise ValueError("the greedy and LM pseudo-label sets share no recording id (--greedy / --lm)")
-    mismatch = {"only_greedy": len(greedy_rows.keys() - lm_rows.keys()), "only_lm": len(lm_rows.keys() - greedy_rows.keys())}
+    names = ("only_lm", "only_greedy") if config.label_source == "lm" else ("only_greedy", "only_lm")
+    mismatch = {names[0]: len(labels.keys() - others.keys()), names[1]: len(others.keys() - labels.keys())}
     if any(mismatch.values()):
         logger.warning("ids in one PL set only (skipped): %s", mismatch)
-    labels, others = (lm_rows, greedy_rows) if config.label_source == "lm" else (greedy_rows, lm_rows)
     segments = [s for i in common for s in score_recording(labels[i], others[i], config)]
     return segments, {i: labels[i] for i in common}, mismatch
 
@@ -463,43 +466,53 @@ def _hours(segments: Iterable[Segment]) -> float:
     return sum(s.duration for s in segments) / 3600.0
 
 
-def _fmt(value: float | None) -> str:
+def _percent(value: float | None) -> str:
     return "—" if value is None else f"{100 * value:.1f}"
 
 
+def _threshold_cell(value: float | str) -> str:
+    if isinstance(value, str):
+        return value
+    return "∞" if math.isinf(value) else f"{value:g}"
+
+
 def _markdown(stats: dict) -> str:
+    config = stats["config"]
     lines = [
         "# Pseudo-label selection by agreement",
         "",
-        f"Greedy `{stats['greedy']}`, LM `{stats['lm']}`; label: {stats['config']['label_source']}; "
-        f"config `{json.dumps(stats['config'])}`",
+        f"Greedy `{stats['greedy']}`, LM `{stats['lm']}`; label: {config['label_source']}; "
+        f"config `{json.dumps(config)}`",
         "",
         "| language | segments in | hours in | kept | hours kept | threshold | cps bounds | "
         + " | ".join(f"dropped: {r}" for r in DROP_REASONS) + " |",
         "|---|" + "---:|" * (6 + len(DROP_REASONS)),
     ]
     for lang, s in sorted(stats["languages"].items()):
-        low, high = s["cps_bounds"] or (None, None)
-        bounds = f"{low:.1f}–{high:.1f}" if low is not None else "—"
-        lines.append(f"| {lang} | {s['segments']} | {s['hours_in']:.3f} | {s['kept']} | {s['hours_kept']:.3f} | "
-                     f"{s['threshold']:.3f} | {bounds} | " + " | ".join(str(s["dropped"].get(r, 0)) for r in DROP_REASONS)
-                     + " |")  # fmt: skip
+        bounds = "{:.1f}–{:.1f}".format(*s["cps_bounds"]) if s["cps_bounds"] else "—"
+        cells = [lang, s["segments"], f"{s['hours_in']:.3f}", s["kept"], f"{s['hours_kept']:.3f}",
+                 f"{s['threshold']:.3f}", bounds, *(s["dropped"].get(r, 0) for r in DROP_REASONS)]  # fmt: skip
+        lines.append("| " + " | ".join(map(str, cells)) + " |")
     lines += ["", f"Recordings: {stats['recordings']} (ids in one set only: {stats['id_mismatch']})", ""]
     if stats.get("recording_true_cer"):
-        lines += ["True PL CER of the uncut labels (whole recordings): " + ", ".join(
-            f"{lang} {_fmt(v)} %" for lang, v in stats["recording_true_cer"].items()), ""]  # fmt: skip
-    truth = "true_cer" in next(iter(stats["threshold_table"].values()))[0]
-    lines += ["## Kept fraction against threshold", "",
-              "Disagreement = pooled CER between the greedy and LM decodes of the kept segments (the estimate "
-              "used without truth)" + ("; true CER = the kept labels against the synthetic truth (report "
-                                        "only, never used to choose)." if truth else "."), ""]  # fmt: skip
-    header = "| language | threshold | segments | kept % hours | disagreement % |" + (" true PL CER % |" if truth else "")
-    lines += [header, "|---|---:|---:|---:|---:|" + ("---:|" if truth else "")]
+        per_language = ", ".join(f"{lang} {_percent(v)} %" for lang, v in stats["recording_true_cer"].items())
+        lines += [f"True PL CER of the uncut labels (whole recordings): {per_language}", ""]
+    truth = "recording_true_cer" in stats
+    lines += [
+        "## Kept fraction against threshold",
+        "",
+        "Disagreement: pooled CER between the greedy and LM decodes of the kept segments (the estimate used "
+        "without truth)." + (" True PL CER: the kept labels against the synthetic truth (a report: it never "
+                             "chooses the threshold)." if truth else ""),  # fmt: skip
+        "",
+        "| language | threshold | segments | kept % hours | disagreement % |" + (" true PL CER % |" if truth else ""),
+        "|---|---:|---:|---:|---:|" + ("---:|" if truth else ""),
+    ]
     for lang, entries in stats["threshold_table"].items():
         for e in entries:
-            t = e["threshold"] if isinstance(e["threshold"], str) else ("∞" if math.isinf(e["threshold"]) else f"{e['threshold']:g}")
-            row = f"| {lang} | {t} | {e['segments']} | {100 * e['kept_fraction']:.1f} | {_fmt(e['disagreement'])} |"
-            lines.append(row + (f" {_fmt(e['true_cer'])} |" if truth else ""))
+            cells = [lang, _threshold_cell(e["threshold"]), e["segments"], f"{100 * e['kept_fraction']:.1f}",
+                     _percent(e["disagreement"]), *([_percent(e["true_cer"])] if truth else [])]  # fmt: skip
+            lines.append("| " + " | ".join(map(str, cells)) + " |")
     if stats.get("plot"):
         lines += ["", f"![kept fraction vs PL CER]({stats['plot']})"]
     return "\n".join(lines) + "\n"
@@ -514,7 +527,8 @@ def _plot(table: Mapping[str, list[dict]], path: Path) -> None:
     key = "true_cer" if "true_cer" in next(iter(table.values()))[0] else "disagreement"
     fig, ax = plt.subplots(figsize=(6, 4))
     for lang, entries in table.items():
-        points = [(e["kept_fraction"], e[key]) for e in entries if not isinstance(e["threshold"], str) and e[key] is not None]
+        points = [(e["kept_fraction"], e[key]) for e in entries
+                  if not isinstance(e["threshold"], str) and e[key] is not None]  # fmt: skip
         if points:
             ax.plot(*zip(*points), marker="o", label=lang)
     ax.set_xlabel("kept fraction of hours")
@@ -528,7 +542,8 @@ def _plot(table: Mapping[str, list[dict]], path: Path) -> None:
 
 def select_by_agreement(greedy: str | os.PathLike, lm: str | os.PathLike, output_dir: str | os.PathLike | None = None,
                         config: AgreementConfig | None = None, truth: Mapping[str, str] | None = None,
-                        thresholds: Sequence[float] = DEFAULT_THRESHOLDS, plot: bool = True) -> tuple[Dataset, dict]:  # fmt: skip
+                        thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+                        plot: bool = True) -> tuple[Dataset, dict]:  # fmt: skip
     """Cut, score and select the segments of two merged PL sets of the same recordings.
 
     `greedy`/`lm`: merged PL datasets (save_to_disk folders, or PL folders with merged/dataset).
@@ -537,7 +552,8 @@ def select_by_agreement(greedy: str | os.PathLike, lm: str | os.PathLike, output
     """
     config = config or AgreementConfig()
     greedy_path, lm_path = pl_dataset_path(greedy), pl_dataset_path(lm)
-    segments, labels, mismatch = score_segments(load_from_disk(str(greedy_path)), load_from_disk(str(lm_path)), config)
+    greedy_set, lm_set = load_from_disk(str(greedy_path)), load_from_disk(str(lm_path))
+    segments, labels, mismatch = score_segments(greedy_set, lm_set, config)
     chosen = apply_selection(segments, config)
     truth_counts = segment_truth_counts(segments, labels, truth) if truth is not None else None
     table = threshold_table(segments, sorted({*thresholds, *chosen["thresholds"].values()}), truth_counts)
@@ -552,9 +568,11 @@ def select_by_agreement(greedy: str | os.PathLike, lm: str | os.PathLike, output
         for s in rows:
             if s.reason:
                 dropped[s.reason] += 1
-        languages[lang] = {"segments": len(rows), "hours_in": _hours(rows), "kept": len(kept), "hours_kept": _hours(kept),
-                           "threshold": chosen["thresholds"][lang], "cps_bounds": chosen["cps_bounds"].get(lang),
-                           "dropped": dict(dropped)}  # fmt: skip
+        languages[lang] = {
+            "segments": len(rows), "hours_in": _hours(rows), "kept": len(kept), "hours_kept": _hours(kept),
+            "threshold": chosen["thresholds"][lang], "cps_bounds": chosen["cps_bounds"].get(lang),
+            "dropped": dict(dropped),
+        }  # fmt: skip
     stats = {
         "greedy": str(greedy_path), "lm": str(lm_path), "config": asdict(config),
         "recordings": len(labels), "id_mismatch": mismatch,

@@ -493,7 +493,8 @@ def _markdown(stats: dict) -> str:
         cells = [lang, s["segments"], f"{s['hours_in']:.3f}", s["kept"], f"{s['hours_kept']:.3f}",
                  f"{s['threshold']:.3f}", bounds, *(s["dropped"].get(r, 0) for r in DROP_REASONS)]  # fmt: skip
         lines.append("| " + " | ".join(map(str, cells)) + " |")
-    lines += ["", f"Recordings: {stats['recordings']} (ids in one set only: {stats['id_mismatch']})", ""]
+    lines += ["", f"Recordings: {stats['recordings']}, {stats['hours_recordings']:.3f} h (segments leave out the "
+              f"pauses beyond pad_seconds); ids in one set only (skipped): {stats['id_mismatch']}", ""]
     if stats.get("recording_true_cer"):
         per_language = ", ".join(f"{lang} {_percent(v)} %" for lang, v in stats["recording_true_cer"].items())
         lines += [f"True PL CER of the uncut labels (whole recordings): {per_language}", ""]
@@ -576,6 +577,7 @@ def select_by_agreement(greedy: str | os.PathLike, lm: str | os.PathLike, output
     stats = {
         "greedy": str(greedy_path), "lm": str(lm_path), "config": asdict(config),
         "recordings": len(labels), "id_mismatch": mismatch,
+        "hours_recordings": sum(float(r["duration"]) for r in labels.values()) / 3600.0,
         "segments": len(segments), "hours_in": _hours(segments),
         "kept": len(records), "hours_kept": _hours(s for s in segments if s.reason is None),
         "dropped": {r: sum(1 for s in segments if s.reason == r) for r in DROP_REASONS},

@@ -8,14 +8,18 @@ import math
 from pathlib import Path
 
 import pytest
+from datasets import load_from_disk
 
 from modeling_mlpl.augment import crop_transcript
-from modeling_mlpl.metrics import ErrorCounts
+from modeling_mlpl.metrics import ErrorCounts, error_counts
 from modeling_mlpl.pseudo_labeling.agreement import (
     AgreementConfig,
     Segment,
+    apply_selection,
     choose_threshold,
     cut_segments,
+    score_segments,
+    segment_truth_counts,
     select_by_agreement,
 )
 from modeling_mlpl.pseudo_labeling.merge import records_to_dataset
@@ -193,6 +197,21 @@ def test_true_cer_of_kept_segments_falls_when_wrong_lm_segments_are_dropped(tmp_
     assert rows[math.inf]["true_cer"] > 0.0 and rows[math.inf]["kept_fraction"] == 1.0
     assert "true PL CER" in (tmp_path / "out" / "stats.md").read_text()
     assert (tmp_path / "out" / "agreement.png").exists()
+
+
+def test_truth_errors_of_the_segments_add_up_to_the_recordings(tmp_path, recordings):
+    lm = [label("pt/a", replace(timed(WORDS_A), 3, "parto"), 28.0, offset=2.0), recordings[1]]
+    greedy, lm_dir = write_pair(tmp_path, lm, lm)
+    config = AgreementConfig()
+    segments, labels, _ = score_segments(load_from_disk(str(greedy)), load_from_disk(str(lm_dir)), config)
+    apply_selection(segments, config)
+    truth_words = list(WORDS_A)
+    truth_words.insert(9, "muito")  # a word the label missed, at the end of a segment
+    counts = segment_truth_counts(segments, labels, {"pt/a": " ".join(truth_words), "pt/b": " ".join(WORDS_B)})
+    whole = error_counts([" ".join(truth_words)], [labels["pt/a"]["text"]], "char")
+    parts = [counts[s.id] for s in segments if s.recording_id == "pt/a"]
+    assert sum(c.errors for c in parts) == whole.errors > 0
+    assert sum(c.ref_len for c in parts) == whole.ref_len - (len(parts) - 1)  # no space between segments
 
 
 def segment(errors, chars, seconds=10.0):

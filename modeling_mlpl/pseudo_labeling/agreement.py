@@ -388,14 +388,15 @@ def segment_truth_counts(segments: Sequence[Segment], labels: Mapping[str, Mappi
 
 def threshold_table(segments: Sequence[Segment], thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
                     truth_counts: Mapping[str, ErrorCounts] | None = None) -> dict[str, list[dict]]:  # fmt: skip
-    """Per language (and "all"): for each threshold, the segments the other filters and that threshold
+    """Per language (and "all" when there are several): for each threshold, the segments the other filters and that threshold
     would keep: kept fraction of hours, their pooled disagreement (the estimate without truth) and,
     with `truth_counts`, their true PL CER. Reads the segments' `reason` only to know which segments
     the non-agreement filters drop (call :func:`apply_selection` first)."""
     groups = defaultdict(list)
     for s in segments:
         groups[s.language].append(s)
-        groups["all"].append(s)
+    if len(groups) > 1:
+        groups["all"] = list(segments)
     table = {}
     for lang in sorted(groups, key=lambda g: (g == "all", g)):
         rows = groups[lang]
@@ -466,6 +467,19 @@ def _hours(segments: Iterable[Segment]) -> float:
     return sum(s.duration for s in segments) / 3600.0
 
 
+def _summary(segments: Sequence[Segment], truth_counts: Mapping[str, ErrorCounts] | None) -> dict:
+    """Segments and hours in/kept, drops by reason and, with the truth, the kept labels' true CER."""
+    kept = [s for s in segments if s.reason is None]
+    summary = {
+        "segments": len(segments), "hours_in": _hours(segments), "kept": len(kept), "hours_kept": _hours(kept),
+        "dropped": {r: n for r in DROP_REASONS if (n := sum(1 for s in segments if s.reason == r))},
+    }  # fmt: skip
+    if truth_counts is not None:
+        true = sum((truth_counts[s.id] for s in kept), ErrorCounts())
+        summary["true_cer_kept"] = true.rate if true.ref_len else None
+    return summary
+
+
 def _percent(value: float | None) -> str:
     return "—" if value is None else f"{100 * value:.1f}"
 
@@ -478,6 +492,7 @@ def _threshold_cell(value: float | str) -> str:
 
 def _markdown(stats: dict) -> str:
     config = stats["config"]
+    truth = "recording_true_cer" in stats
     lines = [
         "# Pseudo-label selection by agreement",
         "",
@@ -485,20 +500,20 @@ def _markdown(stats: dict) -> str:
         f"config `{json.dumps(config)}`",
         "",
         "| language | segments in | hours in | kept | hours kept | threshold | cps bounds | "
-        + " | ".join(f"dropped: {r}" for r in DROP_REASONS) + " |",
-        "|---|" + "---:|" * (6 + len(DROP_REASONS)),
+        + " | ".join(f"dropped: {r}" for r in DROP_REASONS) + " |" + (" true PL CER kept % |" if truth else ""),
+        "|---|" + "---:|" * (6 + len(DROP_REASONS) + truth),
     ]
     for lang, s in sorted(stats["languages"].items()):
         bounds = "{:.1f}–{:.1f}".format(*s["cps_bounds"]) if s["cps_bounds"] else "—"
         cells = [lang, s["segments"], f"{s['hours_in']:.3f}", s["kept"], f"{s['hours_kept']:.3f}",
-                 f"{s['threshold']:.3f}", bounds, *(s["dropped"].get(r, 0) for r in DROP_REASONS)]  # fmt: skip
+                 f"{s['threshold']:.3f}", bounds, *(s["dropped"].get(r, 0) for r in DROP_REASONS),
+                 *([_percent(s["true_cer_kept"])] if truth else [])]  # fmt: skip
         lines.append("| " + " | ".join(map(str, cells)) + " |")
     lines += ["", f"Recordings: {stats['recordings']}, {stats['hours_recordings']:.3f} h (segments leave out the "
               f"pauses beyond pad_seconds); ids in one set only (skipped): {stats['id_mismatch']}", ""]
     if stats.get("recording_true_cer"):
         per_language = ", ".join(f"{lang} {_percent(v)} %" for lang, v in stats["recording_true_cer"].items())
         lines += [f"True PL CER of the uncut labels (whole recordings): {per_language}", ""]
-    truth = "recording_true_cer" in stats
     lines += [
         "## Kept fraction against threshold",
         "",
@@ -564,23 +579,15 @@ def select_by_agreement(greedy: str | os.PathLike, lm: str | os.PathLike, output
     languages = {}
     for lang in sorted({s.language for s in segments}):
         rows = [s for s in segments if s.language == lang]
-        kept = [s for s in rows if s.reason is None]
-        dropped = defaultdict(int)
-        for s in rows:
-            if s.reason:
-                dropped[s.reason] += 1
-        languages[lang] = {
-            "segments": len(rows), "hours_in": _hours(rows), "kept": len(kept), "hours_kept": _hours(kept),
-            "threshold": chosen["thresholds"][lang], "cps_bounds": chosen["cps_bounds"].get(lang),
-            "dropped": dict(dropped),
-        }  # fmt: skip
+        languages[lang] = {**_summary(rows, truth_counts), "threshold": chosen["thresholds"][lang],
+                           "cps_bounds": chosen["cps_bounds"].get(lang)}  # fmt: skip
     stats = {
         "greedy": str(greedy_path), "lm": str(lm_path), "config": asdict(config),
         "recordings": len(labels), "id_mismatch": mismatch,
         "hours_recordings": sum(float(r["duration"]) for r in labels.values()) / 3600.0,
-        "segments": len(segments), "hours_in": _hours(segments),
-        "kept": len(records), "hours_kept": _hours(s for s in segments if s.reason is None),
-        "dropped": {r: sum(1 for s in segments if s.reason == r) for r in DROP_REASONS},
+        **_summary(segments, truth_counts),
+        # The keys of the merge report (modeling_mlpl.report.pl_statistics reads them), counted in segments.
+        "records": len(segments), "empty_outputs": sum(1 for s in segments if s.reason == "empty"), "failures": 0,
         "languages": languages, "threshold_table": table,
     }  # fmt: skip
     if truth is not None:  # the uncut labels against the truth: what the segment-level rows should add up to

@@ -540,15 +540,17 @@ def _plot(table: Mapping[str, list[dict]], path: Path) -> None:
     matplotlib.use("Agg")  # no display on servers
     import matplotlib.pyplot as plt
 
-    key = "true_cer" if "true_cer" in next(iter(table.values()))[0] else "disagreement"
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for lang, entries in table.items():
-        points = [(e["kept_fraction"], e[key]) for e in entries
-                  if not isinstance(e["threshold"], str) and e[key] is not None]  # fmt: skip
-        if points:
-            ax.plot(*zip(*points), marker="o", label=lang)
-    ax.set_xlabel("kept fraction of hours")
-    ax.set_ylabel("true PL CER of kept segments" if key == "true_cer" else "greedy/LM disagreement of kept segments")
+    truth = "true_cer" in next(iter(table.values()))[0]
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for n, (lang, entries) in enumerate(table.items()):
+        rows = [e for e in entries if not isinstance(e["threshold"], str)]
+        for key, style in (("true_cer", "-"), ("disagreement", "--")) if truth else (("disagreement", "-"),):
+            points = [(100 * e["kept_fraction"], 100 * e[key]) for e in rows if e[key] is not None]
+            if points:
+                ax.plot(*zip(*points), style, marker="o", color=f"C{n}",
+                        label=f"{lang} {'true PL CER' if key == 'true_cer' else 'greedy/LM disagreement'}")
+    ax.set_xlabel("kept % of the segment hours")
+    ax.set_ylabel("% of the kept segments")
     ax.set_title("PL selection by agreement (one point per threshold)")
     ax.legend()
     fig.tight_layout()

@@ -177,6 +177,24 @@ def test_the_trainers_loader_opens_the_output(tmp_path, recordings):
     assert {"offset", "duration", "token_times", "text", "language"} <= set(loaded.column_names)
 
 
+def test_the_trainer_reads_each_segments_own_audio(tmp_path, recordings):
+    from helpers_pl import varying_audio
+    from modeling_mlpl.audio import write_audio
+    from modeling_mlpl.training.data import SourceStats, TrainingSet
+
+    audio = varying_audio(30.0)
+    write_audio(tmp_path / "a.wav", audio)  # save_to_disk embeds the bytes in the PL datasets
+    real = [{**r, "audio": str(tmp_path / "a.wav")} for r in recordings]
+    select(tmp_path, real, real)
+    loaded = load_disk_dataset(str(tmp_path / "out" / "dataset"))
+    training = TrainingSet([loaded], [(0, i) for i in range(len(loaded))], {"pt": 0}, 10.0, 0, [SourceStats("pl")])
+    for i, row in enumerate(loaded):
+        example = training[(i, False, (0,))]
+        first = round(row["offset"] * 16000)
+        assert example["audio"] == pytest.approx(audio[first : first + example["audio"].size], abs=1e-3)
+        assert example["seconds"] == pytest.approx(row["duration"], abs=1e-3)
+
+
 def test_stats_report_hours_and_drops(tmp_path, recordings):
     greedy = [label("pt/a", replace(timed(WORDS_A), 3, "perta"), 28.0, offset=2.0), recordings[1]]
     _, stats = select(tmp_path, greedy, recordings, max_disagreement=0.0)

@@ -369,7 +369,7 @@ def segment_truth_counts(segments: Sequence[Segment], labels: Mapping[str, Mappi
         if rid not in truth:
             raise ValueError(f"no true transcript for {rid} (is --truth the corpus these PLs were made from?)")
         true_words = normalize_transcript(truth[rid]).split()
-        label_words = [w["word"] for w in labels[rid]["words"] or []]
+        label_words = [normalize_transcript(w["word"]) for w in labels[rid]["words"] or []]
         owner = [0] * len(true_words)  # true word -> label word index
         if true_words and label_words:
             for chunk in jiwer.process_words(" ".join(true_words), " ".join(label_words)).alignments[0]:
@@ -388,10 +388,10 @@ def segment_truth_counts(segments: Sequence[Segment], labels: Mapping[str, Mappi
 
 def threshold_table(segments: Sequence[Segment], thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
                     truth_counts: Mapping[str, ErrorCounts] | None = None) -> dict[str, list[dict]]:  # fmt: skip
-    """Per language (and "all" when there are several): for each threshold, the segments the other filters and that threshold
-    would keep: kept fraction of hours, their pooled disagreement (the estimate without truth) and,
-    with `truth_counts`, their true PL CER. Reads the segments' `reason` only to know which segments
-    the non-agreement filters drop (call :func:`apply_selection` first)."""
+    """Per language (and "all" when there are several), for each threshold, the segments that the
+    other filters and that threshold keep: their share of the hours, their pooled disagreement (the
+    estimate without truth) and, with `truth_counts`, their true PL CER. Reads the segments' `reason`
+    only to know which segments the other filters drop (call :func:`apply_selection` first)."""
     groups = defaultdict(list)
     for s in segments:
         groups[s.language].append(s)
@@ -409,16 +409,16 @@ def threshold_table(segments: Sequence[Segment], thresholds: Sequence[float] = D
                 "threshold": t,
                 "segments": len(kept),
                 "kept_fraction": sum(s.duration for s in kept) / total if total else 0.0,
-                "disagreement": agree.errors / agree.ref_len if agree.ref_len else None,
+                "disagreement": agree.rate if agree.ref_len else None,
             }
             if truth_counts is not None:
                 true = sum((truth_counts[s.id] for s in kept), ErrorCounts())
-                entry["true_cer"] = true.errors / true.ref_len if true.ref_len else None
+                entry["true_cer"] = true.rate if true.ref_len else None
             entries.append(entry)
         if truth_counts is not None:  # the unfiltered PLs, cut the same way: the table's reference
             true = sum((truth_counts[s.id] for s in rows), ErrorCounts())
             entries.append({"threshold": "none (no filter)", "segments": len(rows), "kept_fraction": 1.0,
-                            "disagreement": None, "true_cer": true.errors / true.ref_len if true.ref_len else None})
+                            "disagreement": None, "true_cer": true.rate if true.ref_len else None})
         table[lang] = entries
     return table
 

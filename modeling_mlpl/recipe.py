@@ -451,7 +451,8 @@ class Recipe:
     def select_by_agreement(self, lang: str) -> None:
         """Segments of L's recordings on which the teacher's greedy and LM-decoded PLs agree."""
         self.script("select_pseudo_labels.py", "--greedy", self.pl_dataset("pl", lang),
-                    "--lm", self.pl_dataset("pl_lm", lang), "--output_dir", self.pl_dir("pl_agree", lang),
+                    "--lm", self.pl_dataset("pl_lm", lang),
+                    "--output_dir", os.path.dirname(self.pl_dataset("pl_agree", lang)),  # merged/ as any PL set
                     *mapping_to_argv(self.config.pl_agreement))  # fmt: skip
 
     def _stage4_datasets(self, name: str) -> list[str]:

@@ -9,10 +9,7 @@ Reads what the recipe leaves behind, nothing else:
   - `<exp>/models/<run>/log.jsonl`: the trainer's logging windows (audio-s/s, utterances, time);
   - `<exp>/models/<run>/config.json`: the model's size, for its FLOPs per audio second;
   - the recipe's console log: pseudo_label.py's "labelled N (X s audio, Y s/s)" lines.
-MFU = training FLOPs per audio second x audio-s/s / the GPU's peak dense bf16 FLOP/s. Training FLOPs
-count the matrix products only (forward 2 FLOPs per multiply-add, backward twice the forward: 3x), for
-utterances of the run's mean length (attention grows with length; the mean is used, which undercounts
-a little when lengths vary). Element-wise work, the feature extractor and the optimizer are not counted.
+MFU: see MFU_METHOD.
 """
 
 from __future__ import annotations
@@ -28,6 +25,13 @@ import numpy as np
 
 OUTPUT_FRAMES_PER_SECOND = 16000 / 480  # hop 160 samples x conv stride 3 = 30 ms per output frame
 PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0}  # dense bf16, vendor datasheets (SXM)
+MFU_METHOD = (
+    "MFU = training FLOPs per audio second x audio-s/s / the GPU's peak dense bf16 FLOP/s. Training FLOPs count "
+    "the matrix products only (2 FLOPs per multiply-add; backward = 2x forward, so 3x the forward), for segments "
+    "of the run's mean length (attention grows with length; the mean undercounts a little when lengths vary). "
+    "Element-wise work, the feature extractor and the optimizer are not counted. audio-s/s is the trainer's own "
+    "log (median over its logging windows, the first skipped)."
+)
 PL_LINE = re.compile(r"labelled (\d+) \(([\d.]+) s audio, ([\d.]+) s/s\)")
 
 
@@ -139,7 +143,7 @@ def to_markdown(report: dict) -> str:
                   "| recordings | audio (s) | audio-s / s |", "|---|---|---|"]  # fmt: skip
         lines += [f"| {p['recordings']} | {p['audio_seconds']:.0f} | {p['audio_seconds_per_second']:.0f} |"
                   for p in report["pseudo_labeling"]]  # fmt: skip
-    lines += ["", "How MFU is computed: " + __doc__.split("MFU = ", 1)[1].split("\n\"\"\"")[0].replace("\n", " ")]
+    lines += ["", MFU_METHOD]
     return "\n".join(lines) + "\n"
 
 

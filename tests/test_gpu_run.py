@@ -75,3 +75,73 @@ def test_gpu_config_keeps_labels_scarce_and_scales_model_unlabelled_audio_and_up
     assert config.stage1["preset"] in ("small", "base")
     assert config.stage1["max_steps"] >= 1000 and config.stage4["max_steps"] >= 1000
     assert config.train_common["mixed_precision"] == "bf16"
+
+
+# -------------------------------------------------------------------------------- the bundle and gpu_run.sh
+BUNDLE = os.path.join(REPO, "build", "gpu-bundle")
+needs_bundle = pytest.mark.skipif(not os.path.isdir(os.path.join(BUNDLE, "wheels")),
+                                  reason="no build/gpu-bundle (make gpu-bundle; needs the package registries)")  # fmt: skip
+
+
+def _makefile_variable(name: str) -> list[str]:
+    """Words of a `NAME := ...` variable of the Makefile (continuation lines joined)."""
+    text = open(os.path.join(REPO, "Makefile"), encoding="utf-8").read().replace("\\\n", " ")
+    line = next(line for line in text.splitlines() if line.startswith(f"{name} :=") or line.startswith(f"{name} ?="))
+    return line.split("=", 1)[1].split()
+
+
+def _run_sh(out, **env) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", RUN_SH, str(out)], capture_output=True, text=True, cwd=REPO, timeout=1500,
+                          env={**os.environ, "PYTHON": sys.executable, **env})  # fmt: skip
+
+
+@needs_bundle
+def test_bundle_installs_offline_for_the_gpu_machines_python_one_version_of_each():
+    wheels = sorted(os.path.join(BUNDLE, "wheels", f) for f in os.listdir(os.path.join(BUNDLE, "wheels")))
+    version = _makefile_variable("GPU_PYTHON_VERSION")[0]
+    platforms = [a for p in _makefile_variable("GPU_PLATFORMS") for a in ("--platform", p)]
+    result = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--no-index", "--no-deps",
+                             "--only-binary", ":all:", "--python-version", version, "--implementation", "cp",
+                             *platforms, "--target", "unused", *wheels], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    would = result.stdout.split("Would install", 1)[1].split()
+    names = {w.rsplit("-", 1)[0].lower().replace("_", "-") for w in would}
+    wanted = {spec.split("==")[0].lower() for spec in _makefile_variable("GPU_WHEELS")}
+    assert names == wanted and len(would) == len(wanted)
+
+
+@needs_bundle
+def test_bundled_espeak_ng_runs_from_its_prefix_with_the_pcaudio_stub(tmp_path):
+    bundle = tmp_path / "bundle"
+    for part in ("debs", "stub", "bin", "lib"):
+        shutil.copytree(os.path.join(BUNDLE, part), bundle / part)
+    result = _run_sh(tmp_path / "out", BUNDLE=str(bundle), SKIP_PIP="1", FORCE_BUNDLE="1", PCAUDIO_STUB="1",
+                     INSTALL_ONLY="1", CONFIG="configs/gpu_smoke.yaml")  # fmt: skip
+    log = (tmp_path / "out" / "gpu_run.log").read_text()
+    assert result.returncode == 0, log
+    assert f"Data at: {bundle}/prefix/" in log and "libpcaudio stub in use" in log
+    assert f"kenlm tools: {bundle}/bin" in log
+    assert "cuda: none" in (tmp_path / "out" / "env.txt").read_text()  # this machine has no GPU: says so
+
+
+def test_gpu_run_names_the_missing_bundle_in_one_line(tmp_path):
+    result = _run_sh(tmp_path / "out", BUNDLE=str(tmp_path / "nothing"), FORCE_BUNDLE="1", SKIP_PIP="1",
+                     INSTALL_ONLY="1")  # fmt: skip
+    assert result.returncode == 2
+    assert "no .debs in" in result.stdout and "make gpu-bundle" in result.stdout and "Traceback" not in result.stdout
+
+
+@pytest.mark.slow
+def test_gpu_run_on_cpu_runs_the_smoke_config_and_writes_step_times_and_throughput(tmp_path):
+    result = _run_sh(tmp_path / "out", SKIP_PIP="1", CONFIG="configs/gpu_smoke.yaml", CAP_SECONDS="1200",
+                     EXP_DIR=str(tmp_path / "exp"), CORPUS_DIR=str(tmp_path / "corpus"))  # fmt: skip
+    out = tmp_path / "out"
+    assert result.returncode == 0, (out / "gpu_run.log").read_text()[-3000:]
+    report = json.loads((out / "run_report.json").read_text())
+    plan = subprocess.run([sys.executable, os.path.join(REPO, "run_scripts", "recipe.py"), "--config", GPU_SMOKE,
+                           "--list"], capture_output=True, text=True, cwd=REPO).stdout  # fmt: skip
+    assert list(report["steps"]) and set(report["steps"]) == {line.split()[2] for line in plan.splitlines()}
+    trained = {r["run"]: r for r in report["training"]}
+    assert {"stage1", "stage4a", "labels_only", "oracle"} <= set(trained)
+    assert all(r["audio_seconds_per_second"] > 0 and r["mfu"] is None for r in trained.values())  # no GPU: no MFU
+    assert report["pseudo_labeling"] and (out / "report.md").exists() and (out / "recipe.log").exists()

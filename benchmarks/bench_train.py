@@ -179,11 +179,10 @@ def _sync(device: torch.device) -> None:
 class StageTimers:
     """Wall time spent inside named functions of the trainer, per update after the warm-up.
 
-    Functions are wrapped on their classes/modules for the duration of `patched()`; nested stages are
-    timed separately (e.g. features inside dataset access), so shares are computed on exclusive
-    stages only (see `EXCLUSIVE`)."""
+    Functions are wrapped on their classes/modules for the duration of `patched()`. Stages marked
+    "(part of ...)" run inside another one (e.g. features inside dataset access); `other` is the whole
+    update minus the `EXCLUSIVE` stages, which never overlap."""
 
-    # stage name -> (owner, attribute); owners are resolved lazily in `targets()`.
     def __init__(self, sync_cuda: bool = False):
         self.seconds: dict[str, float] = defaultdict(float)
         self.calls: dict[str, int] = defaultdict(int)
@@ -194,6 +193,7 @@ class StageTimers:
 
     @staticmethod
     def targets() -> dict[str, tuple[object, str]]:
+        """Stage name -> (class or module, attribute) to time."""
         import torch.nn.functional as F
         from accelerate import Accelerator
         from accelerate.optimizer import AcceleratedOptimizer
@@ -205,19 +205,19 @@ class StageTimers:
 
         return {
             "data: dataset item (decode + crop + features)": (data.TrainingSet, "__getitem__"),
-            "data: audio decode + crop": (data.TrainingSet, "_load"),
-            "data: log-mel features": (MLPLFeatureExtractor, "__call__"),
+            "data: audio decode + crop (part of dataset item)": (data.TrainingSet, "_load"),
+            "data: log-mel features (part of dataset item)": (MLPLFeatureExtractor, "__call__"),
             "data: collate + label encoding": (data.SpeechCollator, "__call__"),
             "forward (whole model + losses)": (modeling.MLPLForCTC, "forward"),
-            "forward: encoder": (modeling.MLPLModel, "forward"),
-            "forward: CTC loss": (modeling.MLPLForCTC, "ctc_loss"),
-            "forward: LID loss (cross-entropy)": (F, "cross_entropy"),
+            "forward: encoder (part of forward)": (modeling.MLPLModel, "forward"),
+            "forward: CTC loss (part of forward)": (modeling.MLPLForCTC, "ctc_loss"),
+            "forward: LID loss, cross-entropy (part of forward)": (F, "cross_entropy"),
             "backward": (Accelerator, "backward"),
             "grad-norm clipping": (Accelerator, "clip_grad_norm_"),
             "optimizer step": (AcceleratedOptimizer, "step"),
             "logging: window sums (loss .item())": (trainer._Window, "add"),
             "logging: flush + metrics log": (trainer._Window, "flush"),
-            "logging: metrics log write": (MetricsLog, "train"),
+            "logging: metrics log write (part of flush)": (MetricsLog, "train"),
         }
 
     # exclusive stages: summing them never counts a second twice
@@ -364,8 +364,8 @@ def to_markdown(rows: list[dict], profiles: dict[str, list[dict]], meta: dict) -
         if not profile:
             continue
         lines += ["", f"## Profile of one stage-4-like update ({key})", "",
-                  "Nested stages (indented by their prefix) are included in the stage above them; "
-                  "`other` = whole update - the top-level stages.", "",
+                  "Rows marked (part of ...) are included in that row; `other` = the whole update minus the rows "
+                  "not so marked.", "",
                   "| stage | ms / update | share of the update | calls / update |", "|---|---|---|---|"]  # fmt: skip
         for p in profile:
             calls = "" if p["calls_per_update"] is None else f"{p['calls_per_update']:.1f}"

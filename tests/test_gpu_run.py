@@ -145,3 +145,12 @@ def test_gpu_run_on_cpu_runs_the_smoke_config_and_writes_step_times_and_throughp
     assert {"stage1", "stage4a", "labels_only", "oracle"} <= set(trained)
     assert all(r["audio_seconds_per_second"] > 0 and r["mfu"] is None for r in trained.values())  # no GPU: no MFU
     assert report["pseudo_labeling"] and (out / "report.md").exists() and (out / "recipe.log").exists()
+
+
+@pytest.mark.slow
+def test_gpu_run_stops_at_the_cap_and_still_writes_its_report(tmp_path):
+    result = _run_sh(tmp_path / "out", SKIP_PIP="1", CONFIG="configs/gpu_smoke.yaml", CAP_SECONDS="1",
+                     EXP_DIR=str(tmp_path / "exp"), CORPUS_DIR=str(tmp_path / "corpus"))  # fmt: skip
+    log = (tmp_path / "out" / "gpu_run.log").read_text()
+    assert result.returncode == 124 and "CAP REACHED" in log
+    assert json.loads((tmp_path / "out" / "run_report.json").read_text())["steps"] == {}

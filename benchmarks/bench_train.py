@@ -2,7 +2,8 @@
 """Training throughput (audio seconds per wall second) of mlpl's trainer against a plain PyTorch loop.
 
     python benchmarks/bench_train.py --quick                  # ~1-2 min on 2 cores: tiny preset, 1 thread
-    python benchmarks/bench_train.py [--cv_root DIR] [--presets tiny small] [--threads 1 2] [--steps 40]
+    python benchmarks/bench_train.py [--corpus DIR] [--presets tiny small] [--threads 1 2] [--steps 40]
+    python benchmarks/bench_train.py --quick --dataloader_num_workers 1   # data work beside the model
 
 Reference, in the same run: a plain PyTorch loop (forward, backward, clip, AdamW, scheduler) over the same
 model (same preset, tokenizer and languages), the same batches (the trainer's length-bucketed sampler,
@@ -101,13 +102,14 @@ def write_aligned_recordings(corpus_root: str, out: str) -> str | None:
     return out
 
 
-def training_args(out: str, steps: int, threads: int, batch_seconds: float, precision: str, **extra) -> MLPLTrainingArguments:
+def training_args(out: str, steps: int, threads: int, batch_seconds: float, precision: str, workers: int = 0,
+                  **extra) -> MLPLTrainingArguments:  # fmt: skip
     """The settings every run of the benchmark shares (the reference loop reads the same object)."""
     settings = dict(
         output_dir=out, overwrite_output_dir=True, max_steps=steps, max_batch_seconds=batch_seconds,
         optimizer="adamw", learning_rate=1e-3, warmup_steps=5, specaugment_start_step=-1, crop_steps=0,
         logging_steps=WARMUP_UPDATES, eval_steps=0, save_steps=10 * steps, num_threads=threads, tensorboard=False,
-        mixed_precision=precision,
+        mixed_precision=precision, dataloader_num_workers=workers,
     )  # fmt: skip
     return MLPLTrainingArguments(**{**settings, **extra})
 
@@ -300,18 +302,20 @@ def run_trainer(data: DataArguments, model_args: ModelArguments, args: MLPLTrain
 
 
 def run_config(corpus: str, preset: str, threads: int, steps: int, batch_seconds: float, precision: str,
-               aligned: str | None, repeats: int, sync_cuda: bool = False) -> tuple[list[dict], list[dict]]:  # fmt: skip
+               aligned: str | None, repeats: int, sync_cuda: bool = False, workers: int = 0
+               ) -> tuple[list[dict], list[dict]]:  # fmt: skip
     """Stage-1-like and stage-4-like rows for one (preset, threads, precision), each with its plain-loop
     reference over the same batches, and the stage-4-like profile. The runs alternate `repeats` times, so that load from other processes
     on a shared machine falls on all of them alike; each row is the median over all their windows."""
     configure_threads(threads)
     cv_root = os.path.join(corpus, "cv")
     work = tempfile.mkdtemp(prefix="bench-train-")
-    common = {"preset": preset, "threads": threads, "mixed_precision": precision, "updates": steps, "repeats": repeats}
+    common = {"preset": preset, "threads": threads, "mixed_precision": precision, "updates": steps, "repeats": repeats,
+              "dataloader_num_workers": workers}
     try:
         model_args = ModelArguments(preset=preset)
         data = DataArguments(cv_root=cv_root, cv_eval_split="")
-        args = training_args(os.path.join(work, "s1"), steps, threads, batch_seconds, precision)
+        args = training_args(os.path.join(work, "s1"), steps, threads, batch_seconds, precision, workers)
         model, batches = precomputed_batches(data, model_args, args, work)
         runs = {PLAIN: lambda: plain_loop(copy.deepcopy(model), batches, args),
                 STAGE1: lambda: run_trainer(data, model_args, args)}  # fmt: skip
@@ -319,7 +323,7 @@ def run_config(corpus: str, preset: str, threads: int, steps: int, batch_seconds
         timers = StageTimers(sync_cuda)
         if aligned is not None:
             data4 = DataArguments(cv_root=cv_root, cv_eval_split="", train_datasets=[aligned])
-            args4 = training_args(os.path.join(work, "s4"), steps, threads, batch_seconds, precision,
+            args4 = training_args(os.path.join(work, "s4"), steps, threads, batch_seconds, precision, workers,
                                   crop_steps=10 * steps)  # fmt: skip
             model4, batches4 = precomputed_batches(data4, model_args, args4, work, crop=True)
             runs[PLAIN4] = lambda: plain_loop(copy.deepcopy(model4), batches4, args4)
@@ -347,7 +351,8 @@ def to_markdown(rows: list[dict], profiles: dict[str, list[dict]], meta: dict) -
         "",
         f"Command: `{meta['command']}`  ",
         f"Data: {meta['corpus']}; batches of <= {meta['batch_seconds']} s padded audio; AdamW lr 1e-3, clip 0.1; "
-        f"{meta['steps']} updates per run, {meta['repeats']} repeats. Machine: {meta['machine']}.",
+        f"{meta['steps']} updates per run, {meta['repeats']} repeats; trainer loader workers: {meta['dataloader_num_workers']}. "
+        f"Machine: {meta['machine']}.",
         "Ratio = audio-s/s of the run / audio-s/s of the plain loop over the same model, batches (same crops) and",
         "optimizer, in the same process; the plain loop's features are computed before it starts.",
         "",
@@ -384,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="alternating rounds of the runs (shared machines)")
     parser.add_argument("--batch_seconds", type=float, default=30.0)
     parser.add_argument("--sync_cuda", action="store_true", help="synchronise CUDA in the profile's timers")
+    parser.add_argument("--dataloader_num_workers", type=int, default=0, help="the trainer runs' loader workers")
     parser.add_argument("--out", default=os.path.join(REPO, "benchmarks", "results", "train"))
     args = parser.parse_args(argv)
     if args.quick:
@@ -401,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
             for precision in args.mixed_precision:
                 for threads in args.threads:
                     result, profile = run_config(corpus, preset, threads, args.steps, args.batch_seconds, precision,
-                                                 aligned, args.repeats, args.sync_cuda)  # fmt: skip
+                                                 aligned, args.repeats, args.sync_cuda, args.dataloader_num_workers)  # fmt: skip
                     for row in result:
                         print(json.dumps({k: v for k, v in row.items() if k != "windows"}), flush=True)
                     rows += result
@@ -413,6 +419,7 @@ def main(argv: list[str] | None = None) -> int:
         "corpus": os.path.relpath(corpus, REPO) if corpus.startswith(REPO) else corpus,
         "steps": args.steps,
         "repeats": args.repeats,
+        "dataloader_num_workers": args.dataloader_num_workers,
         "load_average_at_end": os.getloadavg()[0],
         "batch_seconds": args.batch_seconds,
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"

@@ -45,8 +45,8 @@ def forward_flops_per_frame(config: dict, frames: float) -> float:
     feed_forward = 2 * 2 * d * config["intermediate_size"]
     # q.k over all keys, probabilities.v, and q.E over the 2T-1 relative distances
     attention = 2 * frames * inner + 2 * frames * inner + 2 * (2 * frames - 1) * inner
-    heads = 2 * d * (config["vocab_size"] + config.get("num_languages", len(config.get("languages", [])) or 1))
-    return conv + layers * (projections + feed_forward + attention) + heads
+    ctc_head = 2 * d * config["vocab_size"]  # the LID head runs once per utterance, not per frame: left out
+    return conv + layers * (projections + feed_forward + attention) + ctc_head
 
 
 def train_flops_per_audio_second(config: dict, segment_seconds: float) -> float:

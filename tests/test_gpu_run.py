@@ -154,3 +154,23 @@ def test_gpu_run_stops_at_the_cap_and_still_writes_its_report(tmp_path):
     log = (tmp_path / "out" / "gpu_run.log").read_text()
     assert result.returncode == 124 and "CAP REACHED" in log
     assert json.loads((tmp_path / "out" / "run_report.json").read_text())["steps"] == {}
+
+
+def test_model_flops_per_frame_match_torchs_flop_counter():
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from modeling_mlpl.configuration_mlpl import MLPLConfig
+    from modeling_mlpl.modeling_mlpl import MLPLForCTC
+
+    spec = importlib.util.spec_from_file_location("_gpu_report", os.path.join(REPO, "benchmarks", "gpu_report.py"))
+    gpu_report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_report)
+    config = MLPLConfig.from_preset("tiny", vocab_size=40, languages=["en", "de", "pt"], layerdrop=0.0)
+    model = MLPLForCTC(config).eval()
+    # output_attentions: attention as explicit matmuls, which the counter sees (it does not count CPU SDPA)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        frames = model(input_features=torch.randn(1, 300, 80), output_attentions=True).logits.shape[1]
+    lid_head = 2 * config.hidden_size * config.num_languages
+    expected = gpu_report.forward_flops_per_frame(config.to_dict(), frames) * frames + lid_head
+    assert counter.get_total_flops() == pytest.approx(expected, rel=1e-3)

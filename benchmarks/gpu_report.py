@@ -8,7 +8,8 @@ Reads what the recipe leaves behind, nothing else:
   - `<exp>/.done/<step>`: seconds of every finished step (process start-up included);
   - `<exp>/models/<run>/log.jsonl`: the trainer's logging windows (audio-s/s, utterances, time);
   - `<exp>/models/<run>/config.json`: the model's size, for its FLOPs per audio second;
-  - the recipe's console log: pseudo_label.py's "labelled N (X s audio, Y s/s)" lines.
+  - pseudo_label.py's "labelled N (X s audio, Y s/s)" lines, in the recipe's console log or, for steps
+    that ran side by side, in `<exp>/logs/<step>.log`.
 MFU: see MFU_METHOD.
 """
 
@@ -110,13 +111,17 @@ def _parameters(config: dict) -> float:
     return layers * per_layer + 80 * config.get("conv_kernel", 7) * 2 * d + d * config["vocab_size"]
 
 
-def pl_throughput(recipe_log: str | None) -> list[dict]:
-    """pseudo_label.py's own throughput lines (model + decoding, process start-up excluded)."""
-    if not recipe_log or not os.path.exists(recipe_log):
-        return []
-    with open(recipe_log, errors="replace") as f:
-        return [{"recordings": int(m[1]), "audio_seconds": float(m[2]), "audio_seconds_per_second": float(m[3])}
-                for m in PL_LINE.finditer(f.read())]  # fmt: skip
+def pl_throughput(exp: str, recipe_log: str | None) -> list[dict]:
+    """pseudo_label.py's own throughput lines (model + decoding, process start-up excluded), from the
+    recipe's console log and, when steps ran side by side, from their own logs (`<exp>/logs/<step>.log`)."""
+    logs = [(None, recipe_log)] if recipe_log and os.path.exists(recipe_log) else []
+    logs += [(os.path.basename(p)[: -len(".log")], p) for p in sorted(glob.glob(os.path.join(exp, "logs", "*.log")))]
+    rows = []
+    for step, path in logs:
+        with open(path, errors="replace") as f:
+            rows += [{"step": step, "recordings": int(m[1]), "audio_seconds": float(m[2]),
+                      "audio_seconds_per_second": float(m[3])} for m in PL_LINE.finditer(f.read())]  # fmt: skip
+    return rows
 
 
 def peak_for(device_name: str) -> float | None:
@@ -140,9 +145,9 @@ def to_markdown(report: dict) -> str:
                      f"{r['achieved_tflops']:.2f} | {mfu} |")  # fmt: skip
     if report["pseudo_labeling"]:
         lines += ["", "Pseudo-labeling (pseudo_label.py's own count, start-up excluded):", "",
-                  "| recordings | audio (s) | audio-s / s |", "|---|---|---|"]  # fmt: skip
-        lines += [f"| {p['recordings']} | {p['audio_seconds']:.0f} | {p['audio_seconds_per_second']:.0f} |"
-                  for p in report["pseudo_labeling"]]  # fmt: skip
+                  "| step | recordings | audio (s) | audio-s / s |", "|---|---|---|---|"]  # fmt: skip
+        lines += [f"| {p['step'] or '(console)'} | {p['recordings']} | {p['audio_seconds']:.0f} | "
+                  f"{p['audio_seconds_per_second']:.0f} |" for p in report["pseudo_labeling"]]  # fmt: skip
     lines += ["", MFU_METHOD]
     return "\n".join(lines) + "\n"
 
@@ -170,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         "wall_seconds": args.wall_seconds,
         "steps": step_seconds(args.exp),
         "training": training_runs(args.exp, peak),
-        "pseudo_labeling": pl_throughput(args.recipe_log),
+        "pseudo_labeling": pl_throughput(args.exp, args.recipe_log),
     }
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "run_report.json"), "w") as f:

@@ -1,14 +1,23 @@
 #!/usr/bin/env python
-"""CTC decoding speed: greedy vs beam search without LM vs beam search with a KenLM LM.
+"""CTC decoding speed and accuracy: greedy vs beam search, pyctcdecode vs flashlight, same beam.
 
-All decoders get the same logits. The logits are SYNTHETIC (no trained model needed): real
-word-frequency sentences (wordfreq, English) "spoken" by a fake acoustic model that puts a peak
-on the right character for 1-3 frames (30 ms each), with blanks between and a fraction of
-characters confused with another one (see `modeling_mlpl.decoding.simulate_ctc_logits`). The LM
-is a word 3-gram built with lmplz from other sentences of the same distribution. Speed depends on
-how peaky real model outputs are; the error rates only show that the LM path works.
+Two kinds of logits, each decoded by every decoder in the same run (so the ratios compare like
+with like on a shared machine):
 
-    python benchmarks/bench_decode.py [--utterances 60] [--lm-sentences 20000] [--widths 16 64]
+* REAL: dev-set logits of a trained model (``--logits FILE.npz``, as
+  ``modeling_mlpl.lm_tuning.save_logits`` writes them; repeatable) decoded with the LMs and tuned
+  alpha/beta of ``--processor_dir`` (its ``language_model/``). This is the number that matters.
+* SIMULATED: wordfreq sentences "spoken" by a fake acoustic model (benchmarks/simulated_logits.py:
+  1-3 frames per character, some characters confused) and a word 3-gram LM built from other
+  sentences of the same distribution. Skipped with ``--simulated 0``.
+
+Per row: ms per utterance (median of ``--repeats``), WER/CER against the references, the speed
+ratio of flashlight vs pyctcdecode at that beam, and how many reference words outside the LM's
+vocabulary (OOV) each decoder got right (the lexicon decoder can only spell them through its
+``<unk>`` path).
+
+    python benchmarks/bench_decode.py --processor_dir exp/demo/seed0/lm/processor \\
+        --logits exp/demo/seed0/lm/dev-stage2-pt.npz --logits ... [--widths 16 32]
 """
 
 from __future__ import annotations
@@ -22,16 +31,23 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from modeling_mlpl.decoding import LMDecoder, simulate_ctc_logits  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from simulated_logits import simulate_ctc_logits  # noqa: E402
+
+from modeling_mlpl.cli import ArgumentParser  # noqa: E402
+from modeling_mlpl.decoding import LMDecoder  # noqa: E402
 from modeling_mlpl.lm import build_lm  # noqa: E402
+from modeling_mlpl.lm_tuning import load_logits  # noqa: E402
 from modeling_mlpl.metrics import cer, wer  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
+BACKENDS = ("pyctcdecode", "flashlight")
 
 
 def sample_sentences(n: int, rng: np.random.Generator, language: str = "en", top: int = 20000) -> list[str]:
@@ -56,83 +72,172 @@ def timed(fn, repeats: int) -> tuple[float, list[str]]:
     return statistics.median(times), out
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--utterances", type=int, default=60)
-    p.add_argument("--lm-sentences", type=int, default=20000)
-    p.add_argument("--order", type=int, default=3)
-    p.add_argument("--widths", type=int, nargs=2, default=[16, 64], help="two LM beam widths")
-    p.add_argument("--no-lm-width", type=int, default=16, help="beam width without LM")
-    p.add_argument("--confusion-rate", type=float, default=0.1)
-    p.add_argument("--repeats", type=int, default=2, help="median of this many runs")
-    p.add_argument("--out", default=str(RESULTS / "decode"), help="writes OUT.md and OUT.json")
-    args = p.parse_args(argv)
-    logging.getLogger("pyctcdecode").setLevel(logging.ERROR)
+def oov_hits(references: list[str], predictions: list[str], lexicon: set[str]) -> tuple[int, int]:
+    """(reference words outside ``lexicon``, how many of them the prediction of their utterance has)."""
+    total = hits = 0
+    for ref, hyp in zip(references, predictions):
+        have = Counter(hyp.split())
+        for word in ref.split():
+            if word not in lexicon:
+                total += 1
+                if have[word] > 0:
+                    hits += 1
+                    have[word] -= 1
+    return total, hits
 
+
+def compare(name: str, logits: list[np.ndarray], refs: list[str], decoders: dict[str, LMDecoder],
+            language: str | None, widths: list[int], repeats: int, lexicon: set[str]) -> list[dict]:  # fmt: skip
+    """Rows for one set of logits: greedy, then each backend at each beam width (with the LM)."""
+    first = decoders[BACKENDS[0]]
+    for decoder in decoders.values():  # build searches and load LMs outside the timings
+        decoder.decode_batch(logits[:1], language, beam_width=widths[0])
+    runs = [("greedy", None, None, lambda: first.greedy_decode(logits))]
+    for width in widths:
+        for backend, decoder in decoders.items():
+            runs.append((backend, backend, width,
+                         lambda d=decoder, w=width: d.decode_batch(logits, language, beam_width=w)))  # fmt: skip
+    rows = []
+    for label, backend, width, fn in runs:
+        seconds, texts = timed(fn, repeats)
+        total, hits = oov_hits(refs, texts, lexicon)
+        rows.append({"logits": name, "language": language, "decoder": label, "backend": backend, "beam": width,
+                     "utterances": len(logits), "ms_per_utt": 1000 * seconds / len(logits),
+                     "wer": wer(refs, texts), "cer": cer(refs, texts), "oov_words": total, "oov_correct": hits})  # fmt: skip
+    for row in rows:
+        if row["backend"] == "flashlight":
+            base = next(r for r in rows if r["backend"] == "pyctcdecode" and r["beam"] == row["beam"])
+            row["speedup_vs_pyctcdecode"] = base["ms_per_utt"] / row["ms_per_utt"]
+            row["cer_minus_pyctcdecode"] = row["cer"] - base["cer"]
+    return rows
+
+
+def real_rows(args) -> tuple[list[dict], dict]:
+    decoders = {b: LMDecoder.from_pretrained(args.processor_dir, backend=b) for b in BACKENDS}
+    rows = []
+    for path in args.logits:
+        logits, refs, langs, _ = load_logits(path)
+        by_lang: dict[str | None, list[int]] = {}
+        for i, lang in enumerate(langs):
+            by_lang.setdefault(lang, []).append(i)
+        for lang, idx in by_lang.items():
+            idx = idx[: args.max_utterances] if args.max_utterances else idx
+            cfg = decoders[BACKENDS[0]].config.languages.get(lang)
+            lexicon = set()
+            if cfg is not None and cfg.unigrams_file:
+                lexicon = set(decoders[BACKENDS[0]]._path(cfg.unigrams_file).read_text(encoding="utf-8").split())
+            rows += compare(Path(path).name, [logits[i] for i in idx], [refs[i] for i in idx], decoders, lang,
+                            args.widths, args.repeats, lexicon)  # fmt: skip
+            logging.info("%s %s done", path, lang)
+    meta = {"processor_dir": str(args.processor_dir),
+            "alpha_beta": {k: [v.alpha, v.beta] for k, v in decoders[BACKENDS[0]].config.languages.items()},
+            "flashlight": {"beam_threshold": decoders["flashlight"].config.beam_threshold,
+                           "token_beam": decoders["flashlight"].config.token_beam}}  # fmt: skip
+    return rows, meta
+
+
+def simulated_rows(args) -> tuple[list[dict], dict]:
     rng = np.random.default_rng(0)
-    sentences = sample_sentences(args.utterances + args.lm_sentences, rng)
-    test, lm_text = sentences[: args.utterances], sentences[args.utterances :]
+    sentences = sample_sentences(args.simulated + args.lm_sentences, rng)
+    test, lm_text = sentences[: args.simulated], sentences[args.simulated :]
     vocab = ["<pad>", "<unk>", "|"] + sorted({c for s in sentences for c in s if c != " "})
     logits = [simulate_ctc_logits(s, vocab, rng, confusion_rate=args.confusion_rate) for s in test]
-    frames = [x.shape[0] for x in logits]
-
     with tempfile.TemporaryDirectory() as tmp:
-        start = time.perf_counter()
         lm = build_lm(lm_text, Path(tmp) / "en", order=args.order, memory="200M")
-        lm_build_s = time.perf_counter() - start
-        decoder = LMDecoder.from_lm_dirs(vocab, {"en": lm.directory}, alpha=0.5, beta=1.0)
-        # Load the LM and build both pyctcdecode decoders outside the timings.
-        decoder.decode_batch(logits[:1])
-        decoder.decode_batch(logits[:1], use_lm=False)
-        lm_words = len(lm.unigrams.read_text().split())
+        decoders = {b: LMDecoder.from_lm_dirs(vocab, {"en": lm.directory}, alpha=0.5, beta=1.0, backend=b)
+                    for b in BACKENDS}  # fmt: skip
+        lexicon = set(lm.unigrams.read_text(encoding="utf-8").split())
+        rows = compare("simulated", logits, test, decoders, "en", args.widths, args.repeats, lexicon)
+    meta = {"utterances": len(logits), "mean_frames": float(np.mean([x.shape[0] for x in logits])),
+            "vocab_size": len(vocab), "lm_sentences": len(lm_text), "lm_order": args.order,
+            "confusion_rate": args.confusion_rate, "alpha_beta": [0.5, 1.0]}  # fmt: skip
+    return rows, meta
 
-        runs = [
-            ("greedy", lambda: decoder.greedy_decode(logits)),
-            (f"beam {args.no_lm_width}, no LM",
-             lambda: decoder.decode_batch(logits, beam_width=args.no_lm_width, use_lm=False)),
-        ] + [
-            (f"beam {w}, {args.order}-gram LM", lambda w=w: decoder.decode_batch(logits, beam_width=w))
-            for w in args.widths
-        ]  # fmt: skip
-        rows = []
-        for name, fn in runs:
-            seconds, texts = timed(fn, args.repeats)
-            rows.append({"decoder": name, "ms_per_utt": 1000 * seconds / len(logits),
-                         "wer": wer(test, texts), "cer": cer(test, texts)})  # fmt: skip
-    greedy_ms = rows[0]["ms_per_utt"]
-    for row in rows:
-        row["vs_greedy"] = row["ms_per_utt"] / greedy_ms
 
-    meta = {
-        "utterances": len(logits), "mean_frames": float(np.mean(frames)), "vocab_size": len(vocab),
-        "lm_sentences": len(lm_text), "lm_order": args.order, "lm_build_s": lm_build_s,
-        "lm_unigrams": lm_words,
-        "confusion_rate": args.confusion_rate, "repeats": args.repeats,
-        "cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-        "load_average_1min": os.getloadavg()[0],
-        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "python": platform.python_version(),
-        "logits": "synthetic (simulate_ctc_logits on wordfreq sentences), not a trained model",
-    }  # fmt: skip
-    lines = [
-        f"CTC decoding, {meta['utterances']} utterances of synthetic logits "
-        f"(mean {meta['mean_frames']:.0f} frames = {meta['mean_frames'] * 0.03:.1f} s at 30 ms/frame, "
-        f"vocab {meta['vocab_size']}, {100 * args.confusion_rate:.0f} % of characters confused); "
-        f"word {args.order}-gram LM from {len(lm_text)} sentences (built in {lm_build_s:.1f} s); "
-        f"median of {args.repeats}, {meta['cpus']} CPUs (load average {meta['load_average_1min']:.1f} at the end). Logits are synthetic, not from a trained "
-        "model: WER/CER only show that the LM path works.",
-        "",
-        "| decoder | ms / utterance | vs greedy | WER | CER |",
-        "|---|---|---|---|---|",
-    ]
+def table(rows: list[dict]) -> list[str]:
+    lines = ["| logits | lang | decoder | beam | utts | ms / utt | flashlight speed-up | WER | CER | OOV right |",
+             "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in rows:
-        lines.append(f"| {r['decoder']} | {r['ms_per_utt']:.2f} | {r['vs_greedy']:.0f}x | "
-                     f"{100 * r['wer']:.1f} | {100 * r['cer']:.1f} |")  # fmt: skip
-    table = "\n".join(lines) + "\n"
+        speed = f"{r['speedup_vs_pyctcdecode']:.1f}x" if "speedup_vs_pyctcdecode" in r else ""
+        oov = f"{r['oov_correct']}/{r['oov_words']}" if r["oov_words"] else "-"
+        lines.append(f"| {r['logits']} | {r['language']} | {r['decoder']} | {r['beam'] or ''} | {r['utterances']} | "
+                     f"{r['ms_per_utt']:.2f} | {speed} | {100 * r['wer']:.1f} | {100 * r['cer']:.2f} | {oov} |")  # fmt: skip
+    return lines
+
+
+def summary(rows: list[dict]) -> list[dict]:
+    """Per beam width over the real rows: total time ratio and utterance-weighted CER of each backend."""
+    out = []
+    for width in sorted({r["beam"] for r in rows if r["beam"]}):
+        agg = {}
+        for backend in BACKENDS:
+            sel = [r for r in rows if r["backend"] == backend and r["beam"] == width]
+            n = sum(r["utterances"] for r in sel)
+            agg[backend] = {"ms_per_utt": sum(r["ms_per_utt"] * r["utterances"] for r in sel) / n,
+                            "cer": sum(r["cer"] * r["utterances"] for r in sel) / n}  # fmt: skip
+        out.append({"beam": width, **{f"{b}_{k}": v for b in BACKENDS for k, v in agg[b].items()},
+                    "speedup": agg["pyctcdecode"]["ms_per_utt"] / agg["flashlight"]["ms_per_utt"]})  # fmt: skip
+    return out
+
+
+def main(argv=None) -> int:
+    p = ArgumentParser(description=__doc__)
+    p.add_argument("--logits", action="append", default=[], help="real dev logits .npz (repeatable)")
+    p.add_argument("--processor_dir", help="processor folder with language_model/ (needed with --logits)")
+    p.add_argument("--max_utterances", type=int, default=None, help="per language and file cap")
+    p.add_argument("--simulated", type=int, default=60, help="simulated utterances (0: none)")
+    p.add_argument("--lm_sentences", type=int, default=20000)
+    p.add_argument("--order", type=int, default=3)
+    p.add_argument("--widths", type=int, nargs="+", default=[16, 32], help="beam widths (both backends each)")
+    p.add_argument("--confusion_rate", type=float, default=0.1)
+    p.add_argument("--repeats", type=int, default=1, help="median of this many runs")
+    p.add_argument("--out", default=str(RESULTS / "decode"), help="writes OUT.md and OUT.json")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logging.getLogger("pyctcdecode").setLevel(logging.ERROR)
+    if args.logits and not args.processor_dir:
+        print("bench_decode.py: error: --logits needs --processor_dir (the LMs to decode with)", file=sys.stderr)
+        return 2
+
+    meta: dict = {"cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+                  "python": platform.python_version(), "repeats": args.repeats, "widths": args.widths}  # fmt: skip
+    rows: list[dict] = []
+    start = time.perf_counter()
+    if args.logits:
+        real, meta["real"] = real_rows(args)
+        rows += real
+        meta["real_summary"] = summary(real)
+    if args.simulated:
+        simulated, meta["simulated"] = simulated_rows(args)
+        rows += simulated
+    meta["load_average_1min"] = os.getloadavg()[0]
+    meta["wall_s"] = time.perf_counter() - start
+
+    lines = [
+        "CTC decoding: greedy, and beam search with the word n-gram LM through pyctcdecode (pure Python) and "
+        "flashlight-text (compiled `LexiconDecoder`), same logits, same beam width, same alpha/beta, one run. "
+        f"Median of {args.repeats}; {meta['cpus']} CPUs, load average {meta['load_average_1min']:.1f} at the end. "
+        "'flashlight speed-up' = pyctcdecode ms / flashlight ms at that beam; 'OOV right' = reference words outside "
+        "the LM vocabulary that the decoder output has.",
+        "",
+    ]
+    if meta.get("real_summary"):
+        lines += ["Real dev logits (all languages, utterance-weighted):", "",
+                  "| beam | pyctcdecode ms/utt | flashlight ms/utt | speed-up | pyctcdecode CER | flashlight CER |",
+                  "|---|---|---|---|---|---|"]  # fmt: skip
+        for s in meta["real_summary"]:
+            lines.append(f"| {s['beam']} | {s['pyctcdecode_ms_per_utt']:.2f} | {s['flashlight_ms_per_utt']:.2f} | "
+                         f"{s['speedup']:.1f}x | {100 * s['pyctcdecode_cer']:.2f} | {100 * s['flashlight_cer']:.2f} |")  # fmt: skip
+        lines.append("")
+    lines += table(rows)
+    if args.simulated:
+        lines += ["", "Simulated logits are not from a trained model: their error rates only show that the LM path works."]
+    text = "\n".join(lines) + "\n"
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".md").write_text(table)
+    out.with_suffix(".md").write_text(text)
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
-    print(table)
+    print(text)
     return 0
 
 

@@ -13,6 +13,7 @@ from transformers import (
     AutoTokenizer,
 )
 
+from .asr_pipeline import register_asr_pipeline
 from .configuration_mlpl import CV61_LANGUAGES, PRESETS, MLPLConfig
 from .feature_extraction_mlpl import MLPLFeatureExtractor
 from .modeling_mlpl import MLPLCTCOutput, MLPLForCTC, MLPLModel, MLPLPreTrainedModel
@@ -36,6 +37,7 @@ def _register_auto_classes() -> None:
     MLPLFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")
     MLPLTokenizer.register_for_auto_class("AutoTokenizer")
     MLPLProcessor.register_for_auto_class("AutoProcessor")
+    register_asr_pipeline()  # other sampling rates resampled with soxr, not torchaudio (asr_pipeline.py)
 
 
 _register_auto_classes()

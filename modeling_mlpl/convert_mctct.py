@@ -264,13 +264,23 @@ def load_mctct_state_dict(directory: str | os.PathLike) -> dict[str, torch.Tenso
     raise FileNotFoundError(f"no model.safetensors or pytorch_model.bin in {directory}")
 
 
+def looks_like_path(source: str | os.PathLike) -> bool:
+    """A path rather than a Hub id (``owner/name``): absolute, ``./``/``../``/``~``, more or less than one
+    ``/``, or ``owner`` is a folder here (``exp/missing`` where ``exp/`` exists)."""
+    text = os.fspath(source)
+    if text.startswith((".", "~")) or os.path.isabs(text) or text.endswith("/") or "\\" in text:
+        return True
+    return text.count("/") != 1 or Path(text).parent.is_dir()
+
+
 def resolve_source(source: str | os.PathLike, revision: str | None = None) -> Path:
     """A local directory as is; otherwise a Hub id downloaded with ``snapshot_download``."""
     path = Path(source)
     if path.is_dir():
         return path
-    if str(source).count("/") != 1:
-        raise FileNotFoundError(f"{source} is neither a local directory nor a Hub id like speechbrain/m-ctc-t-large")
+    if looks_like_path(source):
+        raise FileNotFoundError(f"{source}: folder not found (a local M-CTC-T checkpoint folder, or a Hub id "
+                                "like speechbrain/m-ctc-t-large)")  # fmt: skip
     from huggingface_hub import snapshot_download
 
     patterns = ["*.json", "*.safetensors", "pytorch_model.bin", "*.txt"]

@@ -1,18 +1,20 @@
-"""CTC decoding: greedy best path, and beam search with a word n-gram LM (pyctcdecode + KenLM).
+"""CTC decoding: greedy best path, and beam search with a word n-gram LM (KenLM).
 
 Beam search maximises ``log p(y|x) + alpha * log p_LM(y) + beta * |y|`` (the paper's decoder;
 |y| counts words). transformers' ``Wav2Vec2ProcessorWithLM`` is deprecated in v5, so this
-module owns the pyctcdecode call. One :class:`LMDecoder` holds one KenLM model per language
-(the paper's recipe fine-tunes and decodes per language) with its own alpha/beta, and is
-saved inside a processor directory::
+module owns the beam-search call, through one of two backends (``LMDecoderConfig.backend``):
+pyctcdecode (pure Python) or flashlight-text's compiled lexicon decoder (decoding_flashlight.py).
+One :class:`LMDecoder` holds one KenLM model per language (the paper's recipe fine-tunes and
+decodes per language) with its own alpha/beta, and is saved inside a processor directory::
 
     processor_dir/language_model/
         decoder_config.json      # LMDecoderConfig: labels, beam settings, per-language alpha/beta
         <lang>/lm.bin            # KenLM binary (or .arpa)
-        <lang>/unigrams.txt      # the LM's words; pyctcdecode needs them next to a binary LM
+        <lang>/unigrams.txt      # the LM's words (pyctcdecode's unigrams, flashlight's lexicon)
 
 Vocabulary convention (MLPLTokenizer): id 0 = ``<pad>`` = CTC blank, ``|`` = word delimiter,
-``<unk>`` = unknown character. Other ``<...>`` tokens are never emitted as text.
+``<unk>`` = unknown character. Text follows the package's one CTC text rule
+(:mod:`modeling_mlpl.ctc_text`): special tokens render as nothing, one space between words.
 """
 
 from __future__ import annotations
@@ -21,13 +23,14 @@ import json
 import logging
 import multiprocessing
 import os
-import re
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+
+from .ctc_text import CTCVocab, greedy_texts, normalize_text
 
 __all__ = [
     "LM_SUBFOLDER",
@@ -38,7 +41,6 @@ __all__ = [
     "greedy_decode",
     "log_softmax",
     "split_batch",
-    "simulate_ctc_logits",
     "vocab_from_pretrained",
     "attach_lms",
 ]
@@ -48,8 +50,6 @@ logger = logging.getLogger(__name__)
 LM_SUBFOLDER = "language_model"
 CONFIG_NAME = "decoder_config.json"
 _PYCTC_UNK = "⁇"  # what pyctcdecode emits for an unknown-token frame
-_SPECIAL = re.compile(r"^<[^<>]+>$|^\[[^\[\]]+\]$")
-_SPACES = re.compile(r" +")
 
 
 def log_softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -80,16 +80,6 @@ def split_batch(logits: Any, lengths: Sequence[int] | Any | None = None) -> list
     return [np.ascontiguousarray(array[i, :n], dtype=np.float32) for i, n in enumerate(lengths)]
 
 
-@dataclass
-class _Vocab:
-    """How each token id turns into text, derived once from the token list."""
-
-    labels: list[str]  # pyctcdecode labels: "" blank, " " delimiter, "⁇" unk, chars
-    blank_id: int
-    drop_ids: list[int]  # special tokens that must never produce text (treated as blank)
-    unk_text: str
-
-
 def labels_from_vocab(
     vocab: Sequence[str],
     pad_token: str = "<pad>",
@@ -101,50 +91,41 @@ def labels_from_vocab(
     Other special tokens (``<s>``, ``</s>``, language tags) get private-use placeholders: pyctcdecode
     refuses duplicate labels, and the decoder moves their probability mass to the blank anyway.
     """
-    return _make_vocab(vocab, pad_token, word_delimiter, unk_token).labels
+    return _pyctc_labels(CTCVocab.from_tokens(vocab, pad_token, word_delimiter, unk_token))
 
 
-def _make_vocab(
-    vocab: Sequence[str], pad_token: str, word_delimiter: str, unk_token: str, unk_text: str = ""
-) -> _Vocab:
-    vocab = list(vocab)
-    if pad_token not in vocab:
-        raise ValueError(f"blank/pad token {pad_token!r} not in the vocabulary")
-    if word_delimiter not in vocab:
-        raise ValueError(f"word delimiter {word_delimiter!r} not in the vocabulary")
-    if " " in vocab:
-        raise ValueError("the vocabulary has a ' ' token besides the word delimiter")
-    if len(set(vocab)) != len(vocab):
-        raise ValueError("the vocabulary has duplicate tokens")
-    labels, drop_ids = [], []
-    for i, token in enumerate(vocab):
-        if token == pad_token:
+def _pyctc_labels(table: CTCVocab) -> list[str]:
+    labels = []
+    for i, token in enumerate(table.tokens):
+        if i == table.blank_id:
             labels.append("")
-        elif token == word_delimiter:
+        elif i == table.delimiter_id:
             labels.append(" ")
-        elif token == unk_token:
+        elif i == table.unk_id:
             labels.append(_PYCTC_UNK)
-        elif _SPECIAL.match(token):
+        elif i in table.special_ids:
             labels.append(chr(0xE000 + i))  # never emitted: its mass goes to the blank
-            drop_ids.append(i)
         else:
             labels.append(token)
-    return _Vocab(labels, vocab.index(pad_token), drop_ids, unk_text)
+    return labels
 
 
-def _merge_into_blank(log_probs: np.ndarray, vocab: _Vocab) -> np.ndarray:
-    """(T, V) log-probs where dropped special tokens' probability is added to the blank's."""
-    if not vocab.drop_ids:
+def merge_specials_into_blank(log_probs: np.ndarray, table: CTCVocab) -> np.ndarray:
+    """(T, V) log-probs where special tokens' probability is added to the blank's (for beam search:
+    they render as nothing, so their frames act as blanks)."""
+    drop = table.special_ids
+    if not drop:
         return log_probs
     log_probs = log_probs.copy()
-    cols = [vocab.blank_id, *vocab.drop_ids]
-    log_probs[:, vocab.blank_id] = np.logaddexp.reduce(log_probs[:, cols], axis=1)
-    log_probs[:, vocab.drop_ids] = np.log(1e-15)  # pyctcdecode's own floor
+    cols = [table.blank_id, *drop]
+    log_probs[:, table.blank_id] = np.logaddexp.reduce(log_probs[:, cols], axis=1)
+    log_probs[:, drop] = np.log(1e-15)  # pyctcdecode's own floor
     return log_probs
 
 
 def _clean_text(text: str, unk_text: str) -> str:
-    return _SPACES.sub(" ", text.replace(_PYCTC_UNK, unk_text)).strip()
+    """A beam search's text under the package's text rule (ctc_text): ``⁇`` -> ``unk_text``."""
+    return normalize_text(text.replace(_PYCTC_UNK, unk_text))
 
 
 def greedy_decode(
@@ -156,24 +137,13 @@ def greedy_decode(
     unk_token: str = "<unk>",
     unk_text: str = "",
 ) -> list[str]:
-    """Best-path CTC decoding: argmax per frame, merge repeats, drop blanks.
+    """Best-path CTC decoding under the package's text rule (see :mod:`modeling_mlpl.ctc_text`).
 
     ``logits``: (B, T, V) (padded; ``lengths`` gives valid frames) or a list of (T_i, V).
-    ``<unk>`` frames become ``unk_text`` (default: dropped, as the tokenizer's
-    ``skip_special_tokens`` does), so greedy and LM outputs are comparable.
+    ``<unk>`` frames become ``unk_text`` (default: nothing, like every special token).
     """
-    table = _make_vocab(vocab, pad_token, word_delimiter, unk_token, unk_text)
-    items = logits if isinstance(logits, list) else split_batch(logits, lengths)
-    texts = []
-    for item in items:
-        log_probs = _merge_into_blank(log_softmax(_to_numpy(item)), table)
-        best = log_probs.argmax(-1)  # (T,)
-        if best.size:
-            keep = np.ones_like(best, dtype=bool)
-            keep[1:] = best[1:] != best[:-1]
-            best = best[keep & (best != table.blank_id)]
-        texts.append(_clean_text("".join(table.labels[i] for i in best), unk_text))
-    return texts
+    table = CTCVocab.from_tokens(vocab, pad_token, word_delimiter, unk_token, unk_text)
+    return greedy_texts(logits, table, lengths)
 
 
 @dataclass
@@ -192,16 +162,25 @@ class LanguageLMConfig:
 class LMDecoderConfig:
     """Beam-search settings shared by all languages, plus per-language LMs.
 
-    ``beam_width``: beams kept per frame. ``beam_prune_logp``: beams worse than the best by more
-    than this are dropped. ``token_min_logp``: tokens below this log-prob are not expanded
-    (unless argmax). ``num_workers``: processes for batch decoding (0 = serial; on 2 shared cores
-    a pool was not faster). ``default_language``: used when a batch comes without languages.
+    ``backend``: ``"pyctcdecode"`` (pure Python) or ``"flashlight"`` (flashlight-text's compiled
+    lexicon beam search, see decoding_flashlight.py); both score ``alpha``/``beta`` alike and
+    render text by the same rule. ``beam_width``: beams kept per frame. ``beam_prune_logp``:
+    beams worse than the best by more than this are dropped (pyctcdecode). ``token_min_logp``:
+    tokens below this log-prob are not expanded, unless argmax (pyctcdecode). ``beam_threshold``
+    and ``token_beam``: the flashlight counterparts (score margin to the best beam; tokens tried
+    per frame). ``unk_score``: flashlight's score per out-of-lexicon stretch (its ``<unk>`` path;
+    the LM's own ``<unk>`` score, times alpha, comes on top). ``num_workers``: processes for batch decoding (0 = serial; on 2 shared cores a
+    pool was not faster). ``default_language``: used when a batch comes without languages.
     """
 
     vocab: list[str] = field(default_factory=list)
+    backend: str = "pyctcdecode"
     beam_width: int = 32
     beam_prune_logp: float = -10.0
     token_min_logp: float = -5.0
+    beam_threshold: float = 25.0
+    token_beam: int = 16
+    unk_score: float = 0.0
     num_workers: int = 0
     default_language: str | None = None
     pad_token: str = "<pad>"
@@ -224,8 +203,77 @@ class LMDecoderConfig:
         return cls(languages=languages, **{k: v for k, v in data.items() if k in known})
 
 
+BACKENDS = ("pyctcdecode", "flashlight")
+
+
 def _read_unigrams(path: Path) -> list[str]:
     return [w for w in path.read_text(encoding="utf-8").split("\n") if w]
+
+
+class _PyctcdecodeSearch:
+    """pyctcdecode's decoder for one language (``lm_path=None``: beam search without LM)."""
+
+    def __init__(self, labels: list[str], config: LMDecoderConfig, lm_path: Path | None = None,
+                 unigrams: list[str] | None = None, lm: LanguageLMConfig | None = None):  # fmt: skip
+        try:  # optional for users of the saved remote code who only decode greedily
+            from pyctcdecode import build_ctcdecoder
+        except ImportError as err:
+            raise ImportError("LM decoding needs pyctcdecode and kenlm: pip install pyctcdecode kenlm") from err
+        self.config = config
+        if lm_path is None:
+            self.decoder = build_ctcdecoder(labels)
+        else:
+            self.decoder = build_ctcdecoder(
+                labels,
+                kenlm_model_path=str(lm_path),
+                unigrams=unigrams,
+                alpha=lm.alpha,
+                beta=lm.beta,
+                unk_score_offset=lm.unk_score_offset,
+                lm_score_boundary=lm.lm_score_boundary,
+            )
+
+    def _kwargs(self, beam_width: int) -> dict[str, Any]:
+        return dict(beam_width=beam_width, beam_prune_logp=self.config.beam_prune_logp,
+                    token_min_logp=self.config.token_min_logp)  # fmt: skip
+
+    def reset_params(self, alpha: float, beta: float) -> None:
+        self.decoder.reset_params(alpha=alpha, beta=beta)
+
+    def decode_many(self, batch: list[np.ndarray], beam_width: int, workers: int) -> list[str]:
+        """``workers > 1``: a fork pool per call; pyctcdecode keeps LMs in a class-level registry that
+        forked children inherit, and a pool kept across calls would miss later alpha/beta changes."""
+        if workers > 1 and len(batch) > 1:
+            with multiprocessing.get_context("fork").Pool(min(workers, len(batch))) as pool:
+                return self.decoder.decode_batch(pool, batch, **self._kwargs(beam_width))
+        return [self.decoder.decode(x, **self._kwargs(beam_width)) for x in batch]
+
+    def decode_beams(self, log_probs: np.ndarray, beam_width: int, **kwargs: Any) -> list[tuple]:
+        return self.decoder.decode_beams(log_probs, **self._kwargs(beam_width), **kwargs)
+
+
+class _FlashlightSearch:
+    """flashlight-text's compiled beam search for one language (decoding_flashlight.py)."""
+
+    def __init__(self, table: CTCVocab, config: LMDecoderConfig, lm_path: Path | None = None,
+                 unigrams: list[str] | None = None, lm: LanguageLMConfig | None = None):  # fmt: skip
+        from .decoding_flashlight import FlashlightSearch
+
+        weights = {} if lm is None else dict(alpha=lm.alpha, beta=lm.beta)
+        self.search = FlashlightSearch(table, str(lm_path) if lm_path else None, unigrams,
+                                       unk_score=config.unk_score, beam_threshold=config.beam_threshold,
+                                       token_beam=config.token_beam, **weights)  # fmt: skip
+
+    def reset_params(self, alpha: float, beta: float) -> None:
+        self.search.reset_params(alpha=alpha, beta=beta)
+
+    def decode_many(self, batch: list[np.ndarray], beam_width: int, workers: int) -> list[str]:
+        return [self.search.decode(x, beam_width) for x in batch]  # ms per utterance: no pool needed
+
+    def decode_beams(self, log_probs: np.ndarray, beam_width: int, **kwargs: Any) -> list[tuple]:
+        """pyctcdecode's beam layout ``(text, lm_state, word_frames, logit_score, combined_score)``."""
+        results = self.search.decode_results(log_probs, beam_width)
+        return [(self.search.text(r), None, [], float(r.emittingModelScore), float(r.score)) for r in results]
 
 
 class LMDecoder:
@@ -241,9 +289,12 @@ class LMDecoder:
             raise ValueError("LMDecoderConfig.vocab is empty: pass the tokenizer's tokens in id order")
         self.config = config
         self.root = Path(root) if root is not None else None  # where relative lm_file paths live
-        self._vocab = _make_vocab(
+        self._table = CTCVocab.from_tokens(
             config.vocab, config.pad_token, config.word_delimiter, config.unk_token, config.unk_text
         )
+        if config.backend not in BACKENDS:
+            raise ValueError(f"unknown decoder backend {config.backend!r}: set LMDecoderConfig.backend to one of {BACKENDS}")
+        self._labels = _pyctc_labels(self._table)
         self._decoders: dict[str | None, Any] = {}
         self._warned: set[str] = set()
 
@@ -361,38 +412,29 @@ class LMDecoder:
         return language
 
     def _decoder(self, language: str | None):
-        """pyctcdecode decoder for a language (None = no LM), built on first use."""
+        """The backend's search for a language (None = no LM), built on first use."""
         if language not in self._decoders:
-            try:  # optional for users of the saved remote code who only decode greedily
-                from pyctcdecode import build_ctcdecoder
-            except ImportError as err:
-                raise ImportError("LM decoding needs pyctcdecode and kenlm: pip install pyctcdecode kenlm") from err
-
             if language is None:
-                self._decoders[None] = build_ctcdecoder(self._vocab.labels)
+                lm_path = unigrams = lm = None
             else:
-                cfg = self.config.languages[language]
-                unigrams_path = self._path(cfg.unigrams_file)
+                lm = self.config.languages[language]
+                lm_path = self._path(lm.lm_file)
+                unigrams_path = self._path(lm.unigrams_file)
                 unigrams = _read_unigrams(unigrams_path) if unigrams_path else None
-                self._decoders[language] = build_ctcdecoder(
-                    self._vocab.labels,
-                    kenlm_model_path=str(self._path(cfg.lm_file)),
-                    unigrams=unigrams,
-                    alpha=cfg.alpha,
-                    beta=cfg.beta,
-                    unk_score_offset=cfg.unk_score_offset,
-                    lm_score_boundary=cfg.lm_score_boundary,
-                )
+            if self.config.backend == "flashlight":
+                self._decoders[language] = _FlashlightSearch(self._table, self.config, lm_path, unigrams, lm)
+            else:
+                self._decoders[language] = _PyctcdecodeSearch(self._labels, self.config, lm_path, unigrams, lm)
         return self._decoders[language]
 
     # decoding ---------------------------------------------------------------------------------
     def _prepare(self, logits: Any) -> np.ndarray:
         log_probs = log_softmax(_to_numpy(logits))
-        if log_probs.ndim != 2 or log_probs.shape[1] != len(self._vocab.labels):
+        if log_probs.ndim != 2 or log_probs.shape[1] != len(self._labels):
             raise ValueError(
-                f"logits of one utterance must be (T, {len(self._vocab.labels)}), got {log_probs.shape}"
+                f"logits of one utterance must be (T, {len(self._labels)}), got {log_probs.shape}"
             )
-        return _merge_into_blank(log_probs, self._vocab)
+        return merge_specials_into_blank(log_probs, self._table)
 
     def decode(self, logits: Any, language: str | None = None, beam_width: int | None = None) -> str:
         """One utterance: (T, V) logits or log-probs -> text."""
@@ -411,8 +453,7 @@ class LMDecoder:
 
         ``languages``: one per utterance, one for all, or None (the config's default language).
         ``use_lm=False`` gives plain beam search (for comparisons). ``num_workers > 1`` decodes
-        in a fork pool created per call: pyctcdecode keeps LMs in a class-level registry that
-        forked children inherit, and a pool kept across calls would miss later alpha/beta changes.
+        in a fork pool created per call (pyctcdecode backend; flashlight decodes serially).
         """
         items = logits if isinstance(logits, list) else split_batch(logits, lengths)
         if languages is None or isinstance(languages, str):
@@ -426,19 +467,9 @@ class LMDecoder:
         for lang in dict.fromkeys(resolved):  # group by language, keep order
             idx = [i for i, r in enumerate(resolved) if r == lang]
             decoder = self._decoder(lang)
-            batch = [self._prepare(items[i]) for i in idx]
-            kwargs = dict(
-                beam_width=beam_width,
-                beam_prune_logp=self.config.beam_prune_logp,
-                token_min_logp=self.config.token_min_logp,
-            )
-            if workers and workers > 1 and len(batch) > 1:
-                with multiprocessing.get_context("fork").Pool(min(workers, len(batch))) as pool:
-                    out = decoder.decode_batch(pool, batch, **kwargs)
-            else:
-                out = [decoder.decode(x, **kwargs) for x in batch]
+            out = decoder.decode_many([self._prepare(items[i]) for i in idx], beam_width, int(workers or 0))
             for i, text in zip(idx, out):
-                texts[i] = _clean_text(text, self._vocab.unk_text)
+                texts[i] = _clean_text(text, self.config.unk_text)
         return texts
 
     def decode_beams(
@@ -453,59 +484,13 @@ class LMDecoder:
         """
         lang = self._resolve_language(language)
         beams = self._decoder(lang).decode_beams(
-            self._prepare(logits),
-            beam_width=int(beam_width or self.config.beam_width),
-            beam_prune_logp=self.config.beam_prune_logp,
-            token_min_logp=self.config.token_min_logp,
-            **kwargs,
+            self._prepare(logits), int(beam_width or self.config.beam_width), **kwargs
         )
-        return [(_clean_text(b[0], self._vocab.unk_text), *b[1:]) for b in beams]
+        return [(_clean_text(b[0], self.config.unk_text), *b[1:]) for b in beams]
 
     def greedy_decode(self, logits: Any, lengths: Sequence[int] | Any | None = None) -> list[str]:
         """Best path with this decoder's vocab (same text conventions as :meth:`decode_batch`)."""
-        cfg = self.config
-        return greedy_decode(
-            logits, cfg.vocab, lengths, cfg.pad_token, cfg.word_delimiter, cfg.unk_token, cfg.unk_text
-        )
-
-
-def simulate_ctc_logits(
-    text: str,
-    vocab: Sequence[str],
-    rng: np.random.Generator,
-    confusion_rate: float = 0.1,
-    peak: float = 6.0,
-    noise: float = 1.0,
-    frames_per_char: tuple[int, int] = (1, 3),
-    word_delimiter: str = "|",
-    blank_id: int = 0,
-) -> np.ndarray:
-    """(T, V) logits of a fake acoustic model that "heard" ``text``: for benchmarks and tests.
-
-    Each character lasts 1-3 frames followed by 0-2 blank frames (a blank is forced between
-    repeated characters, as CTC requires); the spoken token's logit is ``peak`` above Gaussian
-    noise, and with probability ``confusion_rate`` a random other character outscores it, so
-    greedy decoding makes character errors that an LM can repair. ~10 frames per word at 30 ms
-    per frame is close to the real model's frame rate on read speech.
-    """
-    index = {tok: i for i, tok in enumerate(vocab)}
-    chars = [i for i, tok in enumerate(vocab) if len(tok) == 1 and tok != word_delimiter]
-    tokens = [index.get(word_delimiter if c == " " else c, index.get("<unk>", blank_id)) for c in text]
-    frames: list[tuple[int, int | None]] = [(blank_id, None)]
-    for k, token in enumerate(tokens):
-        if k and token == tokens[k - 1] and frames[-1][0] != blank_id:
-            frames.append((blank_id, None))
-        rival = None
-        if token != index.get(word_delimiter) and rng.random() < confusion_rate:
-            rival = int(rng.choice([c for c in chars if c != token]))
-        frames += [(token, rival)] * int(rng.integers(frames_per_char[0], frames_per_char[1] + 1))
-        frames += [(blank_id, None)] * int(rng.integers(0, 3))
-    logits = rng.normal(0.0, noise, size=(len(frames), len(vocab))).astype(np.float32)  # (T, V)
-    for t, (token, rival) in enumerate(frames):
-        logits[t, token] += peak
-        if rival is not None:
-            logits[t, rival] += peak + float(rng.uniform(0.2, 1.5))
-    return logits
+        return greedy_texts(logits, self._table, lengths)
 
 
 def vocab_from_pretrained(directory: str | os.PathLike) -> list[str]:
@@ -543,6 +528,8 @@ def attach_lms(
                     cfg.unigrams_file = str(old._path(cfg.unigrams_file).resolve()) if cfg.unigrams_file else None
                     new.config.languages[lang] = cfg
             new.config.default_language = new.config.default_language or old.config.default_language
+        if "backend" not in config_kwargs:
+            new.config.backend = old.config.backend
     if len(new.config.languages) > 1 and not config_kwargs.get("default_language"):
         new.config.default_language = None  # ambiguous: callers pass languages
     new.save_pretrained(processor_dir)

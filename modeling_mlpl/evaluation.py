@@ -26,8 +26,10 @@ import numpy as np
 import torch
 
 from .audio import SAMPLING_RATE, AudioDecodeError, load_audio
-from .decoding import LMDecoder
+from .data.report import Accounting
+from .decoding import CONFIG_NAME, LM_SUBFOLDER, LMDecoder
 from .metrics import metrics_to_markdown, per_language_metrics
+from .run_inputs import check_run, lm_identity, model_identity, write_run
 from .text import normalize_transcript
 
 __all__ = [
@@ -43,6 +45,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 PREDICTIONS_NAME = "predictions.jsonl"
+RUN_NAME = "eval_run.json"  # what predictions.jsonl was started with (modeling_mlpl.run_inputs)
 PREDICTION_LABELS = {"prediction": "greedy", "prediction_lm": "LM"}
 
 
@@ -52,6 +55,8 @@ class EvalSet:
 
     name: str
     dataset: Any  # datasets.Dataset with id, audio, text, language, duration
+    found: int | None = None  # rows the loader met (None: len(dataset))
+    skipped: int = 0  # not evaluated: rejected by the loader, no transcript, not in --languages, over the cap
 
 
 def _split_spec(spec: str, default_split: str) -> tuple[str, str, str]:
@@ -95,7 +100,14 @@ def load_eval_sets(
                                 load_disk_dataset(path, default_split=split)))  # fmt: skip
         else:
             raise ValueError(f"unknown data kind {kind!r} in {spec!r} (cv, vp, librispeech, folder, disk)")
+    names = [s.name for s in sets]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"two --data specs give the test set name {repeated[0]!r}: give each test set once")
     for eval_set in sets:
+        data.check_unique_ids(eval_set.dataset, f"test set {eval_set.name}")
+        report = data.get_load_report(eval_set.dataset)
+        eval_set.found = report.found if report is not None else len(eval_set.dataset)
         ds = eval_set.dataset.filter(lambda t: bool(t and t.strip()), input_columns="text")
         if languages and eval_set.name.startswith(("librispeech", "disk")):
             ds = ds.filter(lambda lang: lang in set(languages), input_columns="language")
@@ -108,6 +120,7 @@ def load_eval_sets(
                     keep.append(i)
             ds = ds.select(keep)
         eval_set.dataset = ds
+        eval_set.skipped = eval_set.found - len(ds)
         if len(ds) == 0:
             logger.warning("test set %s has no transcribed utterances", eval_set.name)
     return sets
@@ -149,8 +162,10 @@ def iter_log_probs(
     overlap_s: float = 2.0,
     max_batch_seconds: float = 60.0,
     chunk_size: int = 32,
+    failures: list[dict] | None = None,
 ) -> Iterator[tuple[list[dict], list[np.ndarray]]]:
-    """Yield (rows, (T_i, V) log-probs) per chunk; unreadable audio is logged and skipped."""
+    """Yield (rows, (T_i, V) log-probs) per chunk; unreadable audio is logged, skipped and, with
+    `failures`, appended to it."""
     from .long_form import LongFormDecoder
 
     forward = LongFormDecoder(model, processor.feature_extractor, window_s=window_s, overlap_s=overlap_s,
@@ -166,6 +181,8 @@ def iter_log_probs(
             wave = load_audio(row["audio"], SAMPLING_RATE)
         except AudioDecodeError as err:
             logger.warning("skipping %s: %s", row["id"], err)
+            if failures is not None:
+                failures.append({"id": row["id"], "error": str(err)})
             continue
         chunk.append((row, wave))
         if len(chunk) >= chunk_size:
@@ -208,6 +225,8 @@ def evaluate_model(
     save_logits_to: str | os.PathLike | None = None,
     progress: bool = True,
     lm_params: Mapping[str, Mapping[str, float]] | None = None,
+    run_inputs: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
     **forward_kwargs: Any,
 ) -> dict[str, Any]:
     """Decode ``sets`` greedily and (if an LM is found) with the LM; write predictions and reports.
@@ -217,11 +236,20 @@ def evaluate_model(
     output of ``tune_lm.py --output``, so that each model is decoded with weights tuned for it).
     ``use_lm``: None = whenever an LM is found. Writes ``out_dir/predictions.jsonl``,
     ``metrics.json`` and ``metrics.md``; returns the metrics dict.
+
+    ``out_dir/eval_run.json`` records the model (path + weights hash), test sets, LM and decoding
+    options (plus the caller's `run_inputs`, e.g. the CLI's data specs); a run into an ``out_dir``
+    whose predictions came from other ones raises :class:`~modeling_mlpl.run_inputs.RunMismatch`
+    unless `overwrite` (which starts the predictions afresh).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     lm_source = Path(lm_dir) if lm_dir is not None else Path(model_dir)
     decoder = None
+    if lm_dir is not None and use_lm is not False and not LMDecoder.has_lm(lm_source):  # asked for: must be used
+        where = "no such folder" if not lm_source.is_dir() else f"it holds no {LM_SUBFOLDER}/{CONFIG_NAME}"
+        raise FileNotFoundError(f"--lm-dir {lm_dir}: {where}; build an LM with run_scripts/build_lm.py, "
+                                "or leave --lm-dir out (greedy decoding)")  # fmt: skip
     if use_lm is not False:
         if LMDecoder.has_lm(lm_source):
             decoder = LMDecoder.from_pretrained(lm_source)
@@ -237,13 +265,35 @@ def evaluate_model(
                 decoder.set_params(lang, alpha=float(params["alpha"]), beta=float(params["beta"]))
 
     predictions_path = out_dir / PREDICTIONS_NAME
+    inputs = {
+        "--model": model_identity(model_dir), **(run_inputs or {}), "test sets": [s.name for s in sets],
+        "--lm-dir": lm_identity(lm_source) if decoder is not None else "none (greedy only)",
+        "--lm-params": lm_params, "--beam-width": beam_width,
+        **{f"--{k.replace('_', '-')}": v for k, v in sorted(forward_kwargs.items()) if k != "max_batch_seconds"},
+    }  # fmt: skip
+    if overwrite:
+        predictions_path.unlink(missing_ok=True)
+    elif predictions_path.exists():
+        check_run(out_dir / RUN_NAME, inputs, "pass --overwrite (or choose a new --out) to start afresh")
+    write_run(out_dir / RUN_NAME, inputs)
     done: set[str] = set()
     if predictions_path.exists():
         for line in predictions_path.read_text(encoding="utf-8").splitlines():
             if line.strip():
                 done.add(json.loads(line)["id"])
         logger.info("resuming: %d utterances already in %s", len(done), predictions_path)
-    todo = (row for row in _rows(sets) if row["id"] not in done)
+    accounting = Accounting(found=sum(s.found if s.found is not None else len(s.dataset) for s in sets),
+                            skipped=sum(s.skipped for s in sets))  # fmt: skip
+
+    def todo_rows() -> Iterator[dict]:
+        for row in _rows(sets):
+            if row["id"] in done:
+                accounting.already_done += 1
+            else:
+                yield row
+
+    todo = todo_rows()
+    failures: list[dict] = []
     total = sum(len(s.dataset) for s in sets) - len(done)
     bar = None
     if progress:
@@ -253,7 +303,8 @@ def evaluate_model(
     kept_logits: list[np.ndarray] = []
     kept_rows: list[dict] = []
     with open(predictions_path, "a", encoding="utf-8") as out:
-        for rows, log_probs in iter_log_probs(model, processor, todo, **forward_kwargs):
+        for rows, log_probs in iter_log_probs(model, processor, todo, failures=failures, **forward_kwargs):
+            accounting.done += len(rows)
             greedy = _greedy(processor, log_probs)
             lm_texts = None
             if decoder is not None:
@@ -280,7 +331,11 @@ def evaluate_model(
             logger.warning("resumed run: %s holds only the utterances decoded in this run", save_logits_to)
         save_logits(save_logits_to, kept_logits, [r["reference"] for r in kept_rows],
                     [r["language"] for r in kept_rows], [r["id"] for r in kept_rows])  # fmt: skip
-    return report_from_predictions(predictions_path, out_dir)
+    accounting.failed = len(failures)
+    summary = report_from_predictions(predictions_path, out_dir)
+    summary["accounting"] = accounting.to_dict("decoded")
+    summary["accounting_line"] = accounting.line("decoded")
+    return summary
 
 
 def report_from_predictions(

@@ -3,8 +3,13 @@
 Decoding with ``log p(y|x) + alpha * log p_LM(y) + beta * |y|`` only helps with alpha/beta
 suited to the acoustic model and LM at hand (the paper tunes them on dev). The acoustic model
 runs once: its logits are saved (:func:`save_logits`) and every (alpha, beta) point only
-re-runs the beam search, which is cheap. Points are spread over a fork pool; pyctcdecode's
-``reset_params`` changes the weights without reloading the LM.
+re-runs the beam search, which is cheap. Points are spread over a fork pool (the LM is loaded
+once, before forking); ``set_params`` changes the weights without reloading the LM.
+
+Search: a fixed grid, or coarse-to-fine (``refine=N``): the grid is the coarse pass, then N
+rounds each try the 8 neighbours of the best point so far at half the previous step (half the
+grid's spacing first), so a 4 x 4 grid + 2 rounds costs <= 32 points and lands within a quarter
+of the grid spacing of the best point it can see.
 
 The decoder's current weights are always tried first, and ties keep them, so tuning never
 makes the dev score worse than what the decoder had before.
@@ -14,12 +19,13 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import multiprocessing
 import os
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -30,6 +36,8 @@ __all__ = [
     "TuneResult",
     "alpha_beta_grid",
     "random_alpha_beta",
+    "coarse_to_fine",
+    "default_workers",
     "tune_alpha_beta",
     "save_logits",
     "load_logits",
@@ -79,6 +87,65 @@ def random_alpha_beta(
     ]
 
 
+Point = tuple[float, float]
+
+
+def default_workers() -> int:
+    """Processes for grid points: the cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _spacing(values: Sequence[float]) -> float:
+    distinct = sorted(set(values))
+    gaps = [b - a for a, b in zip(distinct, distinct[1:])]
+    return min(gaps) if gaps else 0.0
+
+
+def _half_steps(grid: Sequence[Point]) -> tuple[float, float]:
+    da, db = _spacing([p[0] for p in grid]) / 2, _spacing([p[1] for p in grid]) / 2
+    return da or db or 0.25, db or da or 0.25
+
+
+def coarse_to_fine(
+    evaluate: Callable[[list[Point]], list[float]],
+    grid: Sequence[Point],
+    rounds: int = 2,
+    steps: tuple[float, float] | None = None,
+    min_alpha: float = 0.0,
+) -> list[tuple[Point, float]]:
+    """Score ``grid`` (one ``evaluate`` call: a batch, so it can run in parallel), then ``rounds``
+    times the untried neighbours (best +- step per axis) of the best point, halving the steps.
+
+    ``steps``: the first round's (alpha, beta) steps; default half the grid's spacing per axis (an
+    axis with a single value takes the other's step, 0.25 when both are single). Refined points
+    with alpha below ``min_alpha`` are skipped. Returns every (point, score) in evaluation order;
+    the best is the lowest score, ties to the earliest.
+    """
+    tried: list[tuple[Point, float]] = []
+    seen: set[Point] = set()
+
+    def run(points: Sequence[Point], lowest: float = -math.inf) -> None:
+        fresh = []
+        for a, b in points:
+            key = (round(float(a), 6), round(float(b), 6))
+            if key not in seen and key[0] >= lowest:
+                seen.add(key)
+                fresh.append(key)
+        if fresh:
+            tried.extend(zip(fresh, evaluate(fresh)))
+
+    run(grid)
+    da, db = steps if steps is not None else _half_steps(grid)
+    for _ in range(rounds):
+        (a, b), _score = min(tried, key=lambda item: item[1])  # min keeps the earliest of equal scores
+        run([(a + i * da, b + j * db) for i in (-1, 0, 1) for j in (-1, 0, 1)], min_alpha)
+        da, db = da / 2, db / 2
+    return tried
+
+
 def _score_point(point: tuple[float, float]) -> float:
     decoder: LMDecoder = _STATE["decoder"]
     language = _STATE["language"]
@@ -100,10 +167,13 @@ def tune_alpha_beta(
     num_workers: int = 0,
     apply: bool = True,
     progress: bool = False,
+    refine: int = 0,
 ) -> TuneResult:
     """Try every (alpha, beta) in ``grid`` for ``language``'s LM; keep the best on ``metric``.
 
     ``logits_list``: one (T_i, V) array per dev utterance; ``references``: their transcripts.
+    ``refine``: coarse-to-fine rounds after the grid (0: the grid only). ``num_workers > 1``:
+    points of each round are scored in that many forked processes (same scores as serial).
     ``apply``: set the winning weights on ``decoder`` (save it afterwards to persist them).
     """
     if metric not in _METRICS:
@@ -115,34 +185,46 @@ def tune_alpha_beta(
         raise ValueError(f"decoder has no LM for language {language!r} (has {decoder.languages})")
     cfg = decoder.config.languages[language]
     initial = (cfg.alpha, cfg.beta)
-    points = [initial] + [p for p in (grid or alpha_beta_grid([0.25, 0.5, 1.0, 1.5], [0.0, 1.0, 2.0])) if p != initial]
+    grid_points = list(grid or alpha_beta_grid([0.25, 0.5, 1.0, 1.5], [0.0, 1.0, 2.0]))
+    points = [initial] + [p for p in grid_points if p != initial]
     score_fn = _METRICS[metric]
     logits_list = list(logits_list)
     decoder._decoder(language)  # load the LM once, before forking
 
     _STATE.update(decoder=decoder, language=language, logits=logits_list,
                   references=list(references), metric=metric, beam_width=beam_width)  # fmt: skip
+    pool = None
+    bar = None
     try:
-        iterator: Any
         if num_workers and num_workers > 1:
-            pool = multiprocessing.get_context("fork").Pool(min(num_workers, len(points)))
-            iterator = pool.imap(_score_point, points)
-        else:
-            pool = None
-            iterator = map(_score_point, points)
+            pool = multiprocessing.get_context("fork").Pool(num_workers)
         if progress:
             from tqdm.auto import tqdm
 
-            iterator = tqdm(iterator, total=len(points), desc=f"alpha/beta {language}")
-        scores = list(iterator)
-        if pool is not None:
-            pool.close()
-            pool.join()
+            bar = tqdm(total=len(points), desc=f"alpha/beta {language}")
+
+        def evaluate(batch: list[Point]) -> list[float]:
+            parallel = pool is not None and len(batch) > 1
+            scores = pool.map(_score_point, batch) if parallel else [_score_point(p) for p in batch]
+            if bar is not None:
+                bar.total = max(bar.total, bar.n + len(batch))
+                bar.update(len(batch))
+            return scores
+
+        steps = _half_steps([p for p in grid_points if p != initial] or points)  # the initial point is off-grid
+        tried = coarse_to_fine(evaluate, points, rounds=refine, steps=steps)
+        points = [p for p, _ in tried]
+        scores = [score for _, score in tried]
         greedy = score_fn(references, decoder.greedy_decode(logits_list))
         no_lm = score_fn(
             references, decoder.decode_batch(logits_list, language, beam_width=beam_width, use_lm=False)
         )
     finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
+        if bar is not None:
+            bar.close()
         _STATE.clear()
 
     best = min(range(len(points)), key=lambda i: (scores[i], i))  # ties: earliest, i.e. initial

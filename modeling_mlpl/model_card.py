@@ -130,6 +130,19 @@ class CardInfo:
     notes: str = ""
 
     @property
+    def fine_tuning_mode(self) -> str:
+        """How a stage-2 model was fine-tuned, from its training_args.json (`training_mode`, pl_* flags)."""
+        h = self.hyperparameters
+        if h.get("training_mode") != "semi_supervised":
+            return "fine-tuned supervised (labelled data only)"
+        dropout = h.get("pl_dropout")
+        dropout = "kept" if dropout in (None, -1) else f"{dropout:g}"
+        return (f"fine-tuned semi-supervised (slimIPL: PLs from update {h.get('pl_start_step')}, "
+                f"{h.get('pl_labeled_updates')} labelled : {h.get('pl_unlabeled_updates')} unlabelled updates, cache of "
+                f"{h.get('pl_cache_size')} recordings refreshed with probability {h.get('pl_cache_refresh_prob')}, "
+                f"dropout {dropout} from the PL start)")  # fmt: skip
+
+    @property
     def language(self) -> str | None:
         """The fine-tuned language of a stage-2 model (the stage name carries it)."""
         return self.stage[len("stage2-ft-"):] if self.stage.startswith("stage2-ft-") else None

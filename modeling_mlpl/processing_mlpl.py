@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from transformers import ProcessorMixin
 
+from .ctc_text import CTCVocab, greedy_texts
+
 try:  # the LM decoder needs pyctcdecode + kenlm; greedy decoding works without them
     from .decoding import LMDecoder
 except ImportError:  # pragma: no cover - exercised only where pyctcdecode is missing
@@ -60,14 +62,19 @@ class MLPLProcessor(ProcessorMixin):
         ids = [torch.tensor(self.tokenizer(t, add_special_tokens=False)["input_ids"], dtype=torch.long) for t in texts]
         return torch.nn.utils.rnn.pad_sequence(ids, batch_first=True, padding_value=IGNORE_LABEL)
 
+    @property
+    def ctc_vocab(self) -> CTCVocab:
+        """How each token id renders as text (the package's one CTC text rule, see ctc_text.py)."""
+        if hasattr(self.tokenizer, "ctc_vocab"):
+            return self.tokenizer.ctc_vocab
+        return CTCVocab.from_tokenizer(self.tokenizer)
+
     def greedy_decode(self, logits, output_lengths=None) -> list[str]:
-        """Best path: argmax per frame, merge repeats, drop blanks (the paper's PL decoder)."""
-        logits = torch.as_tensor(np.asarray(logits) if not isinstance(logits, torch.Tensor) else logits)
-        best = logits.argmax(-1)  # (B, T)
-        if output_lengths is None:
-            output_lengths = [best.shape[1]] * best.shape[0]
-        sequences = [row[: int(n)].tolist() for row, n in zip(best, output_lengths)]
-        return self.tokenizer.batch_decode(sequences, group_tokens=True)
+        """Best path: argmax per frame, merge repeats, drop blanks (the paper's PL decoder).
+
+        (B, T, V) logits (``output_lengths``: valid frames) or one (T, V); text follows ctc_text's rule.
+        """
+        return greedy_texts(logits, self.ctc_vocab, output_lengths)
 
     def batch_decode(self, logits_or_ids, output_lengths=None, use_lm: bool | None = None, languages=None,
                      beam_width: int | None = None, num_workers: int | None = None, **kwargs) -> list[str]:  # fmt: skip

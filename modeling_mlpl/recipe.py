@@ -3,50 +3,47 @@
 Stages (PAPER.md "Recipe"):
   0 corpus        embedded espeak-ng corpus (or the user's Common Voice / VoxPopuli copies)
   1 stage1        multilingual theta on labeled data, loss = CTC + gamma * LID
-  2 stage2-<L>    monolingual fine-tune theta -> theta'_L for every low-resource target language L
-  3 pl-<L>        theta'_L greedy-decodes L's unlabeled long-form audio into pseudo-labels (PLs)
-  4 stage4a ...   strategy A (continue theta on labels + PLs), strategy B (scratch, then fine-tune),
-                  the controls (labels only with equal updates; oracle = true transcripts) and options
-  5 lm, eval      n-gram LMs, alpha/beta tuned on dev with theta', every model on test, greedy and LM
-  6 report        tables (markdown + JSON) and a plot
+  2 stage2-<L>    fine-tune theta -> theta'_L per low-resource target L: supervised (the baseline) and,
+                  with `stage2_mode: semi_supervised`, slimIPL on L's unlabeled audio (stage2ssl-<L>,
+                  then the teacher of the PLs)
+  3 pl-<L>        the teacher greedy-decodes L's unlabeled long-form audio into pseudo-labels (PLs)
+  4 stage4a ...   the stage-4 variants of :mod:`modeling_mlpl.variants` (strategy A/B, controls, options)
+  5 lm, eval      n-gram LMs, alpha/beta tuned on dev per model, every model on test, greedy and LM
+  6 report        tables (markdown + JSON) and a plot, from the results manifest
 
-Each step runs a script of run_scripts/ in a subprocess and leaves `<exp>/.done/<step>` when it
-succeeded; a finished step is skipped, an unfinished one is re-run with the script's own resume.
+Each step runs a script of run_scripts/ in a subprocess, declares the steps it needs and the paths it
+writes, and leaves `<exp>/.done/<step>` when it succeeded; a finished step is skipped, an unfinished one
+is re-run with the script's own resume. Independent steps run side by side (`jobs`, :mod:`.scheduler`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
+import io
 import json
 import logging
 import os
 import shutil
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import yaml
 
+from .scheduler import SchedulerError, Step, current, run_steps, step_times
 from .training.arguments import mapping_to_argv
+from .variants import BASE_ROWS, PL_SOURCES, REFERENCE_ROW, VARIANTS, Variant, is_pl_row
 
 logger = logging.getLogger(__name__)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = os.path.join(REPO, "run_scripts")
-
-# Stage-4 style runs: name -> (init, which PL datasets, fine-tune afterwards). "pl" = greedy PLs (paper).
-VARIANTS = {
-    "stage4a": "strategy A: continue theta on labels + greedy PLs (paper)",
-    "labels_only": "control: continue theta on labels only, same number of updates as stage4a",
-    "oracle": "control: continue theta on labels + the true transcripts of the same unlabeled audio",
-    "pl_lm": "option: PLs decoded with the n-gram LM instead of greedy",
-    "pl_filtered": "option: greedy PLs, the least confident ones dropped at merge time",
-    "pl_auto": "option: PLs made with --language auto (the LID head routes each recording)",
-    "stage4b": "strategy B: from scratch on labels + greedy PLs, then fine-tune per language on labels",
-    "pl_round2": "option: a second PL round, teacher = average of stage4a's last checkpoints",
-}
+MANIFEST = "manifest.json"
+STAGE2_MODES = ("supervised", "semi_supervised")
+# Config blocks handed to train.py (validated against its own argument dataclasses when loaded).
+TRAINING_BLOCKS = ("stage1", "stage2", "stage2_semi", "stage4", "stage4_noisy", "stage4_finetune",
+                   "stage4b_scratch", "stage4b_finetune")  # fmt: skip
 
 
 def _up_to_date(output: str, *inputs: str) -> bool:
@@ -54,6 +51,10 @@ def _up_to_date(output: str, *inputs: str) -> bool:
     if not os.path.exists(output):
         return False
     return all(os.path.getmtime(p) <= os.path.getmtime(output) for p in inputs if os.path.exists(p))
+
+
+def available_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 class RecipeError(RuntimeError):
@@ -72,12 +73,19 @@ class RecipeConfig:
     train_common: dict = field(default_factory=dict)
     stage1: dict = field(default_factory=dict)
     stage2: dict = field(default_factory=dict)
+    # Teacher of the PLs: the supervised theta' ("supervised") or slimIPL's ("semi_supervised": stage2 +
+    # stage2_semi flags, on the target's unlabeled audio). The supervised theta' is always the baseline row.
+    stage2_mode: str = "supervised"
+    stage2_semi: dict = field(default_factory=dict)
     stage4: dict = field(default_factory=dict)
+    stage4_noisy: dict = field(default_factory=dict)  # merged over stage4 by the *_noisy variants
+    stage4_finetune: dict = field(default_factory=dict)  # the *_ft variants' labels-only fine-tune
     stage4b_scratch: dict = field(default_factory=dict)
     stage4b_finetune: dict = field(default_factory=dict)
     pseudo_label: dict = field(default_factory=dict)
     pseudo_label_lm: dict = field(default_factory=dict)  # extra pseudo_label.py flags for LM-decoded PLs
     pl_filter: dict = field(default_factory=lambda: {"top_percent": 75})
+    pl_agreement: dict = field(default_factory=dict)  # select_pseudo_labels.py flags (variant pl_agree)
     variants: list[str] = field(default_factory=lambda: ["stage4a", "labels_only", "oracle"])
     # Labeled data of the stage-4 runs: "all" languages (the paper) or only the "low_resource" targets
     # (a small model's updates then all go to the languages the PLs are for).
@@ -85,7 +93,8 @@ class RecipeConfig:
     lm: dict = field(default_factory=lambda: {"order": 3})
     tune_lm: dict = field(default_factory=dict)
     evaluate: dict = field(default_factory=dict)
-    threads: int = 2
+    threads: int = 2  # cores the recipe may use
+    jobs: int | None = None  # steps run side by side (default: threads); each gets threads // jobs
 
     @classmethod
     def load(cls, path: str) -> "RecipeConfig":
@@ -105,39 +114,60 @@ class RecipeConfig:
         return config
 
     def validate(self, path: str = "config") -> None:
-        """Cross-field checks (also after command-line overrides such as --variants)."""
+        """Cross-field checks and every training block parsed by train.py's own arguments (also after
+        command-line overrides such as --variants)."""
         bad = sorted(set(self.variants) - set(VARIANTS))
         if bad:
             raise RecipeError(f"{path}: unknown variant(s) {bad}; choose from {sorted(VARIANTS)}")
+        for i, name in enumerate(self.variants):
+            for need in VARIANTS[name].needs():
+                if need not in self.variants[:i]:
+                    raise RecipeError(f"{path}: variant {name} needs {need} listed before it")
         if not self.low_resource:
             raise RecipeError(f"{path}: low_resource must name at least one target language")
-        if "pl_round2" in self.variants and (
-            "stage4a" not in self.variants or self.variants.index("stage4a") > self.variants.index("pl_round2")
-        ):
-            raise RecipeError(f"{path}: variant pl_round2 needs stage4a listed before it (stage4a is its teacher)")
         if self.stage4_labels not in ("all", "low_resource"):
             raise RecipeError(f"{path}: stage4_labels must be 'all' or 'low_resource', got {self.stage4_labels!r}")
+        if self.stage2_mode not in STAGE2_MODES:
+            raise RecipeError(f"{path}: stage2_mode must be one of {STAGE2_MODES}, got {self.stage2_mode!r}")
+        if self.jobs is not None and self.jobs < 1:
+            raise RecipeError(f"{path}: jobs must be >= 1, got {self.jobs}")
+        for block in TRAINING_BLOCKS:
+            check_training_block(f"{path}: {block}", {**self.train_common, **getattr(self, block)})
 
     @property
     def languages(self) -> list[str]:
         return sorted(set(self.high_resource) | set(self.low_resource))
 
 
-@dataclass
-class Step:
-    stage: int
-    name: str
-    run: Callable[[], None]
-    description: str = ""
+def check_training_block(where: str, options: dict) -> None:
+    """Parse `options` with train.py's argument dataclasses, in process: a misspelt key or a bad value
+    fails when the config is loaded, not 20 minutes later when its step starts."""
+    from transformers import HfArgumentParser
+
+    from .training.arguments import TRAIN_ARGUMENT_CLASSES
+
+    parser = HfArgumentParser(TRAIN_ARGUMENT_CLASSES)
+    known = {action.dest for action in parser._actions}
+    unknown = sorted(k for k in options if k.replace("-", "_") not in known)
+    if unknown:
+        raise RecipeError(f"{where}: unknown train.py option(s) {unknown} (see run_scripts/train.py --help)")
+    errors = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(errors):
+            parser.parse_args_into_dataclasses(args=mapping_to_argv(options) + ["--output_dir", "unused"])
+    except SystemExit:
+        message = errors.getvalue().strip().splitlines()[-1:] or ["invalid value"]
+        raise RecipeError(f"{where}: {message[0]}") from None
 
 
 class Recipe:
     """Plans and runs the steps of one seed of a RecipeConfig."""
 
-    def __init__(self, config: RecipeConfig, seed: int = 0, threads: int | None = None):
+    def __init__(self, config: RecipeConfig, seed: int = 0, threads: int | None = None, jobs: int | None = None):
         self.config = config
         self.seed = seed
         self.threads = threads or config.threads
+        self.jobs = jobs or config.jobs or self.threads
         self.exp = os.path.join(config.exp_dir, f"seed{seed}")
         corpus = config.corpus
         self.corpus_dir = corpus.get("dir")
@@ -154,108 +184,213 @@ class Recipe:
     def model_dir(self, name: str) -> str:
         return self.path("models", name)
 
-    def pl_dataset(self, variant: str, lang: str) -> str:
-        return self.path("pl", f"{variant}-{lang}", "merged", "dataset")
+    def pl_dir(self, source: str, lang: str) -> str:
+        return self.path("pl", f"{source}-{lang}")
+
+    def pl_dataset(self, source: str, lang: str) -> str:
+        return os.path.join(self.pl_dir(source, lang), "merged", "dataset")
+
+    def teacher(self, lang: str) -> str:
+        """theta'_L that makes L's PLs: the semi-supervised one when the config asks for it."""
+        return f"stage2ssl-{lang}" if self.config.stage2_mode == "semi_supervised" else f"stage2-{lang}"
 
     # -- running
     def _env(self) -> dict:
         env = dict(os.environ)
-        # Two torch threads collapse when another process holds a core: steps run one at a time.
-        env.update(OMP_NUM_THREADS=str(self.threads), PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false")
+        # Oversubscribed torch threads wait on each other: each step gets the threads the scheduler gave it.
+        env.update(OMP_NUM_THREADS=str(current().threads if current().name else self.threads),
+                   PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false")  # fmt: skip
         env.setdefault("HF_HUB_OFFLINE", "1")
         return env
 
+    @property
+    def step_threads(self) -> int:
+        return current().threads if current().name else self.threads
+
     def script(self, name: str, *argv: str) -> None:
         cmd = [sys.executable, os.path.join(SCRIPTS, name), *argv]
+        log_path = current().log_path
         logger.info("$ %s", " ".join(cmd))
-        result = subprocess.run(cmd, env=self._env())
+        if log_path is None:
+            result = subprocess.run(cmd, env=self._env())
+        else:
+            os.makedirs(os.path.dirname(log_path), exist_ok=True)
+            with open(log_path, "a", encoding="utf-8") as log:
+                log.write(f"$ {' '.join(cmd)}\n")
+                log.flush()
+                result = subprocess.run(cmd, env=self._env(), stdout=log, stderr=subprocess.STDOUT)
         if result.returncode != 0:
-            raise RecipeError(f"{name} exited with code {result.returncode}; command: {' '.join(cmd)}")
+            where = f"; log: {log_path}" if log_path else ""
+            raise RecipeError(f"{name} exited with code {result.returncode}{where}; command: {' '.join(cmd)}")
 
     def train(self, output: str, *argv: str, block: dict) -> None:
-        options = {**self.config.train_common, **block, "seed": self.seed, "num_threads": self.threads}
+        options = {**self.config.train_common, **block, "seed": self.seed, "num_threads": self.step_threads}
         self.script("train.py", *argv, *mapping_to_argv(options), "--output_dir", output, "--resume", "true")
 
     # -- the plan
     def steps(self) -> list[Step]:
         c = self.config
-        steps = [Step(0, "corpus", self.make_corpus, "embedded espeak-ng corpus")]
+        m = self.model_dir
+        steps = [Step(0, "corpus", self.make_corpus, "embedded espeak-ng corpus", outputs=self._corpus_outputs())]
         steps.append(Step(1, "stage1", lambda: self.train(
-            self.model_dir("stage1"), "--cv_root", self.cv_root, "--cv_languages", *c.languages,
-            block=c.stage1), "multilingual theta (CTC + gamma LID)"))
+            m("stage1"), "--cv_root", self.cv_root, "--cv_languages", *c.languages, block=c.stage1),
+            "multilingual theta (CTC + gamma LID)", ("corpus",), (m("stage1"),)))
         for lang in c.low_resource:
-            steps.append(Step(2, f"stage2-{lang}", lambda lang=lang: self.train(
-                self.model_dir(f"stage2-{lang}"), "--init_from", self.model_dir("stage1"),
-                "--cv_root", self.cv_root, "--cv_languages", lang, block=c.stage2), f"theta' for {lang}"))
-        needs_lm_early = "pl_lm" in c.variants
-        if needs_lm_early:
-            steps.append(Step(3, "lm", self.build_lm, "n-gram LMs (needed for LM-decoded PLs)"))
-            steps.append(Step(3, "tune-lm", self.tune_lm, "alpha/beta on dev with theta and theta'"))
-        for lang in c.low_resource:
-            steps.append(Step(3, f"pl-{lang}", lambda lang=lang: self.pseudo_label("pl", lang), f"greedy PLs, {lang}"))
-            if "oracle" in c.variants:
-                steps.append(Step(3, f"oracle-{lang}", lambda lang=lang: self.make_oracle(lang), f"true labels, {lang}"))
-            if "pl_lm" in c.variants:
-                steps.append(Step(3, f"pl_lm-{lang}", lambda lang=lang: self.pseudo_label("pl_lm", lang), f"LM PLs, {lang}"))
-            if "pl_filtered" in c.variants:
-                steps.append(Step(3, f"pl_filtered-{lang}", lambda lang=lang: self.filter_pl(lang), f"filtered PLs, {lang}"))
-        if "pl_auto" in c.variants:
-            steps.append(Step(3, "pl-auto", self.pseudo_label_auto, "PLs with --language auto (LID routing)"))
-        for variant in c.variants:
-            if variant == "stage4b":
-                steps.append(Step(4, "stage4b-scratch", self.train_4b_scratch, VARIANTS[variant]))
-                for lang in c.low_resource:
-                    steps.append(Step(4, f"stage4b-{lang}", lambda lang=lang: self.train(
-                        self.model_dir(f"stage4b-{lang}"), "--init_from", self.model_dir("stage4b-scratch"),
-                        "--cv_root", self.cv_root, "--cv_languages", lang, block=c.stage4b_finetune),
-                        f"strategy B fine-tune, {lang}"))
-            else:
-                if variant == "pl_round2":
-                    steps.append(Step(4, "teacher-round2", self.average_teacher, "average stage4a's last checkpoints"))
-                    for lang in c.low_resource:
-                        steps.append(Step(4, f"pl_round2-{lang}", lambda lang=lang: self.pseudo_label(
-                            "pl_round2", lang, model=self.model_dir("stage4a-avg")), f"round-2 PLs, {lang}"))
-                steps.append(Step(4, variant, lambda v=variant: self.train_stage4(v), VARIANTS[variant]))
-        if not needs_lm_early:
-            steps.append(Step(5, "lm", self.build_lm, "n-gram LMs per language"))
-            steps.append(Step(5, "tune-lm", self.tune_lm, "alpha/beta on dev with theta and theta'"))
-        tuned_in_tune_lm = dict(self.lm_processor_models())
+            steps.append(Step(2, f"stage2-{lang}", lambda lang=lang: self.train_stage2(lang, semi=False),
+                              f"theta' for {lang} (supervised)", ("stage1",), (m(f"stage2-{lang}"),)))
+            if c.stage2_mode == "semi_supervised":
+                steps.append(Step(2, f"stage2ssl-{lang}", lambda lang=lang: self.train_stage2(lang, semi=True),
+                                  f"theta' for {lang} (semi-supervised, slimIPL)", ("stage1",),
+                                  (m(f"stage2ssl-{lang}"),)))  # fmt: skip
+        sources = self.pl_sources()
+        if "pl_lm" in sources or "pl_agree" in sources:  # LM-decoded PLs use the teacher's tuned alpha/beta
+            steps += self._lm_steps(stage=3)
+        for source in sources:
+            if PL_SOURCES[source].kind != "round2":  # round 2 needs stage 4's A: planned with its variant
+                steps += self._pl_steps(source)
+        for name in c.variants:
+            steps += self._variant_steps(name)
+        if not any(s.name == "lm" for s in steps):
+            steps += self._lm_steps(stage=5)
+        tuned_with_processor = dict(self.lm_processor_models())
         for name, langs in self.evaluated_models():
-            if name not in tuned_in_tune_lm:
-                steps.append(Step(5, f"tune-{name}", lambda n=name, ls=langs: self.tune_model(n, ls),
-                                  f"alpha/beta on dev for {name}"))
-            steps.append(Step(5, f"eval-{name}", lambda n=name, ls=langs: self.evaluate(n, ls), f"test CER/WER of {name}"))
-        steps.append(Step(6, "report", self.report, "tables and plot"))
+            tune = "tune-lm" if name in tuned_with_processor else f"tune-{name}"
+            if name not in tuned_with_processor:
+                steps.append(Step(5, tune, lambda n=name, ls=langs: self.tune_model(n, ls),
+                                  f"alpha/beta on dev for {name}", ("tune-lm", name),
+                                  (self.path("lm", f"dev-{name}.npz"), self.path("lm", f"dev-eval-{name}"),
+                                   self.lm_params_path(name))))  # fmt: skip
+            steps.append(Step(5, f"eval-{name}", lambda n=name, ls=langs: self.evaluate(n, ls),
+                              f"test CER/WER of {name}", (tune,), (self.path("eval", name),)))
+        steps.append(Step(6, "report", self.report, "tables and plot",
+                          tuple(s.name for s in steps if s.name.startswith("eval-")), (self.path("report"),)))
         return steps
+
+    def _corpus_outputs(self) -> tuple[str, ...]:
+        return (self.corpus_dir,) if "preset" in self.config.corpus else ()
+
+    def _lm_steps(self, stage: int) -> list[Step]:
+        processor_models = self.lm_processor_models()
+        tuned_files = []
+        for name, _ in processor_models:
+            tuned_files += [self.path("lm", f"dev-{name}.npz"), self.path("lm", f"dev-eval-{name}"),
+                            self.lm_params_path(name)]  # fmt: skip
+        return [
+            Step(stage, "lm", self.build_lm, "n-gram LMs per language", ("stage1",),
+                 (self.path("lm", "processor"), self.path("lm", "ngram"))),
+            Step(stage, "tune-lm", self.tune_lm, "alpha/beta on dev with theta and the teachers",
+                 ("lm", *(name for name, _ in processor_models)), tuple(tuned_files)),
+        ]  # fmt: skip
+
+    def pl_sources(self) -> list[str]:
+        """PL sets the listed variants train on (and those the sets are made from), in plan order."""
+        wanted = {VARIANTS[v].pl_source for v in self.config.variants} - {None}
+        if "pl_filtered" in wanted or "pl_agree" in wanted:
+            wanted.add("pl")
+        if "pl_agree" in wanted:
+            wanted.add("pl_lm")
+        return [s for s in PL_SOURCES if s in wanted]
+
+    def _pl_steps(self, source: str) -> list[Step]:
+        kind = PL_SOURCES[source].kind
+        low = self.config.low_resource
+        if kind == "auto":
+            out = self.path("pl", "pl_auto")
+            return [Step(3, "pl-auto", self.pseudo_label_auto, PL_SOURCES[source].description,
+                         ("stage1", *(self.teacher(lang) for lang in low)), (out,))]  # fmt: skip
+        steps = []
+        for lang in low:
+            name = f"{source}-{lang}"
+            teacher = self.teacher(lang)
+            needs: tuple[str, ...]
+            if kind == "greedy":
+                run, needs = (lambda lang=lang: self.pseudo_label("pl", lang)), (teacher,)
+            elif kind == "oracle":
+                run, needs = (lambda lang=lang: self.pseudo_label("oracle", lang)), (teacher,)
+            elif kind == "lm":
+                run, needs = (lambda lang=lang: self.pseudo_label("pl_lm", lang)), (teacher, "tune-lm")
+            elif kind == "filtered":
+                run, needs = (lambda lang=lang: self.filter_pl(lang)), (f"pl-{lang}",)
+            elif kind == "round2":
+                run, needs = (lambda lang=lang: self.pseudo_label(
+                    "pl_round2", lang, model=self.model_dir("stage4a-avg"))), ("teacher-round2",)
+            elif kind == "agreement":
+                run, needs = (lambda lang=lang: self.select_by_agreement(lang)), (f"pl-{lang}", f"pl_lm-{lang}")
+            else:  # pragma: no cover - a PL_SOURCES entry without a maker
+                raise RecipeError(f"PL source {source!r} has unknown kind {kind!r}")
+            if kind == "round2" and not steps:
+                steps.append(Step(4, "teacher-round2", self.average_teacher, "average stage4a's last checkpoints",
+                                  ("stage4a",), (self.model_dir("stage4a-avg"),)))  # fmt: skip
+            stage = 4 if kind == "round2" else 3
+            steps.append(Step(stage, name, run, f"{PL_SOURCES[source].description}, {lang}", needs,
+                              (self.pl_dir(source, lang),)))
+        return steps
+
+    def _pl_steps_for(self, source: str | None) -> tuple[str, ...]:
+        if source is None:
+            return ()
+        if source == "pl_auto":
+            return ("pl-auto",)
+        return tuple(f"{source}-{lang}" for lang in self.config.low_resource)
+
+    def _variant_steps(self, name: str) -> list[Step]:
+        variant = VARIANTS[name]
+        c = self.config
+        pl_steps = self._pl_steps_for(variant.pl_source)
+        if variant.base is not None:  # labels-only fine-tune per target of the base variant's model
+            return [Step(4, f"{name}-{lang}", lambda lang=lang: self.finetune(variant.base, f"{name}-{lang}", lang),
+                         f"{variant.label}, {lang}", (variant.base,), (self.model_dir(f"{name}-{lang}"),))
+                    for lang in c.low_resource]  # fmt: skip
+        steps = self._pl_steps(variant.pl_source) if variant.pl_source == "pl_round2" else []
+        if variant.strategy == "B":
+            steps += [Step(4, f"{name}-scratch", lambda: self.train_4b_scratch(name), variant.label,
+                          ("stage1", *pl_steps), (self.model_dir(f"{name}-scratch"),))]  # fmt: skip
+            for lang in c.low_resource:
+                steps.append(Step(4, f"{name}-{lang}", lambda lang=lang: self.train(
+                    self.model_dir(f"{name}-{lang}"), "--init_from", self.model_dir(f"{name}-scratch"),
+                    "--cv_root", self.cv_root, "--cv_languages", lang, block=c.stage4b_finetune),
+                    f"strategy B fine-tune, {lang}", (f"{name}-scratch",), (self.model_dir(f"{name}-{lang}"),)))
+            return steps
+        return steps + [Step(4, name, lambda: self.train_stage4(name), variant.label, ("stage1", *pl_steps),
+                             (self.model_dir(name),))]
+
+    def variant_models(self, name: str) -> dict[str, str]:
+        """language -> model evaluated for the row of variant `name` ("*" = one model for all languages)."""
+        variant = VARIANTS[name]
+        if variant.per_language:
+            return {lang: f"{name}-{lang}" for lang in self.config.low_resource}
+        return {"*": name}
+
+    def row_models(self) -> list[tuple[str, dict[str, str]]]:
+        """Report rows in order: (row, language -> model) for theta, theta', the variants."""
+        c = self.config
+        rows = [("stage1", {"*": "stage1"}), ("theta_prime", {lang: f"stage2-{lang}" for lang in c.low_resource})]
+        if c.stage2_mode == "semi_supervised":
+            rows.append(("theta_prime_ssl", {lang: f"stage2ssl-{lang}" for lang in c.low_resource}))
+        return rows + [(name, self.variant_models(name)) for name in c.variants]
 
     def evaluated_models(self) -> list[tuple[str, list[str]]]:
         """(model name, languages it is evaluated on): each model on the languages it was trained for."""
         c = self.config
-        models = [("stage1", c.languages)]
-        models += [(f"stage2-{lang}", [lang]) for lang in c.low_resource]
-        for variant in c.variants:
-            if variant == "stage4b":
-                models += [(f"stage4b-{lang}", [lang]) for lang in c.low_resource]
+        models = []
+        for row, per_lang in self.row_models():
+            if "*" in per_lang:
+                models.append((per_lang["*"], c.languages if row == "stage1" else self.stage4_label_languages))
             else:
-                models.append((variant, self.stage4_label_languages))
+                models += [(model, [lang]) for lang, model in per_lang.items()]
         return models
 
     def run(self, stage: int = 0, stop_stage: int = 6, force: bool = False) -> None:
-        done_dir = self.path(".done")
-        os.makedirs(done_dir, exist_ok=True)
-        for step in self.steps():
-            if not stage <= step.stage <= stop_stage:
-                continue
-            marker = os.path.join(done_dir, step.name)
-            if os.path.exists(marker) and not force:
-                logger.info("[stage %d] %s: done, skipped", step.stage, step.name)
-                continue
-            logger.info("[stage %d] %s: %s", step.stage, step.name, step.description)
-            start = time.time()
-            step.run()
-            with open(marker, "w") as f:
-                json.dump({"seconds": round(time.time() - start, 1), "finished": time.strftime("%F %T")}, f)
-            logger.info("[stage %d] %s: finished in %.0f s", step.stage, step.name, time.time() - start)
+        steps = self.steps()
+        try:
+            run_steps(steps, self.path(".done"), jobs=self.jobs, cores=self.threads, force=force,
+                      log_dir=self.path("logs"), selected=lambda s: stage <= s.stage <= stop_stage)  # fmt: skip
+        except SchedulerError as err:
+            raise RecipeError(str(err)) from None
+        finally:
+            table = render_step_times(step_times(self.path(".done"), steps))
+            if table:
+                logger.info("step times (seed %d):\n%s", self.seed, table)
 
     # -- steps
     def make_corpus(self) -> None:
@@ -266,58 +401,71 @@ class Recipe:
                     raise RecipeError(f"corpus directory {root} does not exist")
             return
         argv = ["--preset", corpus["preset"], "--out", self.corpus_dir, "--seed", str(corpus.get("seed", 0)),
-                "--languages", *self.config.languages, "--jobs", str(self.threads)]
+                "--languages", *self.config.languages, "--jobs", str(self.step_threads)]
         for key, value in corpus.get("sizes", {}).items():
             argv += ["--set", f"{key}={value}"]
         self.script("make_synthetic_corpus.py", *argv)
 
-    def pseudo_label(self, variant: str, lang: str, model: str | None = None) -> None:
+    def train_stage2(self, lang: str, semi: bool) -> None:
+        c = self.config
+        name = f"stage2ssl-{lang}" if semi else f"stage2-{lang}"
+        extra = ["--unlabeled_data", f"voxpopuli:{self.vp_root}"] if semi else []
+        self.train(self.model_dir(name), "--init_from", self.model_dir("stage1"), "--cv_root", self.cv_root,
+                   "--cv_languages", lang, *extra, block={**c.stage2, **(c.stage2_semi if semi else {})})
+
+    def pseudo_label(self, source: str, lang: str, model: str | None = None) -> None:
         """PLs of `lang`'s unlabeled audio; the teacher is theta'_lang unless `model` is given."""
-        out = self.path("pl", f"{variant}-{lang}")
         options = dict(self.config.pseudo_label)
-        if variant == "pl_lm":
+        if source == "pl_lm":
             options["lm_dir"] = self.path("lm", "processor")
             options.update(self.config.pseudo_label_lm)
-        model = model or self.model_dir(f"stage2-{lang}")
+        model = model or self.model_dir(self.teacher(lang))
+        out = self.pl_dir(source, lang)
+        # pseudo_label.py refuses to resume shards another model wrote: a retrained teacher starts afresh.
+        run_file = os.path.join(out, "pl_run.json")
+        if os.path.exists(run_file) and not _up_to_date(run_file, os.path.join(model, "model.safetensors")):
+            logger.info("%s predates its teacher %s: pseudo-labelling afresh", out, model)
+            shutil.rmtree(out)
         self.script("pseudo_label.py", "--model", model, "--data", f"voxpopuli:{self.vp_root}",
-                    "--language", lang, "--output_dir", out, "--resume", "--merge", "--threads", str(self.threads),
-                    *(["--align_truth"] if variant == "oracle" else []), *mapping_to_argv(options))
+                    "--language", lang, "--output_dir", out, "--resume", "--merge",
+                    "--threads", str(self.step_threads), *(["--align_truth"] if source == "oracle" else []),
+                    *mapping_to_argv(options))  # fmt: skip
 
     def pseudo_label_auto(self) -> None:
         """All low-resource unlabeled audio, language unknown: theta's LID head routes to theta'_L."""
         out = self.path("pl", "pl_auto")
         self.script("pseudo_label.py", "--model", self.model_dir("stage1"), "--data", f"voxpopuli:{self.vp_root}",
                     "--data_languages", ",".join(self.config.low_resource), "--language", "auto",
-                    "--models_per_language", self.model_dir("stage2-{lang}"), "--output_dir", out, "--resume",
-                    "--merge", "--threads", str(self.threads), *mapping_to_argv(self.config.pseudo_label))
+                    "--models_per_language", self.model_dir(self.teacher("{lang}")), "--output_dir", out,
+                    "--resume", "--merge", "--threads", str(self.step_threads),
+                    *mapping_to_argv(self.config.pseudo_label))  # fmt: skip
 
     def filter_pl(self, lang: str) -> None:
         """Same raw greedy PLs, re-merged with the confidence filter into a second dataset."""
-        src, dst = self.path("pl", f"pl-{lang}"), self.path("pl", f"pl_filtered-{lang}")
+        src, dst = self.pl_dir("pl", lang), self.pl_dir("pl_filtered", lang)
         os.makedirs(dst, exist_ok=True)
         for shard in glob.glob(os.path.join(src, "*.jsonl")):
             shutil.copy(shard, dst)
         self.script("pseudo_label.py", "--merge_only", "--output_dir", dst, *mapping_to_argv(self.config.pl_filter))
 
-    def make_oracle(self, lang: str) -> None:
-        """All of `lang`'s unlabeled recordings with their synthetic true transcripts (what PLs can at
-        best give), force-aligned by theta'_lang so they get token times and are cropped like PLs."""
-        self.pseudo_label("oracle", lang)
+    def select_by_agreement(self, lang: str) -> None:
+        """Segments of L's recordings on which the teacher's greedy and LM-decoded PLs agree."""
+        self.script("select_pseudo_labels.py", "--greedy", self.pl_dataset("pl", lang),
+                    "--lm", self.pl_dataset("pl_lm", lang), "--output_dir", self.pl_dir("pl_agree", lang),
+                    *mapping_to_argv(self.config.pl_agreement))  # fmt: skip
 
-    def _stage4_datasets(self, variant: str) -> list[str]:
-        low = self.config.low_resource
-        if variant == "labels_only":
+    def _stage4_datasets(self, name: str) -> list[str]:
+        source = VARIANTS[name].pl_source
+        if source is None:
             return []
-        if variant == "pl_auto":
+        if source == "pl_auto":
             candidates = [self.path("pl", "pl_auto", "merged", "dataset")]
         else:
-            source = {"stage4a": "pl", "oracle": "oracle", "pl_lm": "pl_lm", "pl_filtered": "pl_filtered",
-                      "pl_round2": "pl_round2"}[variant]
-            candidates = [self.pl_dataset(source, lang) for lang in low]
+            candidates = [self.pl_dataset(source, lang) for lang in self.config.low_resource]
         kept = []
         for path in candidates:
             stats = os.path.join(os.path.dirname(path), "stats.json")
-            if os.path.exists(stats) and json.load(open(stats))["kept"] == 0:
+            if os.path.exists(stats) and json.load(open(stats)).get("kept", 1) == 0:
                 logger.warning("%s holds no pseudo-label after filtering: not used", path)
             else:
                 kept.append(path)
@@ -328,11 +476,18 @@ class Recipe:
         c = self.config
         return c.languages if c.stage4_labels == "all" else sorted(c.low_resource)
 
-    def train_stage4(self, variant: str) -> None:
-        datasets = self._stage4_datasets(variant)
+    def train_stage4(self, name: str) -> None:
+        variant = VARIANTS[name]
+        datasets = self._stage4_datasets(name)
         extra = ["--train_datasets", *datasets] if datasets else []
-        self.train(self.model_dir(variant), "--init_from", self.model_dir("stage1"), "--cv_root", self.cv_root,
-                   "--cv_languages", *self.stage4_label_languages, *extra, block=self.config.stage4)
+        block = {**self.config.stage4, **(getattr(self.config, variant.overrides) if variant.overrides else {})}
+        self.train(self.model_dir(name), "--init_from", self.model_dir("stage1"), "--cv_root", self.cv_root,
+                   "--cv_languages", *self.stage4_label_languages, *extra, block=block)
+
+    def finetune(self, base: str, name: str, lang: str) -> None:
+        """A labels-only fine-tune of `base`'s model on `lang` (stage-2 style, block stage4_finetune)."""
+        self.train(self.model_dir(name), "--init_from", self.model_dir(base), "--cv_root", self.cv_root,
+                   "--cv_languages", lang, block=self.config.stage4_finetune)
 
     def average_teacher(self) -> None:
         from .training.checkpointing import average_checkpoints
@@ -340,14 +495,14 @@ class Recipe:
         averaged = average_checkpoints(self.model_dir("stage4a"), self.model_dir("stage4a-avg"), last=3)
         logger.info("round-2 teacher = mean of %s", ", ".join(os.path.basename(p) for p in averaged))
 
-    def train_4b_scratch(self) -> None:
+    def train_4b_scratch(self, name: str = "stage4b") -> None:
         c = self.config
         theta = self.model_dir("stage1")
         with open(os.path.join(theta, "config.json")) as f:
             languages = json.load(f)["languages"]
-        self.train(self.model_dir("stage4b-scratch"), "--tokenizer_dir", theta, "--languages", *languages,
+        self.train(self.model_dir(f"{name}-scratch"), "--tokenizer_dir", theta, "--languages", *languages,
                    "--cv_root", self.cv_root, "--cv_languages", *self.stage4_label_languages,
-                   "--train_datasets", *self._stage4_datasets("stage4a"), block=c.stage4b_scratch)
+                   "--train_datasets", *self._stage4_datasets(name), block=c.stage4b_scratch)
 
     def build_lm(self) -> None:
         processor_dir = self.path("lm", "processor")
@@ -363,9 +518,11 @@ class Recipe:
 
     def lm_processor_models(self) -> list[tuple[str, list[str]]]:
         """(model, languages) whose dev-tuned alpha/beta go into the shared LM processor, in this order:
-        theta on every language, then theta'_L on L (so LM-decoded PLs use their teacher's weights)."""
+        theta on every language, then the teacher theta'_L on L (so LM-decoded PLs use their teacher's
+        weights); the supervised baseline theta' too when it is not the teacher."""
         c = self.config
-        return [("stage1", c.languages)] + [(f"stage2-{lang}", [lang]) for lang in c.low_resource]
+        models = [("stage1", c.languages)] + [(self.teacher(lang), [lang]) for lang in c.low_resource]
+        return models
 
     def tune_lm(self) -> None:
         for model, languages in self.lm_processor_models():
@@ -375,7 +532,7 @@ class Recipe:
         return self.path("lm", "alpha_beta", f"{model}.json")
 
     def tune_model(self, model: str, languages: list[str], save: bool = False) -> None:
-        """Dev logits of `model` + the alpha/beta grid -> lm/alpha_beta/<model>.json: every model is
+        """Dev logits of `model` + the alpha/beta search -> lm/alpha_beta/<model>.json: every model is
         LM-decoded with weights tuned for it on dev (`save` also writes them into the shared processor)."""
         logits = self.path("lm", f"dev-{model}.npz")
         if not self._dev_logits_current(logits, model, languages):
@@ -418,7 +575,45 @@ class Recipe:
                     "--languages", *languages, "--lm-dir", self.path("lm", "processor"), "--lm-params", params,
                     "--out", out, *mapping_to_argv(self.config.evaluate))
 
+    # -- the results manifest (what report.py renders, without importing this module)
+    def manifest(self) -> dict:
+        c = self.config
+        rows = []
+        for row, per_lang in self.row_models():
+            variant: Variant | None = VARIANTS.get(row)
+            rows.append({
+                "row": row,
+                "label": variant.label if variant else BASE_ROWS[row],
+                "predictions": {lang: self.path("eval", model, "predictions.jsonl") for lang, model in per_lang.items()},
+                "pl_row": bool(variant) and is_pl_row(row),
+                "control": variant.control if variant and variant.control in c.variants else None,
+                "oracle": variant.oracle if variant and variant.oracle in c.variants else None,
+            })  # fmt: skip
+        pl_sets = [{"set": source, "language": lang, "merged": os.path.dirname(self.pl_dataset(source, lang))}
+                   for source in self.pl_sources() if source != "pl_auto" for lang in c.low_resource]  # fmt: skip
+        return {
+            "name": c.name, "seed": self.seed, "low_resource": c.low_resource, "high_resource": c.high_resource,
+            "reference": REFERENCE_ROW, "rows": rows, "pl_sets": pl_sets, "truth_root": self.vp_root,
+            "steps": step_times(self.path(".done"), [s for s in self.steps() if s.name != "report"]),
+        }  # fmt: skip
+
     def report(self) -> None:
         from .report import write_report
 
-        write_report(self)
+        os.makedirs(self.path("report"), exist_ok=True)
+        manifest_path = self.path("report", MANIFEST)
+        with open(manifest_path, "w") as f:
+            json.dump(self.manifest(), f, indent=2)
+        write_report(manifest_path)
+
+
+def render_step_times(rows: list[dict]) -> str:
+    """Markdown table of per-step wall times (and the threads each step had)."""
+    if not rows:
+        return ""
+    lines = ["| stage | step | seconds | threads |", "|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['stage']} | {r['step']} | {r['seconds']:.0f} | {r.get('threads') or '–'} |")
+    total = sum(r["seconds"] or 0 for r in rows)
+    lines.append(f"| | sum of step times | {total:.0f} | |")
+    return "\n".join(lines)

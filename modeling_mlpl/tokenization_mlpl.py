@@ -8,9 +8,10 @@ import tempfile
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable
-from itertools import groupby
 
 from transformers import Wav2Vec2CTCTokenizer
+
+from .ctc_text import CTCVocab, path_text
 
 PAD_TOKEN = "<pad>"  # also the CTC blank
 UNK_TOKEN = "<unk>"
@@ -75,13 +76,29 @@ class MLPLTokenizer(Wav2Vec2CTCTokenizer):
         return tokens
 
     def _decode(self, token_ids, skip_special_tokens=False, group_tokens=True, **kwargs):
-        # Wav2Vec2CTCTokenizer (transformers 5) drops special tokens, the blank included, before merging
-        # repeats, so "a <blank> a" would decode to "a". Merge repeats first when no offsets are asked for.
+        # A CTC frame path (group_tokens) without offsets is rendered by the package's one text rule
+        # (ctc_text.py: repeats merged, blanks and special tokens dropped, one space between words), so
+        # the ASR pipeline, `processor.greedy_decode` and the PL labels agree. (Wav2Vec2CTCTokenizer in
+        # transformers 5 would also drop the blank before merging repeats: "a <blank> a" -> "a".)
+        # With offsets (the pipeline's timestamps), special tokens' frames become blank frames first, so
+        # the characters and their times follow the same rule.
         wants_offsets = kwargs.get("output_char_offsets") or kwargs.get("output_word_offsets")
-        if skip_special_tokens and group_tokens and not wants_offsets:
-            token_ids = [k for k, _ in groupby(int(i) for i in token_ids)]
-            group_tokens = False
+        if group_tokens and not wants_offsets:
+            return path_text([int(i) for i in token_ids], self.ctc_vocab)
+        if group_tokens:
+            table = self.ctc_vocab
+            drop = {i for i, text in enumerate(table.renders) if not text and i != table.blank_id}
+            token_ids = [table.blank_id if int(i) in drop else int(i) for i in token_ids]
+            skip_special_tokens = False  # the blank must stay until repeats are merged
         return super()._decode(token_ids, skip_special_tokens=skip_special_tokens, group_tokens=group_tokens, **kwargs)
+
+    @property
+    def ctc_vocab(self) -> CTCVocab:
+        """How each id renders as text under the CTC text rule (rebuilt if tokens were added)."""
+        cached = getattr(self, "_ctc_vocab", None)
+        if cached is None or len(cached) != len(self):
+            cached = self._ctc_vocab = CTCVocab.from_tokenizer(self)
+        return cached
 
     def oov_characters(self, text: str) -> set[str]:
         """Characters of `text` that the vocabulary lacks (would become `<unk>`)."""

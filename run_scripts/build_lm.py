@@ -48,6 +48,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--alpha", type=float, default=0.5, help="initial LM weight written with --processor-dir")
     p.add_argument("--beta", type=float, default=1.0, help="initial word bonus written with --processor-dir")
     p.add_argument("--beam-width", type=int, default=32, help="beam width written with --processor-dir")
+    p.add_argument("--backend", choices=["pyctcdecode", "flashlight"],
+                   help="beam-search backend written with --processor-dir (default: the saved one, else pyctcdecode)")
     return p.parse_args(argv)
 
 
@@ -112,8 +114,9 @@ def main(argv=None) -> int:
             built[lang] = files.directory
         if args.processor_dir:
             check_characters(built, vocab_from_pretrained(args.processor_dir))
+            backend = {"backend": args.backend} if args.backend else {}
             decoder = attach_lms(args.processor_dir, built, alpha=args.alpha, beta=args.beta,
-                                 beam_width=args.beam_width)  # fmt: skip
+                                 beam_width=args.beam_width, **backend)  # fmt: skip
             logger.info("decoder with LMs for %s saved in %s/language_model", decoder.languages, args.processor_dir)
     except (ValueError, FileNotFoundError, KenLMNotFoundError, RuntimeError) as err:
         print(f"build_lm.py: error: {err}", file=sys.stderr)

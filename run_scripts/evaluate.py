@@ -2,7 +2,8 @@
 """Evaluate a saved model on test sets: per-language CER/WER, greedy and LM decoding side by side.
 
 Writes OUT/predictions.jsonl (one line per utterance: reference, greedy and LM output; a rerun
-resumes after the ids already there), OUT/metrics.json and OUT/metrics.md. The LM comes from
+resumes after the ids already there, and is refused if the model, data or decoding options differ from
+those recorded in OUT/eval_run.json: --overwrite starts afresh), OUT/metrics.json and OUT/metrics.md. The LM comes from
 --lm-dir (a processor directory with language_model/, see build_lm.py) or the model directory.
 --report-only recomputes the tables from an existing predictions.jsonl.
 
@@ -52,7 +53,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu")
     p.add_argument("--save-logits", help="also store log-probs + references here (.npz) for tune_lm.py")
     p.add_argument("--report-only", action="store_true", help="recompute metrics from OUT/predictions.jsonl")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start OUT/predictions.jsonl afresh (by default a re-run resumes it, and is refused when "
+                        "the model, data or decoding options differ from those it was started with)")  # fmt: skip
     return p.parse_args(argv)
+
+
+def normalized_spec(spec: str) -> str:
+    """KIND:PATH with PATH resolved, so that one test set given two ways is one input."""
+    from modeling_mlpl.run_inputs import same_path
+
+    kind, _, rest = spec.partition(":")
+    path, at, suffix = rest.partition("@") if kind != "disk" else (rest, "", "")
+    return f"{kind}:{same_path(path)}{at}{suffix}" if path else spec
 
 
 def main(argv=None) -> int:
@@ -73,12 +86,16 @@ def main(argv=None) -> int:
                 args.model, sets, args.out, lm_dir=args.lm_dir, use_lm=False if args.no_lm else None,
                 beam_width=args.beam_width, num_workers=args.num_workers, device=args.device,
                 save_logits_to=args.save_logits, window_s=args.window_s or None, overlap_s=args.overlap_s,
-                max_batch_seconds=args.max_batch_seconds, lm_params=lm_params,
+                max_batch_seconds=args.max_batch_seconds, lm_params=lm_params, overwrite=args.overwrite,
+                run_inputs={"--data": [normalized_spec(d) for d in args.data], "--split": args.split,
+                            "--languages": sorted(args.languages or [])},
             )  # fmt: skip
     except (ValueError, FileNotFoundError) as err:
         print(f"evaluate.py: error: {err}", file=sys.stderr)
         return 2
     print(summary["markdown"])
+    if "accounting_line" in summary:
+        print(f"accounting: {summary['accounting_line']}")
     logger.info("wrote %s/{predictions.jsonl, metrics.json, metrics.md}", args.out)
     return 0
 

@@ -4,7 +4,8 @@
     python run_scripts/make_synthetic_corpus.py --preset demo --out data/synthetic --seed 0
 
 Re-running completes a partial corpus (existing valid audio is kept). Sizes per preset are in
-modeling_mlpl.data.synthetic.PRESETS; `--set low_unlabelled_minutes=30` overrides one.
+modeling_mlpl.data.synthetic.PRESETS; `--set low_unlabelled_minutes=30` overrides one
+(`--set low_train_variants=none` gives the low-resource languages generator 1.0's shared speakers).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import logging
 import signal
 import sys
 import time
+import typing
 
 from modeling_mlpl.cli import ArgumentParser
 from modeling_mlpl.data.synthetic import PRESETS, CorpusSize, generate_corpus
@@ -26,12 +28,19 @@ def _parse_override(size: CorpusSize, item: str) -> CorpusSize:
     if not sep or key not in fields:
         raise ValueError(f"--set expects KEY=VALUE with KEY one of {', '.join(fields)}; got {item!r}")
     current = getattr(size, key)
-    if isinstance(current, tuple):
+    if _optional(key):  # e.g. low_train_variants: a number, or "none" for generator 1.0's shared pool
+        parsed = None if value.strip().lower() in ("none", "") else int(value)
+    elif isinstance(current, tuple):
         parts = [p for p in value.replace(",", " ").split() if p]
         parsed = tuple(type(current[0])(p) for p in parts) if current else tuple(parts)
     else:
         parsed = type(current)(value)
     return size.replace(**{key: parsed})
+
+
+def _optional(key: str) -> bool:
+    hint = typing.get_type_hints(CorpusSize)[key]
+    return type(None) in typing.get_args(hint)
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -15,11 +15,15 @@ Examples:
 
 Data (--data KIND:PATH): voxpopuli:ROOT (unlabelled_data/<lang>/...), cv:ROOT (Common Voice layout;
 its text is ignored), disk:DIR (a datasets dataset saved with save_to_disk, columns id, audio
-[, duration, offset, language]), folder:DIR (every audio file below DIR), hub:NAME (datasets.load_dataset).
+[, duration, offset, language]), folder:DIR (every file below DIR that libsndfile reads), hub:NAME
+(datasets.load_dataset). Ids must be unique: an input that repeats one is refused before any work.
 
 Output: OUTPUT_DIR/pl-rankNNNNN.jsonl per process (one JSON line per recording, flushed per batch),
-failures-rankNNNNN.jsonl (unreadable audio), and with --merge/--merge_only OUTPUT_DIR/merged/
-{dataset/, stats.json, stats.md, confidence_hist.png}.
+failures-rankNNNNN.jsonl (unreadable audio), pl_run.json (the model, data and decoding options the run
+was started with: a --resume with other ones is refused, so one dataset never mixes two runs),
+load_report.json (what the loader skipped), and with --merge/--merge_only OUTPUT_DIR/merged/
+{dataset/, stats.json, stats.md, confidence_hist.png}. The run ends with an accounting line:
+found = labelled + failed (unreadable) + skipped (by the loader) + already done (earlier runs).
 
 Exit codes: 0 done; 2 usage or input error; 3 done, but more than --max_failure_fraction of the
 recordings could not be read; 130 interrupted (rerun with --resume); 1 unexpected error.
@@ -153,9 +157,55 @@ def load_rows(args):
         raise UserError(f"the dataset has no `audio` column (columns: {list(features)})")
     if isinstance(features.get("audio"), Audio) and features["audio"].decode:
         ds = ds.cast_column("audio", Audio(decode=False))  # decoding is ours (soundfile), not torchcodec's
+    report = mlpl_data.get_load_report(ds)
+    # Before any work: a repeated id would lose a recording. Without an id column, the audio paths are the ids.
+    if features and "id" not in features and hasattr(ds, "data"):
+        paths = ds.data.column("audio").combine_chunks()
+        mlpl_data.check_unique_ids(paths.field("path").to_pylist() if hasattr(paths, "field") else paths.to_pylist(),
+                                   f"--data {args.data} (no id column: the audio paths are the ids)")  # fmt: skip
+    mlpl_data.check_unique_ids(ds, f"--data {args.data}")
     if args.limit is not None:
         ds = ds.take(args.limit) if args.streaming else ds.select(range(min(args.limit, len(ds))))
-    return ds, mlpl_data.get_load_report(ds)
+    return ds, report
+
+
+def run_inputs(args) -> dict:
+    """What the labels depend on, keyed by flag (recorded in OUTPUT_DIR/pl_run.json; a --resume must
+    match). Left out: how the work is run (--threads, --io_threads, --sort_buffer, --num_shards, ...),
+    --limit (a trial run may be resumed by the full one) and the merge filters (applied later)."""
+    from modeling_mlpl.run_inputs import lm_identity, model_identity, same_path
+
+    kind, _, path = args.data.partition(":") if args.data else ("", "", "")
+    return {
+        "--model": model_identity(args.model), "--data": f"{kind}:{path if kind == 'hub' else same_path(path)}",
+        "--split": args.split if kind in ("cv", "disk", "hub") else None, "--data_languages": data_languages(args),
+        "--language": args.language, "--models_per_language": args.models_per_language,
+        "--lm_dir": lm_identity(args.lm_dir), "--beam_width": args.beam_width, "--window_s": args.window_s,
+        "--overlap_s": args.overlap_s, "--align_truth": args.align_truth, "--lid_top_k": args.lid_top_k,
+        "--dtype": args.dtype,
+    }  # fmt: skip
+
+
+def write_load_report(out: Path, report) -> None:
+    """OUTPUT_DIR/load_report.json: what the loader found and skipped (the merge's accounting reads it)."""
+    from modeling_mlpl.pseudo_labeling.merge import LOAD_REPORT
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / LOAD_REPORT).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+
+
+def run_accounting(per_rank: list[dict], n_rows: int | None, report, independent: bool):
+    """Where every input went in this run, over all processes (`per_rank`: LabelStats dicts; rank 0's
+    first). `independent`: a --num_shards job, which sees only its own counts."""
+    from modeling_mlpl.data import Accounting
+
+    own = per_rank[0]
+    if n_rows is None:  # streamed: the main process met every row, its own or not
+        n_rows = own["labelled"] + own["failed"] + own["skipped_done"] + own["not_mine"]
+    return Accounting(found=n_rows + report.n_skipped, done=sum(s["labelled"] for s in per_rank),
+                      failed=sum(s["failed"] for s in per_rank), skipped=report.n_skipped,
+                      already_done=sum(s["skipped_done"] for s in per_rank),
+                      elsewhere=own["not_mine"] if independent else 0)  # fmt: skip
 
 
 def run_merge(args) -> dict:
@@ -172,6 +222,7 @@ def run_merge(args) -> dict:
     logger.info("merged: %d of %d labels kept (%.2f of %.2f h); %d failures; report %s",
                 stats["kept"], stats["records"], stats["hours_kept"], stats["hours_in"], stats["failures"],
                 merged_dir / "stats.md")  # fmt: skip
+    logger.info("merged accounting (all runs): %s", stats["accounting_line"])
     return stats
 
 
@@ -182,7 +233,9 @@ def run_label(args) -> int:
     from modeling_mlpl import data as mlpl_data
     from modeling_mlpl.decoding import LMDecoder
     from modeling_mlpl.pseudo_labeling import PseudoLabelConfig, PseudoLabeler, label_dataset
-    from modeling_mlpl.pseudo_labeling.merge import LOAD_REPORT
+    from modeling_mlpl.pseudo_labeling.shards import (FAILURE_PREFIX, RUN_FILE, read_rank_stats, shard_path,
+                                                      write_rank_stats)
+    from modeling_mlpl.run_inputs import check_run, write_run
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -211,12 +264,20 @@ def run_label(args) -> int:
     if not args.resume and state is not None and any(p.stat().st_size for p in out.glob("*-rank*.jsonl")):
         raise UserError(f"{out} already holds pseudo-label shards: add --resume to continue that run, "
                         "or choose a new --output_dir")  # fmt: skip
+    inputs = run_inputs(args)
+    if args.resume:  # every process checks before the barrier, so all of them stop together
+        check_run(out / RUN_FILE, inputs, "start afresh with a new --output_dir")
     if state is not None:
         state.wait_for_everyone()
+    own_shards = [shard_path(out, rank), shard_path(out, rank, FAILURE_PREFIX)]
+    if is_main and (args.resume or not any(p.exists() and p.stat().st_size for p in own_shards)):
+        write_run(out / RUN_FILE, inputs)  # (a fresh run into old shards is refused by label_dataset)
     rows, report = load_rows(args)
-    if report is not None and is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / LOAD_REPORT).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    n_rows = None if args.streaming else len(rows)
+    if report is None:  # disk:/hub: nothing skipped at load; the report still says how many rows came in
+        report = mlpl_data.LoadReport(source=args.data, loaded=n_rows or 0)
+    if is_main:
+        write_load_report(out, report)
     sort_buffer = args.sort_buffer or (5000 if args.streaming else None)
     config = PseudoLabelConfig(
         language=args.language, window_s=args.window_s or None, overlap_s=args.overlap_s,
@@ -253,8 +314,17 @@ def run_label(args) -> int:
     logger.info("rank %d: labelled %d (%.1f s audio, %.1f s/s), %d failures, %d already done, padding %.1f%%",
                 rank, stats.labelled, stats.audio_seconds, stats.audio_seconds / max(stats.elapsed_s, 1e-9),
                 stats.failed, stats.skipped_done, 100 * pad.padding_fraction)  # fmt: skip
-    if state is not None and (args.merge and world > 1):
+    all_stats = [stats.to_dict()]
+    if state is not None and world > 1:
+        write_rank_stats(out, rank, stats.to_dict())
         state.wait_for_everyone()
+        all_stats = read_rank_stats(out, world) if is_main else all_stats
+    if is_main:
+        accounting = run_accounting(all_stats, n_rows, report, independent=state is None and world > 1)
+        if n_rows is None and not report.loaded:  # a streamed disk:/hub: input: its rows are counted now
+            report.loaded = accounting.found
+        write_load_report(out, report)  # complete now also for a streamed input
+        logger.info("accounting: %s", accounting.line("labelled"))
     if args.merge and is_main:
         run_merge(args)
     attempted = stats.labelled + stats.failed

@@ -9,7 +9,9 @@
 Stages: 0 corpus | 1 multilingual theta | 2 fine-tune theta' per target language | 3 pseudo-labels
 | 4 strategy A/B, controls and options | 5 LMs, alpha/beta tuning, evaluation | 6 report.
 Finished steps leave EXP/seedN/.done/<step> and are skipped on a re-run; a step killed half way is
-resumed by its own script. Results: EXP/seedN/report/report.md (+ .json, .png), EXP/report.md over seeds.
+resumed by its own script. Independent steps run side by side (--jobs; logs in EXP/seedN/logs/<step>.log
+when they do); a failed step stops the steps that need it, the others finish. A per-step time table is
+printed at the end and written into the report. Results: EXP/seedN/report/report.md (+ .json, .png), EXP/report.md over seeds.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from modeling_mlpl.cli import ArgumentParser  # noqa: E402
-from modeling_mlpl.recipe import VARIANTS, Recipe, RecipeConfig, RecipeError  # noqa: E402
+from modeling_mlpl.recipe import Recipe, RecipeConfig, RecipeError  # noqa: E402
+from modeling_mlpl.variants import VARIANTS  # noqa: E402
 from modeling_mlpl.report import aggregate_seeds  # noqa: E402
 
 
@@ -34,7 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=None, help="run this one seed")
     parser.add_argument("--seeds", type=int, default=1, help="run seeds 0..N-1 one after another, then aggregate")
     parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads per step (default: the config's `threads`); steps never run in parallel")
+                        help="cores the recipe may use (default: the config's `threads`)")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="independent steps run side by side, each with threads // jobs torch threads (a step "
+                             "alone gets every thread); default: the config's `jobs`, else --threads")
     parser.add_argument("--force", action="store_true", help="re-run steps even if they are marked done")
     parser.add_argument("--exp_dir", default=None, help="override the config's exp_dir")
     parser.add_argument("--corpus_dir", default=None, help="override the config's corpus.dir (synthetic corpus)")
@@ -55,10 +61,11 @@ def main(argv: list[str] | None = None) -> int:
             config.validate(f"{args.config} with --variants")
         seeds = [args.seed] if args.seed is not None else list(range(args.seeds))
         for seed in seeds:
-            recipe = Recipe(config, seed=seed, threads=args.threads)
+            recipe = Recipe(config, seed=seed, threads=args.threads, jobs=args.jobs)
             if args.list:
                 for step in recipe.steps():
-                    print(f"stage {step.stage}  {step.name:<22} {step.description}")
+                    needs = f"  <- {', '.join(step.needs)}" if step.needs else ""
+                    print(f"stage {step.stage}  {step.name:<22} {step.description}{needs}")
                 return 0
             recipe.run(args.stage, args.stop_stage, force=args.force)
         if args.stop_stage >= 6:

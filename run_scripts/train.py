@@ -15,6 +15,10 @@ Recipe stages (PAPER.md "Recipe"), as invocations of this one script:
     # 2. monolingual theta' (10k updates on one language; LID head kept)
     train.py --init_from theta --cv_root CV --cv_languages pt --max_steps 10000 --warmup_steps 0 \
              --output_dir theta_pt --load_best_model_at_end true
+    # 2'. semi-supervised theta' (the paper's stage 2; slimIPL): the same, plus that language's unlabelled audio
+    train.py --init_from theta --cv_root CV --cv_languages pt --unlabeled_data voxpopuli:VP --pl_start_step 2000 \
+             --pl_labeled_updates 1 --pl_unlabeled_updates 4 --pl_cache_size 100 --pl_cache_refresh_prob 0.1 \
+             --pl_dropout 0.1 --max_steps 10000 --output_dir theta_pt
     # 3. pseudo-labels: run_scripts/pseudo_label.py with theta_pt -> PL_pt (save_to_disk folder)
     # 4A. strategy A: continue theta on CV + PLs of every VP language
     train.py --init_from theta --cv_root CV --train_datasets PL_pt PL_nl ... --output_dir final_A
@@ -41,7 +45,7 @@ from transformers import HfArgumentParser  # noqa: E402
 
 from modeling_mlpl.hub import HubError, maybe_push_to_hub, resolve_token  # noqa: E402
 
-from modeling_mlpl.training.arguments import mapping_to_argv  # noqa: E402
+from modeling_mlpl.training.arguments import TRAIN_ARGUMENT_CLASSES, mapping_to_argv  # noqa: E402
 from modeling_mlpl.training import (  # noqa: E402
     ConfigError,
     DataArguments,
@@ -74,7 +78,7 @@ def config_file_to_argv(path: str, parser: HfArgumentParser) -> list[str]:
 
 
 def parse_args(argv: list[str]) -> tuple[ModelArguments, DataArguments, MLPLTrainingArguments]:
-    parser = HfArgumentParser((ModelArguments, DataArguments, MLPLTrainingArguments), description=__doc__.split("\n\n")[0])
+    parser = HfArgumentParser(TRAIN_ARGUMENT_CLASSES, description=__doc__.split("\n\n")[0])
     if argv and argv[0].endswith((".yaml", ".yml", ".json")):
         argv = config_file_to_argv(argv[0], parser) + argv[1:]
     return parser.parse_args_into_dataclasses(args=argv)

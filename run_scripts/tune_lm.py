@@ -4,8 +4,10 @@
 Decoding maximises log p(y|x) + alpha * log p_LM(y) + beta * |y|. The acoustic model runs once:
 its dev logits come from a file written by `evaluate.py --save-logits` (or
 `modeling_mlpl.lm_tuning.save_logits`), or are computed here with --model/--data. Each
-(alpha, beta) point re-runs only the beam search, spread over --num-workers processes. The
-decoder's current weights are always tried, so the saved result is never worse on dev.
+(alpha, beta) point re-runs only the beam search, spread over --workers processes. The search is
+coarse-to-fine: the --alphas x --betas grid (or --random points), then --refine rounds around the
+best point at half the previous step (--refine 0: the fixed grid only). The decoder's current
+weights are always tried, so the saved result is never worse on dev.
 
 Examples:
   python run_scripts/tune_lm.py --processor-dir exp/model --logits exp/eval/dev_logits.npz
@@ -19,11 +21,12 @@ import argparse
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 
 from modeling_mlpl.cli import ArgumentParser
 from modeling_mlpl.decoding import LMDecoder
-from modeling_mlpl.lm_tuning import alpha_beta_grid, load_logits, random_alpha_beta, tune_alpha_beta
+from modeling_mlpl.lm_tuning import alpha_beta_grid, default_workers, load_logits, random_alpha_beta, tune_alpha_beta
 
 logger = logging.getLogger("tune_lm")
 
@@ -45,7 +48,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--metric", choices=["wer", "cer"], default="wer")
     p.add_argument("--beam-width", type=int, help="beam width while tuning (default: the decoder's)")
-    p.add_argument("--num-workers", type=int, default=2, help="processes over grid points (default 2)")
+    p.add_argument("--backend", choices=["pyctcdecode", "flashlight"],
+                   help="beam-search backend to tune with (default: the saved one); saved with the weights")
+    p.add_argument("--refine", type=int, default=2, metavar="N",
+                   help="coarse-to-fine rounds around the best grid point (default 2; 0 = fixed grid only)")
+    p.add_argument("--workers", "--num-workers", dest="workers", type=int, default=default_workers(),
+                   help=f"processes over the points of a round (default: the cores, {default_workers()})")
     p.add_argument("--output", help="JSON file for all trials (default PROCESSOR_DIR/language_model/tuning.json)")
     p.add_argument("--dry-run", action="store_true", help="report the best values but do not write them")
     return p.parse_args(argv)
@@ -73,7 +81,7 @@ def main(argv=None) -> int:
     logging.getLogger("pyctcdecode").setLevel(logging.ERROR)
     args = parse_args(argv)
     try:
-        decoder = LMDecoder.from_pretrained(args.processor_dir)
+        decoder = LMDecoder.from_pretrained(args.processor_dir, **({"backend": args.backend} if args.backend else {}))
         logits, refs, langs = dev_logits(args)
         if all(lang is None for lang in langs):
             langs = [decoder.config.default_language] * len(langs)
@@ -90,12 +98,15 @@ def main(argv=None) -> int:
             idx = [i for i, x in enumerate(langs) if x == lang]
             if not idx:
                 raise ValueError(f"no dev utterances of language {lang!r}")
+            start = time.perf_counter()
             result = tune_alpha_beta(decoder, [logits[i] for i in idx], [refs[i] for i in idx], lang, grid,
-                                     args.metric, args.beam_width, args.num_workers, progress=True)  # fmt: skip
+                                     args.metric, args.beam_width, args.workers, progress=True,
+                                     refine=args.refine)  # fmt: skip
             results[lang] = result.to_dict()
             print(f"{lang}: {args.metric} greedy {result.greedy_score:.4f} | beam no-LM {result.no_lm_score:.4f} | "
                   f"LM before {result.initial_score:.4f} -> best {result.score:.4f} "
-                  f"(alpha {result.alpha}, beta {result.beta}, {len(idx)} utts)")  # fmt: skip
+                  f"(alpha {result.alpha}, beta {result.beta}, {len(idx)} utts, {len(result.trials)} points, "
+                  f"{time.perf_counter() - start:.1f} s)")  # fmt: skip
         if not args.dry_run:
             decoder.save_pretrained(args.processor_dir)
         output = Path(args.output or Path(args.processor_dir) / "language_model" / "tuning.json")

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from simulated_logits import simulate_ctc_logits  # noqa: E402  (one copy, shared with the benchmarks)
 
 SPECIALS = ["<pad>", "<unk>", "|"]
 
@@ -71,7 +76,5 @@ def build_toy_lm(directory, sentences: Iterable[str] = TOY_LM_SENTENCES, order: 
 
 def simulated_dev_set(sentences: list[str], vocab: list[str], seed: int = 0, confusion_rate: float = 0.15):
     """(logits_list, references): fake acoustic-model outputs with character confusions."""
-    from modeling_mlpl.decoding import simulate_ctc_logits
-
     rng = np.random.default_rng(seed)
     return [simulate_ctc_logits(s, vocab, rng, confusion_rate=confusion_rate) for s in sentences], sentences

@@ -88,3 +88,18 @@ def test_pipeline_chunking_covers_a_two_minute_recording(tiny_checkpoint):
 
 def test_saved_folder_loads_with_remote_code_where_mlpl_is_not_installed(tiny_checkpoint, tmp_path):
     assert_loads_and_transcribes_without_mlpl(tiny_checkpoint, tmp_path)
+
+
+def test_pipeline_resamples_other_rates_with_soxr_like_load_audio(tiny_checkpoint, tmp_path):
+    import soundfile as sf
+
+    from modeling_mlpl.audio import load_audio
+
+    asr = pipeline("automatic-speech-recognition", model=tiny_checkpoint)
+    audio_8k = make_tone(1.5, sampling_rate=8000)
+    sf.write(tmp_path / "tone8k.wav", audio_8k, 8000)
+    expected = asr(load_audio(tmp_path / "tone8k.wav"))["text"]  # the project's own resampling path
+    assert asr({"raw": audio_8k, "sampling_rate": 8000})["text"] == expected
+    assert asr({"array": audio_8k, "sampling_rate": 8000, "path": "x.wav"})["text"] == expected
+    chunked = asr({"raw": np.tile(audio_8k, 8), "sampling_rate": 8000}, chunk_length_s=4, stride_length_s=1)
+    assert isinstance(chunked["text"], str)

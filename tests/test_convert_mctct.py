@@ -108,3 +108,25 @@ def test_converted_logits_equal_transformers_446_mctct(tmp_path):
         ours = extractor(np.load(src / f"audio_{i}.npy"), sampling_rate=16000, return_tensors="np")["input_features"]
         # measured 1.8e-4 / 4.1e-4 on unit-variance features (float32 rounding of the port's numpy path)
         assert np.abs(ours - np.load(src / f"features_{i}.npy")).max() < 1e-3
+
+
+def test_a_missing_path_like_source_is_folder_not_found_not_a_hub_lookup(tmp_path, monkeypatch, capsys):
+    from test_evaluation import load_script
+
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda *a, **k: pytest.fail("asked the Hub"))
+    (tmp_path / "exp").mkdir()
+    monkeypatch.chdir(tmp_path)
+    code = load_script("convert_mctct_checkpoint").main(["--source", "exp/missing", "--out_dir", str(tmp_path / "o")])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == ("error: exp/missing: folder not found (a local M-CTC-T checkpoint "
+                                               "folder, or a Hub id like speechbrain/m-ctc-t-large)")  # fmt: skip
+
+
+def test_only_owner_slash_name_without_a_local_owner_folder_is_taken_for_a_hub_id(tmp_path, monkeypatch):
+    from modeling_mlpl.convert_mctct import looks_like_path
+
+    monkeypatch.chdir(tmp_path)
+    assert not looks_like_path("speechbrain/m-ctc-t-large")
+    assert all(looks_like_path(s) for s in ("./m", "../m", "/abs/m", "~/m", "a/b/c", "single", "dir/"))

@@ -154,3 +154,30 @@ def test_processor_with_a_language_model_decodes_with_it_and_saves_it(model_with
     reloaded.lm_decoder = None
     with pytest.raises(ValueError, match="no language_model"):
         reloaded.batch_decode(logits, use_lm=True)
+
+
+@pytest.mark.parametrize("make_dir", [False, True])
+def test_cli_refuses_an_lm_dir_without_a_language_model(tiny_checkpoint, audio_folder, tmp_path, capsys, make_dir):
+    lm_dir = tmp_path / "lm"
+    if make_dir:
+        lm_dir.mkdir()
+    code = load_script("evaluate").main(["--model", tiny_checkpoint, "--data", f"folder:{audio_folder}",
+                                         "--languages", "en", "--out", str(tmp_path / "o"), "--lm-dir", str(lm_dir)])
+    where = "it holds no language_model/decoder_config.json" if make_dir else "no such folder"
+    assert code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"evaluate.py: error: --lm-dir {lm_dir}: {where}; build an LM with run_scripts/build_lm.py, or leave "
+        "--lm-dir out (greedy decoding)")  # fmt: skip
+    assert not (tmp_path / "o" / "predictions.jsonl").exists()
+
+
+def test_cli_names_a_missing_split_not_the_language(tiny_checkpoint, tmp_path, capsys):
+    from tests import helpers_data as h
+
+    h.write_common_voice(tmp_path / "cv", "pt")
+    code = load_script("evaluate").main(["--model", tiny_checkpoint, "--data", f"cv:{tmp_path / 'cv'}",
+                                         "--languages", "pt", "--split", "nosuch", "--out", str(tmp_path / "o")])
+    assert code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"evaluate.py: error: no split 'nosuch' for Common Voice language 'pt' in {tmp_path / 'cv' / 'pt'}; "
+        "available: test, train")  # fmt: skip

@@ -164,3 +164,50 @@ def test_stage4_models_are_evaluated_on_the_languages_they_were_trained_for():
         assert evaluated["stage1"] == config.languages
         assert evaluated["stage4a"] == evaluated["labels_only"] == expected
         assert all(evaluated[f"stage4b-{lang}"] == [lang] for lang in config.low_resource)
+
+
+def test_a_variant_registered_in_one_place_appears_in_the_plan_and_the_report(tmp_path, monkeypatch):
+    from modeling_mlpl import variants
+    from modeling_mlpl.report import write_report
+
+    monkeypatch.setitem(variants.VARIANTS, "my_variant", variants.Variant("my new row", "pl"))
+    config = RecipeConfig.load(SMOKE)
+    config.exp_dir, config.corpus["dir"] = str(tmp_path / "exp"), str(tmp_path / "corpus")
+    config.variants = ["stage4a", "labels_only", "oracle", "my_variant"]
+    config.validate()
+    recipe = Recipe(config, seed=0)
+    names = {s.name for s in recipe.steps()}
+    assert {"my_variant", "tune-my_variant", "eval-my_variant"} <= names
+    assert ("my_variant", recipe.stage4_label_languages) in recipe.evaluated_models()
+    # The report renders from the manifest alone: fake predictions for every evaluated model.
+    for name, langs in recipe.evaluated_models():
+        os.makedirs(recipe.path("eval", name))
+        with open(recipe.path("eval", name, "predictions.jsonl"), "w") as f:
+            for lang in langs:
+                f.write(json.dumps({"id": f"{lang}/1", "language": lang, "group": lang, "reference": "ab cd",
+                                    "prediction": "ab cd" if name == "my_variant" else "ab", "prediction_lm": "ab cd"}) + "\n")
+    recipe.report()
+    report = json.load(open(recipe.path("report", "report.json")))
+    assert report["rows"]["my_variant"] == "my new row"
+    assert report["summary"]["my_variant"]["greedy"]["low_cer"] == 0.0
+    assert report["summary"]["my_variant"]["greedy"]["beats_control_every_language"] is True
+    assert "| my new row | 0.0 |" in open(recipe.path("report", "report.md")).read()
+
+
+def test_a_misspelt_training_option_fails_when_the_config_is_loaded(tmp_path):
+    text = open(SMOKE).read().replace("stage4: {max_steps: 4}", "stage4: {max_stpes: 4}")
+    assert "max_stpes" in text
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    with pytest.raises(RecipeError, match=r"stage4: unknown train.py option\(s\) \['max_stpes'\]"):
+        RecipeConfig.load(str(bad))
+    bad.write_text(open(SMOKE).read().replace("stage4: {max_steps: 4}", "stage4: {max_steps: many}"))
+    with pytest.raises(RecipeError, match="stage4: .*max_steps.*many"):
+        RecipeConfig.load(str(bad))
+
+
+def test_variants_are_refused_without_the_runs_they_build_on():
+    config = RecipeConfig.load(SMOKE)
+    config.variants = ["labels_only", "stage4a_ft"]
+    with pytest.raises(RecipeError, match="variant stage4a_ft needs stage4a listed before it"):
+        config.validate()

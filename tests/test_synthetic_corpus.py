@@ -8,7 +8,19 @@ import pytest
 
 from modeling_mlpl.audio import load_audio
 from modeling_mlpl.data import load_common_voice, load_unlabelled_truth, load_voxpopuli_unlabelled, read_clip_durations
-from modeling_mlpl.data.synthetic import PRESETS, AudioJob, espeak, generate_corpus, render
+from modeling_mlpl.data.synthetic import (
+    HELDOUT_VARIANTS,
+    PRESETS,
+    TRAIN_VARIANTS,
+    AudioJob,
+    espeak,
+    generate_corpus,
+    plan_digest,
+    plan_language,
+    render,
+    voice_pools,
+    voices_manifest,
+)
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed (make setup)")
 
@@ -171,3 +183,133 @@ def test_cli_reports_user_errors_in_one_line(tmp_path, capsys):
     assert "not in preset" in capsys.readouterr().err
     assert main(["--preset", "tiny", "--out", str(tmp_path), "--set", "nonsense=1"]) == 2
     assert "--set expects" in capsys.readouterr().err
+
+
+# --- speakers: few labelled, many unlabelled (planning only, no synthesis) -------------------
+FEW = PRESETS["tiny"].replace(low_train_variants=4)
+VARIANTS = (TRAIN_VARIANTS, HELDOUT_VARIANTS)
+
+
+def _variant(voice: str) -> str:
+    return voice.split("+", 1)[1]
+
+
+def test_target_labels_unlabelled_pool_and_heldout_speakers_are_disjoint():
+    clips, recordings, _ = plan_language("el", FEW, 0, VARIANTS)
+    used = {split: {_variant(c.job.voice) for c in clips if c.split == split} for split in ("train", "dev", "test")}
+    used["unlabelled"] = {_variant(r.job.voice) for r in recordings}
+    pools = voice_pools("el", FEW, 0, *VARIANTS)
+    for split, variants in used.items():
+        assert variants and variants <= set(pools[split].variants)
+    assert len(pools["train"].variants) == 4
+    assert set(pools["unlabelled"].variants) == set(TRAIN_VARIANTS) - set(pools["train"].variants)
+    assert not used["train"] & used["unlabelled"]
+    assert not (used["dev"] | used["test"]) & (used["train"] | used["unlabelled"])
+
+
+def test_target_labels_are_narrow_and_the_unlabelled_pool_is_wide():
+    clips, recordings, _ = plan_language("el", FEW, 0, VARIANTS)
+    pools = voice_pools("el", FEW, 0, *VARIANTS)
+    labelled, wide = pools["train"], pools["unlabelled"]
+    assert wide.speed_wpm[0] < labelled.speed_wpm[0] and labelled.speed_wpm[1] < wide.speed_wpm[1]
+    assert wide.pitch[0] < labelled.pitch[0] and labelled.pitch[1] < wide.pitch[1]
+    assert wide.snr_db[0] < pools["test"].snr_db[0]
+    for c in clips:
+        if c.split == "train":
+            assert labelled.speed_wpm[0] <= c.job.speed <= labelled.speed_wpm[1]
+            assert labelled.pitch[0] <= c.job.pitch <= labelled.pitch[1]
+    for r in recordings:
+        assert wide.snr_db[0] <= r.job.snr_db <= wide.snr_db[1]
+
+
+def test_high_resource_labels_keep_every_train_speaker():
+    pools = voice_pools("en", FEW, 0, *VARIANTS)
+    assert pools["train"].variants == TRAIN_VARIANTS == pools["unlabelled"].variants
+    assert pools["test"].variants == HELDOUT_VARIANTS
+
+
+def test_the_manifest_says_which_speakers_each_split_uses():
+    splits = voices_manifest(PRESETS["demo"], 0, *VARIANTS)
+    for lang in PRESETS["demo"].low_resource:
+        entry = splits[lang]
+        assert entry["unlabelled_speakers_are_new"] and entry["heldout_speakers_are_unseen"]
+        assert len(entry["train"]["variants"]) == PRESETS["demo"].low_train_variants
+        assert not set(entry["train"]["variants"]) & set(entry["unlabelled"]["variants"])
+    for lang in PRESETS["demo"].high_resource:
+        assert not splits[lang]["unlabelled_speakers_are_new"]
+        assert splits[lang]["heldout_speakers_are_unseen"]
+
+
+def test_same_seed_same_plan_and_another_seed_other_labelled_speakers():
+    assert plan_digest(*plan_language("el", FEW, 0, VARIANTS)) == plan_digest(*plan_language("el", FEW, 0, VARIANTS))
+    speakers = {seed: voice_pools("el", FEW, seed, *VARIANTS)["train"].variants for seed in range(4)}
+    assert len(set(speakers.values())) > 1
+
+
+def test_labelled_speakers_do_not_depend_on_the_other_languages():
+    alone = FEW.replace(high_resource=())
+    assert voice_pools("el", alone, 0, *VARIANTS) == voice_pools("el", FEW, 0, *VARIANTS)
+
+
+def test_without_low_train_variants_targets_share_the_train_speakers(tiny):
+    root, manifest = tiny
+    entry = manifest["voices"]["splits"]["el"]
+    assert entry["train"] == entry["unlabelled"] and not entry["unlabelled_speakers_are_new"]
+    assert entry["train"]["variants"] == manifest["voices"]["train_variants"]
+    assert manifest["sizes"]["low_train_variants"] is None
+
+
+def test_clips_use_the_speakers_the_manifest_lists(tiny):
+    root, manifest = tiny
+    for lang in PRESETS["tiny"].languages:
+        for split in ("train", "dev", "test"):
+            voices = manifest["voices"]["espeak"][lang]
+            allowed = {
+                hashlib.sha1(f"{lang}:{voices}+{v}".encode()).hexdigest()
+                for v in manifest["voices"]["splits"][lang][split]["variants"]
+            }
+            lines = (root / "cv" / lang / f"{split}.tsv").read_text(encoding="utf-8").splitlines()[1:]
+            assert lines and {line.split("\t")[0] for line in lines} <= allowed
+
+
+def test_a_folder_from_another_plan_is_refused(tiny, tmp_path):
+    root, _ = tiny
+    shutil.copy(root / "plan.json", tmp_path / "plan.json")
+    with pytest.raises(ValueError, match="another plan.*--out"):
+        generate_corpus(tmp_path, "tiny", seed=1, jobs=1)
+    assert not any(tmp_path.rglob("*.mp3"))
+
+
+def _as_generator_1_0(manifest: dict, folder: Path) -> None:
+    """`folder` as generator 1.0 left it: a manifest without low_train_variants and no plan.json."""
+    old = json.loads(json.dumps(manifest))
+    del old["sizes"]["low_train_variants"], old["voices"]["splits"]
+    old["versions"]["generator"] = "1.0"
+    folder.mkdir(exist_ok=True)
+    (folder / "manifest.json").write_text(json.dumps(old), encoding="utf-8")
+
+
+def test_a_generator_1_0_folder_with_another_plan_is_refused(tiny, tmp_path):
+    _, manifest = tiny
+    _as_generator_1_0(manifest, tmp_path)
+    with pytest.raises(ValueError, match="generator 1.0.*--out.*low_train_variants=none"):
+        generate_corpus(tmp_path, FEW, seed=0, jobs=1)
+    with pytest.raises(ValueError, match="generator 1.0"):
+        generate_corpus(tmp_path, "tiny", seed=1, jobs=1)
+    assert not any(tmp_path.rglob("*.mp3"))
+
+
+def test_a_generator_1_0_folder_with_the_same_plan_is_completed(tiny, tmp_path):
+    root, manifest = tiny
+    shutil.copytree(root, tmp_path / "old")
+    (tmp_path / "old" / "plan.json").unlink()
+    _as_generator_1_0(manifest, tmp_path / "old")
+    assert generate_corpus(tmp_path / "old", "tiny", seed=0, jobs=1)["counts"] == manifest["counts"]
+    assert (tmp_path / "old" / "plan.json").read_text() == (root / "plan.json").read_text()
+
+
+def test_cli_sets_or_clears_low_train_variants():
+    from run_scripts.make_synthetic_corpus import _parse_override
+
+    assert _parse_override(PRESETS["tiny"], "low_train_variants=3").low_train_variants == 3
+    assert _parse_override(PRESETS["demo"], "low_train_variants=none").low_train_variants is None

@@ -206,14 +206,16 @@ def test_cli_reads_a_config_file_and_reports_bad_values_in_one_line(corpus, tmp_
 
 
 @pytest.mark.slow
-def test_two_cpu_processes_train_on_disjoint_data(corpus, tmp_path):
+@pytest.mark.parametrize("model_flags", [[], ["--layerdrop", "0"]], ids=["layerdrop", "every_parameter_used"])
+def test_two_cpu_processes_train_on_disjoint_data(corpus, tmp_path, model_flags):
+    # layerdrop 0: DDP runs without its unused-parameter search (every parameter gets a gradient).
     out = tmp_path / "ddp"
     # torchrun sets RANK/WORLD_SIZE; Accelerate then uses gloo on CPU (as `accelerate launch --multi_gpu` would).
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            os.path.join(REPO, "run_scripts", "train.py"), "--preset", "tiny", "--cv_root", str(corpus / "cv"),
            "--output_dir", str(out), "--max_steps", "4", "--max_batch_seconds", "4", "--optimizer", "adamw",
            "--learning_rate", "1e-3", "--warmup_steps", "1", "--log_batch_ids", "true", "--num_threads", "1",
-           "--eval_steps", "0", "--save_steps", "2", "--tensorboard", "false"]  # fmt: skip
+           "--eval_steps", "0", "--save_steps", "2", "--tensorboard", "false", *model_flags]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = []

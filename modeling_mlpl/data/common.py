@@ -18,6 +18,7 @@ import pyarrow as pa
 from datasets import Audio, Dataset, DatasetInfo, Features, IterableDataset, Value
 from datasets.table import InMemoryTable
 
+from .ids import check_unique_ids
 from .report import LoadReport
 
 logger = logging.getLogger(__name__)
@@ -46,7 +47,9 @@ def make_row(id: str, audio: str | dict, text: str, language: str, duration: flo
 
 
 def rows_to_dataset(rows: list[dict], report: LoadReport | None = None) -> Dataset:
-    """Rows (see :func:`make_row`) -> `datasets.Dataset` with :data:`FEATURES`; ids must be unique."""
+    """Rows (see :func:`make_row`) -> `datasets.Dataset` with :data:`FEATURES`; a repeated id raises
+    :class:`~modeling_mlpl.data.ids.DuplicateIdError` (the loaders build unique ones)."""
+    check_unique_ids([row["id"] for row in rows], report.source if report is not None else "rows")
     table = pa.Table.from_pylist(rows, schema=FEATURES.arrow_schema)
     ds = Dataset(InMemoryTable(table), info=DatasetInfo(features=FEATURES))
     if report is not None:

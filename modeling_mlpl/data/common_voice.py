@@ -25,6 +25,7 @@ from datasets import Dataset, IterableDataset
 from ..audio import AudioDecodeError, audio_duration
 from ..text import normalize_transcript
 from .common import finish, make_row
+from .ids import StreamingIds
 from .languages import CV_LANGUAGES, validate_languages
 from .report import LoadReport
 from .tables import find_parquet, read_audiofolder_metadata, read_parquet_rows, read_tsv, unquote_sentence
@@ -94,16 +95,12 @@ def _duration(path: str, clip: str, durations: dict[str, float], verify: bool, r
 
 def _release_rows(lang: str, lang_dir: Path, split: str, verify: bool | None, report: LoadReport) -> Iterator[dict]:
     durations = read_clip_durations(lang_dir)
-    seen: set[str] = set()
+    ids = StreamingIds(f"Common Voice {lang_dir / split}.tsv")
     for lineno, row in read_tsv(lang_dir / f"{split}.tsv", report, "sentence", ("path", "sentence")):
         clip = row["path"].strip()
         clip_path = lang_dir / "clips" / clip
         if not clip_path.exists() and not clip.endswith(".mp3") and (lang_dir / "clips" / f"{clip}.mp3").exists():
             clip, clip_path = f"{clip}.mp3", lang_dir / "clips" / f"{clip}.mp3"  # pre-v5 paths lack .mp3
-        uid = f"{lang}/{Path(clip).stem}"
-        if uid in seen:
-            report.skip("duplicate_id", f"{split}.tsv:{lineno}")
-            continue
         sentence, was_quoted = unquote_sentence(row["sentence"])
         if was_quoted:
             report.repair("quoted_sentence", f"{split}.tsv:{lineno}")
@@ -114,14 +111,17 @@ def _release_rows(lang: str, lang_dir: Path, split: str, verify: bool | None, re
         duration = _duration(str(clip_path), clip, durations, bool(verify) if verify is not None else not durations, report)
         if duration is None:
             continue
-        seen.add(uid)
+        uid = ids.assign([f"{lang}/{Path(clip).stem}", f"{lang}/{clip}"], str(clip_path))
+        if uid is None:
+            report.skip("duplicate_id", f"{split}.tsv:{lineno}")
+            continue
         report.loaded += 1
         yield make_row(uid, str(clip_path), text, lang, duration)
 
 
 def _embedded_rows(lang: str, rows: Iterator[dict], base: Path | None, split: str, report: LoadReport) -> Iterator[dict]:
     """Rows of a Parquet (audio bytes inside) or audiofolder (file_name) copy."""
-    seen: set[str] = set()
+    ids = StreamingIds(f"Common Voice {lang} {split}")
     for i, row in enumerate(rows):
         text_col = next((c for c in _TEXT_COLUMNS if c in row), None)
         audio = row.get("audio")
@@ -133,10 +133,6 @@ def _embedded_rows(lang: str, rows: Iterator[dict], base: Path | None, split: st
         if isinstance(audio, dict) and not audio.get("bytes") and audio.get("path"):
             audio = audio["path"]
         name = row.get("path") or (audio.get("path") if isinstance(audio, dict) else audio) or f"{split}_{i}"
-        uid = f"{lang}/{Path(str(name)).stem}"
-        if uid in seen:
-            report.skip("duplicate_id", f"{split} row {i}")
-            continue
         text = normalize_transcript(unquote_sentence(row[text_col] or "")[0])
         if not text:
             report.skip("empty_sentence", f"{split} row {i}")
@@ -156,7 +152,10 @@ def _embedded_rows(lang: str, rows: Iterator[dict], base: Path | None, split: st
         except AudioDecodeError as err:
             report.skip("corrupt_audio", str(err))
             continue
-        seen.add(uid)
+        uid = ids.assign([f"{lang}/{Path(str(name)).stem}", f"{lang}/{name}"], str(name))
+        if uid is None:
+            report.skip("duplicate_id", f"{split} row {i}")
+            continue
         report.loaded += 1
         yield make_row(uid, source, text, lang, duration)
 
@@ -172,8 +171,19 @@ def _lang_rows(lang: str, lang_dir: Path, split: str, verify: bool | None, repor
         meta = next(p for p in (lang_dir / split / "metadata.csv", lang_dir / split / "metadata.jsonl") if p.exists())
         yield from _embedded_rows(lang, read_audiofolder_metadata(meta), meta.parent, split, report)
     else:
-        have = sorted({p.stem for p in lang_dir.glob("*.tsv")} - {"clip_durations", "reported"})
-        raise ValueError(f"no split {split!r} for Common Voice language {lang!r} in {lang_dir}; available: {have}")
+        raise missing_split(lang, lang_dir, split)
+
+
+def missing_split(lang: str, lang_dir: Path, split: str) -> ValueError:
+    return ValueError(f"no split {split!r} for Common Voice language {lang!r} in {lang_dir}; available: "
+                      f"{', '.join(splits_on_disk(lang_dir)) or '(none)'}")  # fmt: skip
+
+
+def splits_on_disk(lang_dir: Path) -> list[str]:
+    """Split names one language's folder holds (release TSVs, Parquet or audiofolder sub-folders)."""
+    tsvs = {p.stem for p in lang_dir.glob("*.tsv")} - {"clip_durations", "reported"}
+    folders = {p.name for p in lang_dir.iterdir() if p.is_dir() and p.name != "clips" and _layout(lang_dir, p.name)}
+    return sorted(tsvs | folders)
 
 
 def load_common_voice(
@@ -213,6 +223,11 @@ def load_common_voice(
         if not langs:
             raise ValueError(f"no Common Voice language with a {split!r} split under {root}")
     else:
+        validate_languages(languages, CV_LANGUAGES, what="Common Voice")
+        without_split = [lang for lang in ([languages] if isinstance(languages, str) else languages)
+                         if lang in dirs and lang not in known]  # fmt: skip
+        if without_split:  # the language is there, the split is not: say so (not "language not found")
+            raise missing_split(without_split[0], dirs[without_split[0]], split)
         langs = validate_languages(languages, CV_LANGUAGES, available=list(known), what="Common Voice")
     report = LoadReport(source=f"common_voice[{split}] {root}")
     return finish(lambda lang: _lang_rows(lang, known[lang], split, verify_audio, report), langs, report, streaming)

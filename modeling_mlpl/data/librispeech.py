@@ -25,6 +25,7 @@ from datasets import Dataset, IterableDataset
 from ..audio import AudioDecodeError, audio_duration
 from ..text import normalize_transcript
 from .common import finish, make_row
+from .ids import StreamingIds
 from .report import LoadReport
 from .tables import find_parquet, read_parquet_rows
 
@@ -42,6 +43,7 @@ _HUB_SPLITS = {
 
 
 def _flac_rows(split_dir: Path, report: LoadReport) -> Iterator[dict]:
+    ids = StreamingIds(f"LibriSpeech {split_dir}")
     for trans in sorted(split_dir.glob("*/*/*.trans.txt")):
         with open(trans, encoding="utf-8") as f:
             for lineno, line in enumerate(f, start=1):
@@ -64,11 +66,15 @@ def _flac_rows(split_dir: Path, report: LoadReport) -> Iterator[dict]:
                 except AudioDecodeError as err:
                     report.skip("corrupt_audio", str(err))
                     continue
+                if ids.assign([uid], str(path)) is None:  # the same line twice
+                    report.skip("duplicate_id", f"{trans.name}:{lineno}")
+                    continue
                 report.loaded += 1
                 yield make_row(uid, str(path), normalize_transcript(text), "en", duration)
 
 
 def _parquet_rows(files: list[Path], report: LoadReport) -> Iterator[dict]:
+    ids = StreamingIds(f"LibriSpeech {files[0].parent}")
     for i, row in enumerate(read_parquet_rows(files, ["id", "file", "audio", "text"])):
         audio = row.get("audio") or {}
         text = normalize_transcript(row.get("text") or "")
@@ -84,6 +90,9 @@ def _parquet_rows(files: list[Path], report: LoadReport) -> Iterator[dict]:
             duration = audio_duration(source)
         except AudioDecodeError as err:
             report.skip("corrupt_audio", str(err))
+            continue
+        if ids.assign([str(uid)], str(uid)) is None:  # LibriSpeech ids name utterances: a repeated row
+            report.skip("duplicate_id", str(uid))
             continue
         report.loaded += 1
         yield make_row(str(uid), source, text, "en", duration)

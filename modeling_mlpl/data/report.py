@@ -17,7 +17,8 @@ class LoadReport:
     """Counts of loaded rows and of skipped (or repaired) rows by reason, with a few examples.
 
     Reasons used by the loaders: missing_audio, empty_audio, corrupt_audio, empty_sentence,
-    malformed_row, duplicate_id (skipped); tab_in_sentence, quoted_sentence (repaired, kept).
+    malformed_row, duplicate_id (a repeated table row), unsupported_format (folder: not audio
+    libsndfile reads) (skipped); tab_in_sentence, quoted_sentence (repaired, kept).
     """
 
     source: str = ""
@@ -43,6 +44,11 @@ class LoadReport:
     def n_skipped(self) -> int:
         return sum(self.skipped.values())
 
+    @property
+    def found(self) -> int:
+        """Rows (or files) the loader met: loaded + skipped."""
+        return self.loaded + self.n_skipped
+
     def merge(self, other: "LoadReport") -> "LoadReport":
         self.loaded += other.loaded
         self.skipped.update(other.skipped)
@@ -55,6 +61,7 @@ class LoadReport:
     def to_dict(self) -> dict:
         return {
             "source": self.source,
+            "found": self.found,
             "loaded": self.loaded,
             "skipped": dict(self.skipped),
             "repaired": dict(self.repaired),
@@ -62,7 +69,7 @@ class LoadReport:
         }
 
     def summary(self) -> str:
-        text = f"{self.source}: loaded {self.loaded} rows"
+        text = f"{self.source}: found {self.found}, loaded {self.loaded} rows"
         if self.skipped:
             text += ", skipped " + ", ".join(f"{k}={v}" for k, v in sorted(self.skipped.items()))
         if self.repaired:
@@ -78,3 +85,38 @@ class LoadReport:
                     logger.warning("  %s e.g. %s", reason, "; ".join(self.examples[reason]))
         else:
             logger.info(self.summary())
+
+
+@dataclass
+class Accounting:
+    """Where every input of a run went: ``found == done + failed + skipped + already_done + elsewhere +
+    remaining``. `done`: handled by this run (labelled, decoded); `failed`: unreadable at decode time;
+    `skipped`: rejected by the loader (see :class:`LoadReport`); `already_done`: by an earlier run
+    (resume); `elsewhere`: other jobs' share (``--num_shards``); `remaining`: not reached (interrupted).
+    """
+
+    found: int
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+    already_done: int = 0
+    elsewhere: int = 0
+
+    @property
+    def remaining(self) -> int:
+        return self.found - self.done - self.failed - self.skipped - self.already_done - self.elsewhere
+
+    def to_dict(self, done_name: str = "done") -> dict[str, int]:
+        return {"found": self.found, done_name: self.done, "failed": self.failed, "skipped": self.skipped,
+                "already_done": self.already_done, "elsewhere": self.elsewhere,
+                "remaining": self.remaining}  # fmt: skip
+
+    def line(self, done_name: str = "done") -> str:
+        """E.g. ``found 12 = labelled 7 + failed 1 + skipped 3 + already done 1``."""
+        parts = [f"{done_name} {self.done}", f"failed {self.failed}", f"skipped {self.skipped}",
+                 f"already done {self.already_done}"]  # fmt: skip
+        if self.elsewhere:
+            parts.append(f"other jobs' share {self.elsewhere}")
+        if self.remaining:
+            parts.append(f"not reached {self.remaining}")
+        return f"found {self.found} = " + " + ".join(parts)

@@ -8,18 +8,26 @@ the exact Common Voice and VoxPopuli layouts, so the same loaders that read real
     <out>/voxpopuli/unlabelled_data/<lang>/<year>/<session>_<lang>.ogg     15-40 s, several sentences
     <out>/voxpopuli/unlabelled_truth/<lang>.tsv      id, text: true transcripts (synthetic only)
     <out>/text/<lang>.txt                            LM text, sentences disjoint from all audio
-    <out>/manifest.json                              what was generated (written last)
+    <out>/plan.json                                  digest of each language's plan (written first)
+    <out>/manifest.json                              what was generated, voices per split (written last)
 
 Text is real words drawn with their real frequencies (`wordfreq`, top ~20k words), so an n-gram LM
 has something to learn. Test sentences are drawn first and every later draw (dev, train,
 unlabelled, LM text) rejects any sentence already used, so test text appears nowhere else.
 Voices: espeak-ng voice variants; dev/test use held-out variants (unseen speakers). Each
-utterance gets its own speed, pitch, gain and white noise (15-35 dB SNR).
+utterance gets its own speed, pitch, gain and white noise, drawn from its split's `VoicePool`.
+With `CorpusSize.low_train_variants = k` the low-resource languages get the paper's data regime:
+Common Voice's small languages have few speakers and VoxPopuli has hundreds, so the labelled
+train set uses k variants with narrow speed/pitch ranges and the unlabelled pool uses all the
+other train variants with wider speeds, pitches and noise; PLs then bring new speakers, not only
+new sentences. `None` (the `tiny` preset) keeps one pool for labelled and unlabelled audio.
 
 espeak-ng writes 22050 Hz; it is resampled to 16 kHz with soxr, keeping the duration (a test
 checks it). Everything is planned in the main process from the seed; workers only synthesise,
 so the files, texts and TSVs are the same for a seed whatever the number of jobs. Re-running
-skips audio files that exist and decode (writes are atomic), so a killed run resumes.
+skips audio files that exist and decode (writes are atomic), so a killed run resumes; `plan.json`
+holds a digest of each language's plan, so a folder made with another seed, size or generator
+version is refused instead of being silently mixed with the new plan.
 """
 
 from __future__ import annotations
@@ -45,7 +53,7 @@ from ..audio import SAMPLING_RATE, AudioDecodeError, audio_duration, write_audio
 
 logger = logging.getLogger(__name__)
 
-GENERATOR_VERSION = "1.0"
+GENERATOR_VERSION = "1.1"  # 1.1: few-speaker labels / many-speaker unlabelled pool
 HIGH_RESOURCE = ("en", "de", "es", "fr", "it", "ru")
 LOW_RESOURCE = ("pt", "nl", "pl", "el")
 # Common Voice code -> espeak-ng voice.
@@ -69,6 +77,13 @@ SPEED_WPM = (120, 210)
 PITCH = (25, 75)
 SNR_DB = (15.0, 35.0)
 GAIN_DB = (-10.0, 0.0)
+# Low-resource languages with `low_train_variants` set: a few speakers reading at a narrow range of
+# speeds and pitches label the data; the unlabelled pool is wider than dev/test in every direction.
+FEW_SPEAKER_SPEED_WPM = (150, 180)
+FEW_SPEAKER_PITCH = (40, 60)
+MANY_SPEAKER_SPEED_WPM = (110, 230)
+MANY_SPEAKER_PITCH = (15, 85)
+MANY_SPEAKER_SNR_DB = (10.0, 35.0)
 # Planner's speaking-rate estimate (characters per second at 175 wpm), used only to choose how
 # many sentences make a 15-40 s recording; the manifest records the real durations.
 CHARS_PER_SECOND_175 = 13.0
@@ -95,6 +110,10 @@ class CorpusSize:
     vocab_size: int = 20000
     words_per_sentence: tuple[int, int] = (5, 12)  # CV-like 2-6 s utterances
     recording_seconds: tuple[float, float] = (15.0, 40.0)  # VoxPopuli-like long-form
+    # Voice variants of each low-resource language's labelled train set (drawn from the seed; the
+    # unlabelled pool gets the other train variants). None: labelled and unlabelled audio share
+    # every train variant (generator 1.0's corpus, kept so old presets stay reproducible).
+    low_train_variants: int | None = None
 
     @property
     def languages(self) -> tuple[str, ...]:
@@ -118,13 +137,13 @@ PRESETS: dict[str, CorpusSize] = {
         high_resource=HIGH_RESOURCE, low_resource=LOW_RESOURCE,
         high_train_minutes=20.0, high_dev_minutes=2.0, high_test_minutes=2.0, high_unlabelled_minutes=0.0,
         low_train_minutes=6.0, low_unlabelled_minutes=70.0, low_dev_minutes=4.0, low_test_minutes=9.0,
-        text_sentences=50000,
+        text_sentences=50000, low_train_variants=4,
     ),
     "full": CorpusSize(
         high_resource=HIGH_RESOURCE, low_resource=LOW_RESOURCE,
         high_train_minutes=120.0, high_dev_minutes=10.0, high_test_minutes=10.0, high_unlabelled_minutes=60.0,
         low_train_minutes=30.0, low_unlabelled_minutes=600.0, low_dev_minutes=10.0, low_test_minutes=20.0,
-        text_sentences=200000,
+        text_sentences=200000, low_train_variants=4,
     ),
 }
 MEAN_UTTERANCE_SECONDS = 3.5  # measured on the demo preset
@@ -223,14 +242,59 @@ def _lang_rng(seed: int, lang: str, purpose: str) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(lang.encode()), zlib.crc32(purpose.encode())])
 
 
-def _voice_params(rng: np.random.Generator, lang: str, variants: tuple[str, ...]) -> dict[str, Any]:
-    variant = variants[int(rng.integers(len(variants)))]
+@dataclass(frozen=True)
+class VoicePool:
+    """The speakers (espeak-ng variants) and recording conditions one split draws from."""
+
+    variants: tuple[str, ...]
+    speed_wpm: tuple[int, int] = SPEED_WPM
+    pitch: tuple[int, int] = PITCH
+    snr_db: tuple[float, float] = SNR_DB
+    gain_db: tuple[float, float] = GAIN_DB
+
+
+SPLITS = ("train", "dev", "test", "unlabelled")
+
+
+def voice_pools(
+    lang: str, size: CorpusSize, seed: int, train_variants: tuple[str, ...], heldout_variants: tuple[str, ...]
+) -> dict[str, VoicePool]:
+    """Which pool each split of `lang` draws from (see the module docstring for why).
+
+    The few labelled variants are drawn with their own generator, so the plan's other draws are
+    the same as with `low_train_variants=None`, and the choice is the same for any language subset."""
+    heldout = VoicePool(heldout_variants)
+    k = size.low_train_variants
+    if lang in size.high_resource or k is None:
+        shared = VoicePool(train_variants)
+        return {"train": shared, "dev": heldout, "test": heldout, "unlabelled": shared}
+    if not 1 <= k < len(train_variants):
+        raise ValueError(
+            f"low_train_variants={k} must be between 1 and {len(train_variants) - 1} "
+            "(the other train variants form the unlabelled pool); fix --set low_train_variants=N"
+        )
+    picked = set(_lang_rng(seed, lang, "speakers").choice(len(train_variants), size=k, replace=False).tolist())
+    return {
+        "train": VoicePool(
+            tuple(v for i, v in enumerate(train_variants) if i in picked), FEW_SPEAKER_SPEED_WPM, FEW_SPEAKER_PITCH
+        ),
+        "dev": heldout,
+        "test": heldout,
+        "unlabelled": VoicePool(
+            tuple(v for i, v in enumerate(train_variants) if i not in picked),
+            MANY_SPEAKER_SPEED_WPM, MANY_SPEAKER_PITCH, MANY_SPEAKER_SNR_DB,
+        ),
+    }
+
+
+def _voice_params(rng: np.random.Generator, lang: str, pool: VoicePool) -> dict[str, Any]:
+    variant = pool.variants[int(rng.integers(len(pool.variants)))]
     return {
         "voice": f"{ESPEAK_VOICES[lang]}+{variant}",
-        "speed": int(rng.integers(SPEED_WPM[0], SPEED_WPM[1] + 1)),
-        "pitch": int(rng.integers(PITCH[0], PITCH[1] + 1)),
-        "gain_db": round(float(rng.uniform(*GAIN_DB)), 2),
-        "snr_db": round(float(rng.uniform(*SNR_DB)), 2),
+        "speed": int(rng.integers(pool.speed_wpm[0], pool.speed_wpm[1] + 1)),
+        "pitch": int(rng.integers(pool.pitch[0], pool.pitch[1] + 1)),
+        "gain_db": round(float(rng.uniform(*pool.gain_db)), 2),
+        "snr_db": round(float(rng.uniform(*pool.snr_db)), 2),
         "noise_seed": int(rng.integers(2**31)),
     }
 
@@ -243,7 +307,7 @@ def plan_language(lang: str, size: CorpusSize, seed: int, variants: tuple[tuple[
     """Everything random about one language, drawn in a fixed order from the seed.
 
     Returns (clips, recordings, lm_sentences)."""
-    train_variants, heldout_variants = variants
+    pools = voice_pools(lang, size, seed, *variants)
     high = lang in size.high_resource
     minutes = {
         "test": size.high_test_minutes if high else size.low_test_minutes,
@@ -256,9 +320,8 @@ def plan_language(lang: str, size: CorpusSize, seed: int, variants: tuple[tuple[
     clips: list[ClipRow] = []
     n = 0
     for split in ("test", "dev", "train"):  # test first: later draws can never reuse its text
-        pool = heldout_variants if split in ("dev", "test") else train_variants
         for _ in range(_count(minutes[split], MEAN_UTTERANCE_SECONDS)):
-            params = _voice_params(rng, lang, pool)
+            params = _voice_params(rng, lang, pools[split])
             pauses = [round(float(rng.uniform(0.1, 0.4)), 3), round(float(rng.uniform(0.1, 0.4)), 3)]
             job = AudioJob(f"cv/{lang}/clips/common_voice_{lang}_{n:08d}.mp3", [source.draw()], pauses=pauses, **params)
             client = hashlib.sha1(f"{lang}:{params['voice']}".encode()).hexdigest()
@@ -267,7 +330,7 @@ def plan_language(lang: str, size: CorpusSize, seed: int, variants: tuple[tuple[
     recordings: list[RecordingRow] = []
     lo, hi = size.recording_seconds
     for k in range(_count(unlabelled_minutes, (lo + hi) / 2)):
-        params = _voice_params(rng, lang, train_variants)
+        params = _voice_params(rng, lang, pools["unlabelled"])
         # the rate estimate is +-15 % off, so aim inside the range to land in [lo, hi]
         target = float(rng.uniform(lo * 1.1, hi * 0.85))
         chars_per_s = CHARS_PER_SECOND_175 * params["speed"] / 175.0
@@ -341,6 +404,80 @@ def synthesize(args: tuple[str, AudioJob]) -> float:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     write_audio(path, render(job), compression_level=COMPRESSION_LEVEL)
     return audio_duration(path)
+
+
+# --- resuming --------------------------------------------------------------------------------
+PLAN_FILE = "plan.json"
+
+
+def plan_digest(clips: list[ClipRow], recordings: list[RecordingRow], lm_sentences: list[str]) -> str:
+    """A digest of everything `plan_language` drew: equal digests mean the same files and texts."""
+    h = hashlib.sha1()
+    for row in clips:
+        h.update(json.dumps([row.split, row.client_id, dataclasses.asdict(row.job)], ensure_ascii=False).encode())
+    for rec in recordings:
+        h.update(json.dumps([rec.vp_id, dataclasses.asdict(rec.job)], ensure_ascii=False).encode())
+    h.update("\n".join(lm_sentences).encode())
+    return h.hexdigest()
+
+
+def _same_as_generator_1_0(manifest: dict[str, Any], size: CorpusSize, seed: int, variants: tuple) -> bool:
+    """Whether a generator-1.0 manifest (no plan.json then) was made with the plan that `size`
+    and `seed` give now: 1.1 with ``low_train_variants=None`` draws 1.0's plan exactly."""
+    old_sizes = dict(manifest.get("sizes", {}))
+    old_langs = {"high": set(old_sizes.pop("high_resource", ())), "low": set(old_sizes.pop("low_resource", ()))}
+    new_sizes = {k: v for k, v in json.loads(json.dumps(dataclasses.asdict(size))).items() if k in old_sizes}
+    voices = manifest.get("voices", {})
+    return (
+        size.low_train_variants is None
+        and manifest.get("seed") == seed
+        and old_sizes == new_sizes
+        and (voices.get("train_variants"), voices.get("heldout_variants")) == tuple(list(v) for v in variants)
+        and not old_langs["high"] & set(size.low_resource)
+        and not old_langs["low"] & set(size.high_resource)
+    )
+
+
+def _claim_plan(root: Path, digests: dict[str, str], size: CorpusSize, seed: int, variants: tuple) -> None:
+    """Record each language's plan digest in `root/plan.json`, refusing a folder that holds the
+    same language from another plan: resuming keeps every audio file that decodes, so mixing two
+    plans would pair old audio with new transcripts."""
+    path = root / PLAN_FILE
+    stored: dict[str, str] = {}
+    if path.exists():
+        stored = json.loads(path.read_text(encoding="utf-8"))["languages"]
+    elif (root / "manifest.json").exists():  # made before plan.json existed (generator 1.0)
+        manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
+        if not _same_as_generator_1_0(manifest, size, seed, variants):
+            made_by = manifest.get("versions", {}).get("generator")
+            raise ValueError(
+                f"{root} holds a corpus made by generator {made_by} with another plan: pass a new --out (or delete "
+                "the folder); the same seed and sizes with --set low_train_variants=none complete a 1.0 corpus"
+            )
+    clash = sorted(lang for lang, d in digests.items() if stored.get(lang, d) != d)
+    if clash:
+        raise ValueError(
+            f"{root} already holds {' '.join(clash)} from another plan (seed, sizes or generator version): "
+            "pass a new --out (or delete the folder)"
+        )
+    root.mkdir(parents=True, exist_ok=True)
+    merged = {"generator": GENERATOR_VERSION, "languages": dict(sorted({**stored, **digests}.items()))}
+    _write_lines(path, [json.dumps(merged, indent=1)])
+
+
+def voices_manifest(
+    size: CorpusSize, seed: int, train_variants: tuple[str, ...], heldout_variants: tuple[str, ...]
+) -> dict[str, dict[str, Any]]:
+    """Per language and split: the variants and speed/pitch/SNR/gain ranges its audio draws from."""
+    out: dict[str, dict[str, Any]] = {}
+    for lang in size.languages:
+        pools = voice_pools(lang, size, seed, train_variants, heldout_variants)
+        entry: dict[str, Any] = {split: dataclasses.asdict(pools[split]) for split in SPLITS}
+        labelled, unlabelled = set(pools["train"].variants), set(pools["unlabelled"].variants)
+        entry["unlabelled_speakers_are_new"] = not labelled & unlabelled
+        entry["heldout_speakers_are_unseen"] = not set(pools["test"].variants) & (labelled | unlabelled)
+        out[lang] = entry
+    return out
 
 
 # --- writing ---------------------------------------------------------------------------------
@@ -421,8 +558,9 @@ def generate_corpus(
         raise RuntimeError(f"espeak-ng has too few voice variants ({len(known)}); is espeak-ng-data complete?")
 
     root = Path(out)
-    root.mkdir(parents=True, exist_ok=True)
     plans = {lang: plan_language(lang, size, seed, (train_variants, heldout_variants)) for lang in size.languages}
+    digests = {lang: plan_digest(*plans[lang]) for lang in size.languages}
+    _claim_plan(root, digests, size, seed, (train_variants, heldout_variants))
     work = [(str(root), c.job) for lang in size.languages for c in plans[lang][0]]
     work += [(str(root), r.job) for lang in size.languages for r in plans[lang][1]]
     # Long recordings first so the pool does not end waiting on one of them.
@@ -504,6 +642,7 @@ def generate_corpus(
             "train_variants": list(train_variants),
             "heldout_variants": list(heldout_variants),
             "speed_wpm": list(SPEED_WPM), "pitch": list(PITCH), "snr_db": list(SNR_DB), "gain_db": list(GAIN_DB),
+            "splits": voices_manifest(size, seed, train_variants, heldout_variants),
         },
         "versions": {
             "generator": GENERATOR_VERSION,

@@ -23,6 +23,7 @@ from datasets import Dataset, IterableDataset
 from ..audio import AudioDecodeError, audio_duration
 from ..text import normalize_transcript
 from .common import finish, make_row
+from .ids import disambiguate
 from .languages import CV_TO_VP, VP_LANGUAGES, VP_TO_CV, validate_languages
 from .report import LoadReport
 from .tables import read_tsv, unquote_sentence
@@ -61,19 +62,22 @@ def _checked_duration(path: Path, report: LoadReport) -> float | None:
     return None
 
 
+def unlabelled_ids(lang_dir: Path, cv_lang: str, files: list[Path]) -> list[str]:
+    """``<cv_lang>/<stem>``; where two files share a stem (two years, or two extensions), they get
+    ``<cv_lang>/<year>/<stem>`` (then the extension too), so no recording is lost to a collision."""
+    rel = [p.relative_to(lang_dir) for p in files]
+    candidates = [[f"{cv_lang}/{r.stem}", f"{cv_lang}/{r.with_suffix('').as_posix()}", f"{cv_lang}/{r.as_posix()}"]
+                  for r in rel]  # fmt: skip
+    return disambiguate(candidates, what=f"VoxPopuli {lang_dir}")
+
+
 def _unlabelled_rows(base: Path, lang: str, report: LoadReport) -> Iterator[dict]:
     cv_lang = VP_TO_CV.get(lang, lang)
-    files = sorted(p for p in (base / lang).rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS)
-    seen: set[str] = set()
-    for path in files:
-        uid = f"{cv_lang}/{path.stem}"
-        if uid in seen:
-            report.skip("duplicate_id", str(path))
-            continue
+    files = sorted(p for p in (base / lang).rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
+    for path, uid in zip(files, unlabelled_ids(base / lang, cv_lang, files)):
         duration = _checked_duration(path, report)
         if duration is None:
             continue
-        seen.add(uid)
         report.loaded += 1
         yield make_row(uid, str(path), "", cv_lang, duration)
 
@@ -81,7 +85,8 @@ def _unlabelled_rows(base: Path, lang: str, report: LoadReport) -> Iterator[dict
 def load_voxpopuli_unlabelled(
     root: str | os.PathLike, languages: list[str] | str | None = None, streaming: bool = False
 ) -> Dataset | IterableDataset:
-    """Unlabelled long-form recordings (``text == ""``), ids ``<cv_lang>/<file stem>``.
+    """Unlabelled long-form recordings (``text == ""``), ids ``<cv_lang>/<file stem>`` (unique:
+    see :func:`unlabelled_ids`).
 
     Every file's header is read for its duration, which also catches corrupt and empty files
     (skipped, counted in ``load_report``)."""
@@ -98,7 +103,7 @@ def _transcribed_rows(base: Path, lang: str, split: str, report: LoadReport) -> 
     tsv = base / lang / f"asr_{split}.tsv"
     if not tsv.exists():
         raise ValueError(f"no VoxPopuli split {split!r} for {lang}: {tsv} does not exist")
-    seen: set[str] = set()
+    seen: set[str] = set()  # VoxPopuli ids name utterances: a repeated id is a repeated row
     for lineno, row in read_tsv(tsv, report, "raw_text", ("id",)):
         vid = row["id"].strip()
         uid = f"{cv_lang}/{vid}"

@@ -9,7 +9,6 @@ best path itself; LM-decoded labels (whose text is not a best path) are force-al
 from __future__ import annotations
 
 import math
-import unicodedata
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
@@ -17,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..ctc_text import CTCVocab, Span, best_path, render_spans
 from ..tokenization_mlpl import transcript_characters
 
 __all__ = [
@@ -28,15 +28,6 @@ __all__ = [
     "ctc_log_likelihood",
     "label_from_log_probs",
 ]
-
-
-@dataclass(frozen=True)
-class Span:
-    """One emitted token: its id and the output frames [first, last] it occupies in the alignment."""
-
-    token: int
-    first: int
-    last: int
 
 
 @dataclass
@@ -52,16 +43,7 @@ class Label:
 
 def greedy_spans(log_probs: np.ndarray, blank: int = 0) -> list[Span]:
     """Best path of (T, V) log-probs: argmax per frame, repeats merged, blanks dropped."""
-    best = np.asarray(log_probs).argmax(-1)  # (T,)
-    spans: list[Span] = []
-    prev = blank
-    for t, token in enumerate(best.tolist()):
-        if token != blank and token == prev:
-            spans[-1] = Span(token, spans[-1].first, t)
-        elif token != blank:
-            spans.append(Span(token, t, t))
-        prev = token
-    return spans
+    return best_path(log_probs, blank)
 
 
 def forced_align(log_probs: np.ndarray, tokens: Sequence[int], blank: int = 0) -> list[Span]:
@@ -114,39 +96,19 @@ def forced_align(log_probs: np.ndarray, tokens: Sequence[int], blank: int = 0) -
 
 
 def spans_to_label(spans: Sequence[Span], id2token: Mapping[int, str], frame_seconds: float,
-                   word_delimiter: str = "|") -> Label:  # fmt: skip
+                   word_delimiter: str = "|", blank: int = 0) -> Label:  # fmt: skip
     """Characters of the emitted tokens -> text with single spaces and one start time per character.
 
-    Special tokens (`<unk>`, `<pad>`, ...) are dropped, as the tokenizer's `skip_special_tokens`
-    does; leading, trailing and repeated word delimiters are dropped, keeping the first of a run;
-    a combining mark that NFC merges into the previous character shares that character's time.
-    So `len(label.token_times) == len(transcript_characters(label.text))` always holds.
+    The text follows the package's CTC text rule (ctc_text.py): special tokens (`<unk>`, ...) render
+    as nothing, word-delimiter runs collapse to one space (none at the ends), a combining mark that
+    NFC merges into the previous character shares that character's time. So
+    `len(label.token_times) == len(transcript_characters(label.text))` always holds.
     """
-    chars: list[str] = []
-    firsts: list[int] = []
-    lasts: list[int] = []
-    ids: list[int] = []
-    for span in spans:
-        token = id2token[span.token]
-        if token == word_delimiter:
-            if not chars or chars[-1] == " ":
-                continue
-            ch = " "
-        elif len(token) > 1 and token.startswith("<") and token.endswith(">"):
-            continue
-        else:
-            ch = token
-        if chars and unicodedata.combining(ch[0]) and chars[-1] != " ":
-            merged = unicodedata.normalize("NFC", chars[-1] + ch)
-            if len(merged) == 1:
-                chars[-1], lasts[-1] = merged, span.last
-                continue
-        chars.append(ch)
-        firsts.append(span.first)
-        lasts.append(span.last)
-        ids.append(span.token)
-    while chars and chars[-1] == " ":
-        chars.pop(), firsts.pop(), lasts.pop(), ids.pop()
+    pieces = render_spans(spans, CTCVocab.from_id2token(id2token, blank, word_delimiter))
+    chars = [p.text for p in pieces]
+    firsts = [p.first for p in pieces]
+    lasts = [p.last for p in pieces]
+    ids = [p.token for p in pieces]
     text = "".join(chars)
     times = [round(f * frame_seconds, 3) for f in firsts]
     if len(times) != len(transcript_characters(text)):  # a multi-character token: keep the contract
@@ -204,7 +166,7 @@ def label_from_log_probs(log_probs: np.ndarray, id2token: Mapping[int, str], tok
         return ids
 
     spans = greedy_spans(log_probs, blank) if text is None else forced_align(log_probs, encode(text), blank)
-    label = spans_to_label(spans, id2token, frame_seconds)
+    label = spans_to_label(spans, id2token, frame_seconds, blank=blank)
     frame_max = log_probs.max(-1)  # (T,)
     scores = {
         "confidence": float(np.exp(frame_max).mean()) if T else 0.0,

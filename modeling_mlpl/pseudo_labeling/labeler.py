@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from ..audio import AudioDecodeError, audio_duration, load_audio
+from ..data.ids import DuplicateIdError
 from ..long_form import LongFormDecoder
 from .alignment import Label, label_from_log_probs
 from .shards import FAILURE_PREFIX, ShardWriter, completed_ids, shard_of, shard_path
@@ -336,10 +337,15 @@ def _materialise(item: Item, directory: Path) -> None:
 
 def _shard_items(rows: Iterable[dict], rank: int, world_size: int, done: set[str], stats: LabelStats,
                  failures: list[dict], audio_dir: Path) -> Iterator[Item]:  # fmt: skip
+    seen: set[str] = set()
     for item in rows_to_items(rows):
         if shard_of(item.id, world_size) != rank:
             stats.not_mine += 1
             continue
+        if item.id in seen:  # a checked dataset cannot get here; a stream can only be checked as it goes
+            raise DuplicateIdError(f"the input repeats id {item.id!r}: every recording needs its own id "
+                                   "(ids key labels and resumes)")  # fmt: skip
+        seen.add(item.id)
         if item.id in done:
             stats.skipped_done += 1
             continue
@@ -350,7 +356,6 @@ def _shard_items(rows: Iterable[dict], rank: int, world_size: int, done: set[str
                 failures.append({"id": item.id, "audio": item.path, "error": str(err)})
                 continue
         _materialise(item, audio_dir)
-        done.add(item.id)  # a duplicated id in the input is labelled once
         yield item
 
 

@@ -18,6 +18,7 @@ import pyarrow as pa
 from datasets import Audio, Dataset, DatasetInfo, Features, List, Value
 from datasets.table import InMemoryTable
 
+from ..data.report import Accounting
 from ..tokenization_mlpl import transcript_characters
 from .shards import FAILURE_PREFIX, LABEL_PREFIX, read_shards
 
@@ -150,6 +151,8 @@ def _markdown(stats: dict) -> str:
         f"| skipped by the loader | {sum(stats['skipped_at_load'].values())} | |",
         f"| duplicates dropped | {stats['duplicates']} | |",
         "",
+        f"Accounting: {stats['accounting_line']}",
+        "",
         "Dropped by filter: " + (", ".join(f"{k} {v}" for k, v in sorted(stats["dropped"].items())) or "none"),
         "",
         "| language | recordings | hours in | kept | hours kept | mean confidence |",
@@ -183,7 +186,12 @@ def merge_with_stats(shard_dir: str | os.PathLike, output_dir: str | os.PathLike
     failures = {r["id"] for r in read_shards(shard_dir, FAILURE_PREFIX)} - seen
     # Files the loader already rejected by their header (written by run_scripts/pseudo_label.py).
     load_report = shard_dir / LOAD_REPORT
-    skipped_at_load = json.loads(load_report.read_text()).get("skipped", {}) if load_report.exists() else {}
+    load_info = json.loads(load_report.read_text()) if load_report.exists() else {}
+    skipped_at_load = load_info.get("skipped", {})
+    n_skipped = sum(skipped_at_load.values())
+    # Every input of the runs into shard_dir: labelled + failed + skipped (+ not reached, if interrupted).
+    accounting = Accounting(found=load_info.get("found", len(records) + len(failures) + n_skipped),
+                            done=len(records), failed=len(failures), skipped=n_skipped)  # fmt: skip
     if duplicates:
         logger.warning("%d duplicate ids in %s (kept the first of each)", duplicates, shard_dir)
     kept, dropped = _apply_filters(records, filters)
@@ -213,6 +221,8 @@ def merge_with_stats(shard_dir: str | os.PathLike, output_dir: str | os.PathLike
         "failures": len(failures),
         "failed_ids": sorted(failures)[:100],
         "skipped_at_load": skipped_at_load,
+        "accounting": accounting.to_dict("labelled"),
+        "accounting_line": accounting.line("labelled"),
         "duplicates": duplicates,
         "dropped": dropped,
         "languages": languages,

@@ -31,10 +31,14 @@ __all__ = [
     "read_shards",
     "completed_ids",
     "ShardWriter",
+    "write_rank_stats",
+    "read_rank_stats",
 ]
 
 LABEL_PREFIX = "pl"
 FAILURE_PREFIX = "failures"
+RUN_FILE = "pl_run.json"  # what the run was started with (modeling_mlpl.run_inputs)
+STATS_PREFIX = "stats"  # stats-rankNNNNN.json: what each process of the last run did (for the closing totals)
 
 
 def shard_of(uid: str, world_size: int) -> int:
@@ -142,3 +146,17 @@ class ShardWriter:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def write_rank_stats(directory: str | os.PathLike, rank: int, stats: dict) -> None:
+    """This process's counts of the run that just ended, written whole (tmp + rename)."""
+    path = Path(directory) / f"{STATS_PREFIX}-rank{rank:05d}.json"
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(stats) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_rank_stats(directory: str | os.PathLike, world_size: int) -> list[dict]:
+    """The counts :func:`write_rank_stats` left for ranks 0..world_size-1 (after a barrier)."""
+    return [json.loads((Path(directory) / f"{STATS_PREFIX}-rank{r:05d}.json").read_text(encoding="utf-8"))
+            for r in range(world_size)]  # fmt: skip

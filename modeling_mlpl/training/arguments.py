@@ -38,7 +38,7 @@ class ConfigError(ValueError):
 
 OPTIMIZERS = ("adagrad", "adamw")
 SCHEDULERS = ("constant_with_warmup", "linear", "cosine")
-MIXED_PRECISION = ("no", "bf16", "fp16")
+MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
 
 
 @dataclass
@@ -112,6 +112,15 @@ class DataArguments:
     max_train_samples: int | None = field(
         default=None, metadata={"help": "Use only the first N utterances of each training source (debugging)."}
     )
+    unlabeled_data: str | None = field(
+        default=None,
+        metadata={"help": "Unlabelled long-form audio for semi-supervised (slimIPL) fine-tuning, KIND:PATH: "
+                  "voxpopuli:ROOT (unlabelled_data/<lang>/...) or disk:PATH (a save_to_disk dataset, PATH[:SPLIT][@LANG]). "
+                  "Default none: supervised training only. See --pl_start_step."},
+    )
+    unlabeled_languages: list[str] | None = field(
+        default=None, metadata={"help": "Languages of --unlabeled_data to use; unset: those of --cv_languages, or all."}
+    )
 
 
 @dataclass
@@ -138,13 +147,22 @@ class MLPLTrainingArguments:
     )
     warmup_steps: int = field(default=64_000, metadata={"help": "Linear warm-up updates (paper 64k)."})
     max_grad_norm: float = field(default=0.1, metadata={"help": "Gradient-norm clipping (paper 0.1; 0 = off)."})
-    mixed_precision: str = field(default="no", metadata={"help": f"One of {MIXED_PRECISION} (Accelerate autocast)."})
+    mixed_precision: str = field(
+        default="auto",
+        metadata={"help": f"One of {MIXED_PRECISION} (Accelerate autocast; the CTC loss stays fp32). auto: bf16 on a "
+                  "CUDA GPU that supports it, else no (fp32; CPU runs are unchanged)."},
+    )
+    torch_compile: bool = field(
+        default=False,
+        metadata={"help": "torch.compile the model (inductor, through Accelerate): faster GPU updates after a "
+                  "compilation of a minute or so; variable batch lengths are compiled as dynamic shapes."},
+    )
     seed: int = field(default=0, metadata={"help": "Seed of model init, batch order, crops and masks."})
     num_threads: int | None = field(
         default=None,
         metadata={"help": "torch CPU threads per process (default: the cores given to this process divided by the "
                   "processes on this machine). Use 1 when other jobs share the cores: 2 threads on a busy 2-core "
-                  "machine run at ~15 % speed."},
+                  "machine run at about 15 percent of their speed."},
     )
     use_cpu: bool = field(
         default=False, metadata={"help": "Train on CPU even if a GPU is present (CPU is used anyway when none is)."}
@@ -168,6 +186,35 @@ class MLPLTrainingArguments:
         default=10_000,
         metadata={"help": "Crop long pseudo-labelled audio for the first N updates (paper 10k; 0 = never). Labelled "
                   "utterances have no alignment and are never cropped."},
+    )
+    # Semi-supervised fine-tuning (slimIPL; modeling_mlpl.training.slimipl). Only with --unlabeled_data.
+    pl_start_step: int = field(
+        default=20_000,
+        metadata={"help": "With --unlabeled_data: supervised updates before pseudo-labelling starts (slimIPL "
+                  "LibriSpeech-100h: 20k)."},
+    )
+    pl_labeled_updates: int = field(
+        default=1, metadata={"help": "Labelled updates per cycle once PL has started (slimIPL LibriSpeech-100h: 1)."}
+    )
+    pl_unlabeled_updates: int = field(
+        default=1,
+        metadata={"help": "Unlabelled (pseudo-labelled) updates per cycle once PL has started (slimIPL "
+                  "LibriSpeech-100h: 4; 1 suits the demo's few hundred updates)."},
+    )
+    pl_cache_size: int = field(
+        default=100, metadata={"help": "Recordings in the dynamic PL cache (per process; capped at the pool size)."}
+    )
+    pl_cache_refresh_prob: float = field(
+        default=0.1,
+        metadata={"help": "Probability that a cache entry, once used, is replaced by a new recording labelled by the "
+                  "current model (slimIPL 0.1; 0 = a fixed cache, 1 = relabel after every use)."},
+    )
+    pl_dropout: float = field(
+        default=0.1,
+        metadata={"help": "Dropout of every dropout module from --pl_start_step on (slimIPL 0.1; -1 = keep the model's)."},
+    )
+    pl_specaugment: bool = field(
+        default=True, metadata={"help": "SpecAugment (the --num_*_masks settings) on every unlabelled batch."}
     )
     logging_steps: int = field(default=50, metadata={"help": "Updates between log lines (JSONL + TensorBoard)."})
     eval_steps: int = field(default=1000, metadata={"help": "Updates between dev evaluations (0 = only at the end)."})
@@ -246,6 +293,16 @@ def validate_arguments(model_args: ModelArguments, data_args: DataArguments, arg
     _check(d.max_eval_samples_per_language is None or d.max_eval_samples_per_language > 0,
            "--max_eval_samples_per_language must be > 0")
     _check(d.max_train_samples is None or d.max_train_samples > 0, "--max_train_samples must be > 0")
+    for lang in d.unlabeled_languages or []:
+        _check(lang in CV_LANGUAGES, f"unknown --unlabeled_languages {lang!r}; use Common Voice codes such as pt")
+    if d.unlabeled_data is not None:
+        from .slimipl import parse_unlabeled_spec
+
+        kind, path = parse_unlabeled_spec(d.unlabeled_data)
+        if kind == "disk":
+            _check_dataset_spec(path, "--unlabeled_data disk:")
+        else:
+            _check(os.path.isdir(path), f"--unlabeled_data voxpopuli: {path!r} is not a directory")
 
     _check(t.max_steps > 0, f"--max_steps must be > 0, got {t.max_steps}")
     _check(t.learning_rate > 0, f"--learning_rate must be > 0, got {t.learning_rate}")
@@ -267,6 +324,12 @@ def validate_arguments(model_args: ModelArguments, data_args: DataArguments, arg
     _check(min(t.num_freq_masks, t.freq_mask_width, t.num_time_masks, t.time_mask_width) >= 0,
            "SpecAugment mask counts and widths must be >= 0")
     _check(0 <= t.time_mask_max_ratio <= 1, "--time_mask_max_ratio must be in [0, 1]")
+    _check(t.pl_start_step >= 0, f"--pl_start_step must be >= 0, got {t.pl_start_step}")
+    _check(t.pl_labeled_updates >= 0 and t.pl_unlabeled_updates >= 1,
+           "--pl_labeled_updates must be >= 0 and --pl_unlabeled_updates >= 1")
+    _check(t.pl_cache_size >= 1, f"--pl_cache_size must be >= 1, got {t.pl_cache_size}")
+    _check(0 <= t.pl_cache_refresh_prob <= 1, f"--pl_cache_refresh_prob must be in [0, 1], got {t.pl_cache_refresh_prob}")
+    _check(t.pl_dropout == -1 or 0 <= t.pl_dropout < 1, f"--pl_dropout must be in [0, 1) or -1 (keep), got {t.pl_dropout}")
     _check(t.logging_steps >= 1 and t.save_steps >= 1, "--logging_steps and --save_steps must be >= 1")
     _check(t.eval_steps >= 0, "--eval_steps must be >= 0")
     _check(t.save_total_limit >= 1, "--save_total_limit must be >= 1")
@@ -275,6 +338,10 @@ def validate_arguments(model_args: ModelArguments, data_args: DataArguments, arg
         _check(os.path.isdir(t.resume_from_checkpoint), f"--resume_from_checkpoint {t.resume_from_checkpoint!r} does not exist")
     elif not t.resume and not t.overwrite_output_dir and os.path.isdir(t.output_dir) and os.listdir(t.output_dir):
         raise ConfigError(f"output_dir {t.output_dir!r} is not empty: pass --resume to continue or --overwrite_output_dir")
+
+
+# What train.py parses, in this order (the recipe validates its config blocks against the same classes).
+TRAIN_ARGUMENT_CLASSES = (ModelArguments, DataArguments, MLPLTrainingArguments)
 
 
 def arguments_to_dict(*groups) -> dict:
@@ -292,4 +359,5 @@ __all__ = [
     "ConfigError",
     "validate_arguments",
     "arguments_to_dict",
+    "TRAIN_ARGUMENT_CLASSES",
 ]

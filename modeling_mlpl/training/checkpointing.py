@@ -67,6 +67,42 @@ def latest_checkpoint(output_dir: str) -> str | None:
     return found[-1] if found else None
 
 
+class CheckpointMismatch(ValueError):
+    """The checkpoint holds another model than the one this run built (other preset or vocabulary)."""
+
+
+class CorruptCheckpoint(ValueError):
+    """A checkpoint file cannot be read (truncated by a kill or a full disk, or overwritten)."""
+
+
+def check_checkpoint(directory: str, model_state: dict) -> None:
+    """Read the headers of the checkpoint's weights and trainer state without loading them: raise
+    CorruptCheckpoint naming the unreadable file, or CheckpointMismatch naming the first tensor whose
+    shape differs from `model_state` (the model's state_dict), before `load_state` prints a long
+    size-mismatch traceback."""
+    from safetensors import safe_open
+
+    weights = os.path.join(directory, "model.safetensors")
+    try:
+        with open(os.path.join(directory, STATE_FILE)) as f:
+            json.load(f)
+        if not os.path.isfile(weights):
+            return  # pytorch_model.bin checkpoints (safe_serialization off): left to load_state
+        with safe_open(weights, framework="pt") as f:
+            shapes = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
+    except Exception as err:  # noqa: BLE001 - safetensors, json and OS errors all mean "cannot be read"
+        name = STATE_FILE if isinstance(err, (json.JSONDecodeError, UnicodeDecodeError)) else "model.safetensors"
+        raise CorruptCheckpoint(f"{os.path.join(directory, name)} cannot be read ({type(err).__name__}: {err})") from None
+    for name, tensor in model_state.items():
+        if name in shapes and shapes[name] != tuple(tensor.shape):
+            raise CheckpointMismatch(f"{directory} holds another model: {name} is {list(shapes[name])} there but "
+                                     f"{list(tensor.shape)} in the model built now")  # fmt: skip
+    missing = sorted(set(model_state) - set(shapes))
+    if missing:
+        raise CheckpointMismatch(f"{directory} holds another model: it has no {missing[0]} "
+                                 f"({len(missing)} tensors of the model built now are missing)")  # fmt: skip
+
+
 def checkpoint_dir(output_dir: str, step: int) -> str:
     return os.path.join(checkpoint_root(output_dir), f"checkpoint-{step}")
 
@@ -110,5 +146,5 @@ def average_checkpoints(output_dir: str, save_dir: str, last: int = 3) -> list[s
     return checkpoints
 
 
-__all__ = ["TrainerState", "list_checkpoints", "latest_checkpoint", "checkpoint_dir", "rotate_checkpoints",
+__all__ = ["TrainerState", "CheckpointMismatch", "CorruptCheckpoint", "check_checkpoint", "list_checkpoints", "latest_checkpoint", "checkpoint_dir", "rotate_checkpoints",
            "average_checkpoints", "STATE_FILE"]

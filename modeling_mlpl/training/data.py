@@ -23,6 +23,7 @@ from datasets import Audio, Dataset, DatasetDict, load_from_disk
 
 from ..audio import SAMPLING_RATE, AudioDecodeError, audio_duration, load_audio
 from ..augment import random_crop
+from ..data.ids import check_unique_ids
 from ..text import filter_transcripts, normalize_transcript
 
 logger = logging.getLogger(__name__)
@@ -45,7 +46,8 @@ def load_disk_dataset(spec: str, default_split: str = "train") -> Dataset:
 
     Text may be in ``sentence``/``transcription``; a missing ``language`` comes from ``@LANG``; a
     missing ``duration`` is read from the audio headers; a decoding Audio column is switched to
-    ``decode=False`` (decoding happens in :func:`modeling_mlpl.audio.load_audio`).
+    ``decode=False`` (decoding happens in :func:`modeling_mlpl.audio.load_audio`). Repeated ids
+    raise :class:`modeling_mlpl.data.DuplicateIdError` (ids key labels and resumes).
     """
     path, split, language = parse_dataset_spec(spec)
     ds = load_from_disk(path)
@@ -71,6 +73,7 @@ def load_disk_dataset(spec: str, default_split: str = "train") -> Dataset:
         raise ValueError(f"dataset {path} has a 'language' column; drop the @{language} suffix")
     if "id" not in ds.column_names:
         ds = ds.add_column("id", [f"{os.path.basename(path.rstrip('/'))}/{i}" for i in range(len(ds))])
+    check_unique_ids(ds, f"dataset {path}")  # before any header is read: a collision is an input error
     if "duration" not in ds.column_names:
         ds = ds.add_column("duration", [_duration_or_nan(a) for a in ds["audio"]])
     return ds
@@ -191,24 +194,32 @@ class TrainingSet(torch.utils.data.Dataset):
     def _load(self, index: int, crop: bool, key: tuple[int, ...]) -> dict | None:
         source, row_index = self.entries[index]
         row = self.sources[source][row_index]
-        text = normalize_transcript(row["text"])
-        offset = float(row.get("offset") or 0.0)
-        duration = float(row["duration"])
-        read_duration = duration if "offset" in row else None
-        if crop:
-            window = random_crop(text, row.get("token_times"), duration, self.crop_seconds, np.random.default_rng(key))
-            if window is not None:
-                offset, read_duration, text = offset + window.start_s, window.duration_s, window.text
-        try:
-            audio = load_audio(row["audio"], SAMPLING_RATE, offset_s=offset, duration_s=read_duration)
-        except AudioDecodeError as err:
-            logger.warning("skipping unreadable audio %s: %s", row["id"], err)
-            return None
-        if audio.size == 0:
-            logger.warning("skipping empty audio %s", row["id"])
-            return None
-        return {"id": row["id"], "audio": audio, "text": text, "language_id": self.lang2id[row["language"]],
-                "seconds": audio.size / SAMPLING_RATE}
+        return load_example(row, normalize_transcript(row["text"]), row.get("token_times"), self.lang2id[row["language"]],
+                            self.crop_seconds if crop else None, key)  # fmt: skip
+
+
+def load_example(row: dict, text: str, token_times: Sequence[float] | None, language_id: int,
+                 crop_seconds: float | None, key: Sequence[int]) -> dict | None:  # fmt: skip
+    """One training example of a dataset row with transcript `text` (aligned by `token_times`, if any):
+    a random `crop_seconds` window of it when that applies (see :func:`random_crop`, drawn from `key`),
+    else the whole segment. None when the audio cannot be decoded or is empty (the collator counts it).
+    Labelled rows and the slimIPL cache's pseudo-labels (text and times not stored in the row) share it."""
+    offset = float(row.get("offset") or 0.0)
+    duration = float(row["duration"])
+    read_duration = duration if "offset" in row else None
+    if crop_seconds is not None:
+        window = random_crop(text, token_times, duration, crop_seconds, np.random.default_rng(key))
+        if window is not None:
+            offset, read_duration, text = offset + window.start_s, window.duration_s, window.text
+    try:
+        audio = load_audio(row["audio"], SAMPLING_RATE, offset_s=offset, duration_s=read_duration)
+    except AudioDecodeError as err:
+        logger.warning("skipping unreadable audio %s: %s", row["id"], err)
+        return None
+    if audio.size == 0:
+        logger.warning("skipping empty audio %s", row["id"])
+        return None
+    return {"id": row["id"], "audio": audio, "text": text, "language_id": language_id, "seconds": audio.size / SAMPLING_RATE}
 
 
 class TaggedBatchSampler:
@@ -265,14 +276,18 @@ class SpeechCollator:
         return batch
 
 
-def make_loader(dataset: TrainingSet, batch_sampler: TaggedBatchSampler, processor, num_workers: int):
+def make_loader(dataset: TrainingSet, batch_sampler: TaggedBatchSampler, processor, num_workers: int,
+                pin_memory: bool = False):  # fmt: skip
     """DataLoader over pre-made batches. Its own generator keeps it from drawing on the global torch RNG
-    (which would make a resumed run's dropout differ from an uninterrupted one)."""
+    (which would make a resumed run's dropout differ from an uninterrupted one). With workers, features
+    are computed and unreadable audio counted (`n_skipped`) in the workers; `pin_memory` on CUDA lets the
+    copies to the GPU overlap the update."""
     return torch.utils.data.DataLoader(
         dataset,
         batch_sampler=batch_sampler,
         collate_fn=SpeechCollator(processor),
         num_workers=num_workers,
+        pin_memory=pin_memory,
         generator=torch.Generator().manual_seed(0),
     )
 
@@ -284,6 +299,7 @@ __all__ = [
     "expand_by_weight",
     "SourceStats",
     "TrainingSet",
+    "load_example",
     "TaggedBatchSampler",
     "SpeechCollator",
     "make_loader",

@@ -1,0 +1,113 @@
+"""A resumable output is bound to its inputs: a resume or re-run with others is refused in one line."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+
+import pytest
+from conftest import build_tiny_checkpoint
+
+from helpers_pl import REPO, write_audio_folder
+from modeling_mlpl.run_inputs import RunMismatch, bind_run, model_identity, same_path
+
+sys.path.insert(0, str(REPO / "run_scripts"))
+import pseudo_label as pl_cli  # noqa: E402
+from test_evaluation import load_script  # noqa: E402
+
+eval_cli = load_script("evaluate")
+
+
+@pytest.fixture(scope="module")
+def two_models(tiny_checkpoint, tmp_path_factory):
+    other = build_tiny_checkpoint(str(tmp_path_factory.mktemp("other_model")), seed=1)
+    return tiny_checkpoint, other
+
+
+@pytest.fixture(scope="module")
+def audio(tmp_path_factory):
+    root = tmp_path_factory.mktemp("run_inputs_audio")
+    write_audio_folder(root, durations=[1.0, 1.5, 2.0])
+    for i, text in enumerate(["the cat", "on the mat", "sat"]):
+        (root / f"rec{i:02d}.txt").write_text(text)
+    return root
+
+
+def test_bind_run_records_then_refuses_a_difference_naming_it(tmp_path):
+    path = tmp_path / "out" / "run.json"
+    bind_run(path, {"--model": "a", "--window_s": 10.0}, "use a new --out")
+    bind_run(path, {"--model": "a", "--window_s": 10.0}, "use a new --out")  # the same inputs: fine
+    with pytest.raises(RunMismatch) as err:
+        bind_run(path, {"--model": "a", "--window_s": 0.0}, "use a new --out")
+    assert str(err.value) == (f"{tmp_path / 'out'} was started with --window_s 10.0, not 0.0: resume with the same "
+                              "inputs, or use a new --out")  # fmt: skip
+
+
+def test_model_identity_is_the_resolved_path_and_a_hash_of_the_weights(two_models, tmp_path):
+    a, b = two_models
+    assert model_identity(a).startswith(f"{same_path(a)} (weights ") and model_identity(a) != model_identity(b)
+    copy = tmp_path / "retrained"
+    shutil.copytree(a, copy)
+    before = model_identity(copy)
+    shutil.copy(os.path.join(b, "model.safetensors"), copy / "model.safetensors")  # retrained in place
+    assert model_identity(copy) != before
+    assert model_identity("org/hub-model") == "org/hub-model"
+
+
+def _pl(model, audio, out, *extra):
+    return pl_cli.main(["--model", model, "--data", f"folder:{audio}", "--language", "de", "--output_dir",
+                        str(out), "--threads", "1", "--resume", *extra])  # fmt: skip
+
+
+def test_pseudo_label_resume_with_another_model_is_refused(two_models, audio, tmp_path, capsys):
+    a, b = two_models
+    out = tmp_path / "pl"
+    assert _pl(a, audio, out) == pl_cli.EXIT_OK
+    assert (out / "pl_run.json").exists()
+    capsys.readouterr()
+    assert _pl(b, audio, out) == pl_cli.EXIT_USAGE
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (f"pseudo_label.py: error: {out} was started with --model {model_identity(a)}, not "
+                       f"{model_identity(b)}: resume with the same inputs, or start afresh with a new --output_dir")
+    assert _pl(a, audio, out) == pl_cli.EXIT_OK  # an identical re-run keeps resuming
+
+
+def test_pseudo_label_resume_with_other_decoding_options_is_refused(tiny_checkpoint, audio, tmp_path, capsys):
+    out = tmp_path / "pl"
+    assert _pl(tiny_checkpoint, audio, out) == pl_cli.EXIT_OK
+    assert _pl(tiny_checkpoint, audio, out, "--threads", "2", "--io_threads", "1") == pl_cli.EXIT_OK  # how, not what
+    capsys.readouterr()
+    assert _pl(tiny_checkpoint, audio, out, "--window_s", "0") == pl_cli.EXIT_USAGE
+    assert "was started with --window_s 10.0, not 0.0" in capsys.readouterr().err
+
+
+def _eval(model, audio, out, *extra):
+    return eval_cli.main(["--model", model, "--data", f"folder:{audio}", "--languages", "en", "--out", str(out),
+                          "--no-lm", "--window-s", "0", *extra])  # fmt: skip
+
+
+def test_evaluation_rerun_with_another_model_is_refused_until_overwrite(two_models, audio, tmp_path, capsys):
+    a, b = two_models
+    out = tmp_path / "eval"
+    assert _eval(a, audio, out) == 0
+    assert _eval(a, audio, out) == 0  # the same inputs resume
+    capsys.readouterr()
+    assert _eval(b, audio, out) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (f"evaluate.py: error: {out} was started with --model {model_identity(a)}, not "
+                   f"{model_identity(b)}: resume with the same inputs, or pass --overwrite (or choose a new --out) "
+                       "to start afresh")  # fmt: skip
+    assert _eval(b, audio, out, "--overwrite") == 0
+    assert "accounting: found 3 = decoded 3 + failed 0 + skipped 0 + already done 0" in capsys.readouterr().out
+
+
+def test_evaluation_rerun_with_other_data_is_refused(tiny_checkpoint, audio, tmp_path, capsys):
+    out = tmp_path / "eval"
+    assert _eval(tiny_checkpoint, audio, out) == 0
+    other = tmp_path / "other_audio"
+    shutil.copytree(audio, other)
+    capsys.readouterr()
+    assert _eval(tiny_checkpoint, other, out) == 2
+    assert f"was started with --data ['folder:{same_path(audio)}'], not ['folder:{same_path(other)}']" in \
+        capsys.readouterr().err  # fmt: skip

@@ -1,0 +1,88 @@
+"""train.py's messages for the ways a user gets a resume or the training data wrong: one line each."""
+
+import logging
+import os
+import sys
+
+import pytest
+
+from modeling_mlpl.training import ConfigError, TrainerState, list_checkpoints, train
+
+from helpers_training import tiny_training_args, write_pl_dataset, write_tone_cv
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("errors_corpus")
+    write_tone_cv(str(root / "cv"), n_train=4, n_dev=1)
+    return root
+
+
+@pytest.fixture
+def checkpointed_run(corpus, tmp_path):
+    """A 4-update tiny run with checkpoints at updates 2 and 4."""
+    out = str(tmp_path / "run")
+    train(*tiny_training_args(out, cv_root=str(corpus / "cv"), max_steps=4, save_steps=2))
+    return out
+
+
+def _one_line(err: pytest.ExceptionInfo) -> str:
+    message = str(err.value)
+    assert "\n" not in message
+    return message
+
+
+def test_resume_with_another_preset_says_so_in_one_line(corpus, checkpointed_run):
+    with pytest.raises(ConfigError) as err:
+        train(*tiny_training_args(checkpointed_run, cv_root=str(corpus / "cv"), max_steps=6, save_steps=2, resume=True,
+                                  preset="small"))  # fmt: skip
+    message = _one_line(err)
+    assert "cannot resume:" in message and "checkpoint-4 holds another model" in message
+    assert "started with --preset tiny" in message and "--overwrite_output_dir" in message
+
+
+def test_truncated_last_checkpoint_is_named_and_the_previous_one_used(corpus, checkpointed_run, caplog):
+    last = list_checkpoints(checkpointed_run)[-1]
+    weights = os.path.join(last, "model.safetensors")
+    with open(weights, "r+b") as f:
+        f.truncate(os.path.getsize(weights) // 2)
+    with caplog.at_level(logging.WARNING, logger="modeling_mlpl.training.trainer"):
+        result = train(*tiny_training_args(checkpointed_run, cv_root=str(corpus / "cv"), max_steps=5, save_steps=2,
+                                           resume=True))  # fmt: skip
+    warning = next(r.getMessage() for r in caplog.records if "resuming from the previous checkpoint" in r.getMessage())
+    assert f"{weights} cannot be read" in warning and warning.endswith("checkpoint-2 instead")
+    assert result.step == 5 and TrainerState.load(list_checkpoints(checkpointed_run)[-1]).step == 5
+
+
+def test_a_corrupt_checkpoint_passed_explicitly_is_refused_with_the_flag_to_use(corpus, checkpointed_run):
+    last = list_checkpoints(checkpointed_run)[-1]
+    with open(os.path.join(last, "model.safetensors"), "wb") as f:
+        f.write(b"\x00" * 10)
+    with pytest.raises(ConfigError) as err:
+        train(*tiny_training_args(checkpointed_run, cv_root=str(corpus / "cv"), max_steps=6, resume_from_checkpoint=last))
+    message = _one_line(err)
+    assert message.startswith(f"--resume_from_checkpoint: {last}/model.safetensors cannot be read")
+    assert "pass an earlier checkpoint" in message
+
+
+def test_duplicate_ids_in_the_training_sources_are_refused(corpus, tmp_path):
+    write_pl_dataset(str(tmp_path / "pl"), n=2, words=3)
+    pl = str(tmp_path / "pl")
+    with pytest.raises(ConfigError) as err:
+        train(*tiny_training_args(str(tmp_path / "o"), cv_root=str(corpus / "cv"), train_datasets=[pl, pl], max_steps=1))
+    message = _one_line(err)
+    assert message.startswith(f"duplicate id 'pt/rec0' in the training data (in {pl} and in {pl}; 2 repeated id(s)")
+    assert "--train_weights" in message
+
+
+def test_help_prints_every_help_text_without_raw_argparse_internals(capsys):
+    sys.path.insert(0, os.path.join(REPO, "run_scripts"))
+    from train import parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])
+    text = capsys.readouterr().out
+    assert "option_strings" not in text and "{'" not in text
+    assert "about 15 percent of their speed" in " ".join(text.split())

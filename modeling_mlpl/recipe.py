@@ -541,7 +541,7 @@ class Recipe:
             shutil.rmtree(out, ignore_errors=True)  # resuming it would save logits of the new utterances only
             self.script("evaluate.py", "--model", self.model_dir(model), "--data", f"cv:{self.cv_root}",
                         "--split", "dev", "--languages", *languages, "--no-lm", "--save-logits", logits,
-                        "--out", out)
+                        "--out", out, *mapping_to_argv({k: v for k, v in self.config.evaluate.items() if k == "device"}))
         self.script("tune_lm.py", "--processor-dir", self.path("lm", "processor"), "--logits", logits,
                     "--languages", *languages, "--output", self.lm_params_path(model),
                     *([] if save else ["--dry-run"]), *mapping_to_argv(self.config.tune_lm))

@@ -107,13 +107,14 @@ def load_sources(data_args: DataArguments, split_kind: str = "train") -> tuple[l
     if split_kind == "train" and data_args.max_train_samples is not None:
         datasets = [ds.select(range(min(len(ds), data_args.max_train_samples))) for ds in datasets]
     if split_kind == "train":
-        check_unique_ids(datasets, names)
+        check_unique_training_ids(datasets, names)
     return datasets, names
 
 
-def check_unique_ids(datasets: list, names: list[str]) -> None:
-    """Refuse training sources whose ids repeat (within one source or across two): batch logs, PL caches
-    and every resume are keyed by id. A local check until modeling_mlpl.data.check_unique_ids lands."""
+def check_unique_training_ids(datasets: list, names: list[str]) -> None:
+    """Refuse training sources whose ids repeat across two sources (each loader already refuses repeats
+    within one: :func:`modeling_mlpl.data.check_unique_ids`): batch logs, PL caches and every resume are
+    keyed by id. The message names the two sources, so the user sees which flags brought the same rows."""
     seen: dict[str, int] = {}
     duplicates: list[tuple[str, int, int]] = []
     for s, ds in enumerate(datasets):

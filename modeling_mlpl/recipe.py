@@ -85,7 +85,7 @@ class RecipeConfig:
     pseudo_label: dict = field(default_factory=dict)
     pseudo_label_lm: dict = field(default_factory=dict)  # extra pseudo_label.py flags for LM-decoded PLs
     pl_filter: dict = field(default_factory=lambda: {"top_percent": 75})
-    pl_agreement: dict = field(default_factory=dict)  # select_pseudo_labels.py flags (variant pl_agree)
+    pl_agreement: dict = field(default_factory=lambda: {"max_disagreement": "auto"})  # select_pseudo_labels.py
     variants: list[str] = field(default_factory=lambda: ["stage4a", "labels_only", "oracle"])
     # Labeled data of the stage-4 runs: "all" languages (the paper) or only the "low_resource" targets
     # (a small model's updates then all go to the languages the PLs are for).
@@ -453,7 +453,12 @@ class Recipe:
         self.script("select_pseudo_labels.py", "--greedy", self.pl_dataset("pl", lang),
                     "--lm", self.pl_dataset("pl_lm", lang),
                     "--output_dir", os.path.dirname(self.pl_dataset("pl_agree", lang)),  # merged/ as any PL set
+                    *(["--truth", self.vp_root] if self._has_truth() else []),  # reported, never used to choose
                     *mapping_to_argv(self.config.pl_agreement))  # fmt: skip
+
+    def _has_truth(self) -> bool:
+        """Synthetic corpora ship the true transcripts of their unlabeled audio (for PL CER tables only)."""
+        return os.path.isdir(os.path.join(self.vp_root, "unlabelled_truth"))
 
     def _stage4_datasets(self, name: str) -> list[str]:
         source = VARIANTS[name].pl_source

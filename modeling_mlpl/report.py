@@ -60,8 +60,8 @@ def pl_statistics(manifest: dict) -> dict[str, dict]:
             truth = load_unlabelled_truth(manifest["truth_root"], [lang])
             data = load_from_disk(os.path.join(merged, "dataset"))
             ids = list(data["id"])
-            if any("#" in i for i in ids):  # segments of recordings: the truth is per recording
-                line["pl_cer"], line["pl_cer_note"] = None, "segments (see the selection's own stats)"
+            if any("#" in i for i in ids):  # segments: the selection aligned the truth to them itself
+                line["pl_cer"] = merge_stats.get("languages", {}).get(lang, {}).get("true_cer_kept")
             else:
                 line["pl_cer"] = cer([truth[i] for i in ids], list(data["text"])) if ids else None
         except Exception as err:  # real corpora have no truth: the PL CER is simply unknown

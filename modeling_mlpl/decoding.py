@@ -178,8 +178,8 @@ class LMDecoderConfig:
     beam_width: int = 32
     beam_prune_logp: float = -10.0
     token_min_logp: float = -5.0
-    beam_threshold: float = 25.0
-    token_beam: int = 16
+    beam_threshold: float = 15.0
+    token_beam: int = 8
     unk_score: float = 0.0
     num_workers: int = 0
     default_language: str | None = None

@@ -63,8 +63,8 @@ class FlashlightSearch:
         alpha: float = 0.5,
         beta: float = 1.0,
         unk_score: float = 0.0,
-        beam_threshold: float = 25.0,
-        token_beam: int = 16,
+        beam_threshold: float = 15.0,
+        token_beam: int = 8,
     ):
         self.table = table
         self.alpha, self.beta, self.unk_score = float(alpha), float(beta), float(unk_score)

@@ -18,6 +18,7 @@ import pyarrow as pa
 from datasets import Audio, Dataset, DatasetInfo, Features, List, Value
 from datasets.table import InMemoryTable
 
+from ..data.common import FEATURES
 from ..data.report import Accounting
 from ..tokenization_mlpl import transcript_characters
 from .shards import FAILURE_PREFIX, LABEL_PREFIX, read_shards
@@ -28,16 +29,12 @@ LOAD_REPORT = "load_report.json"
 
 __all__ = ["LOAD_REPORT", "PL_FEATURES", "MergeFilters", "merge_pseudo_labels", "merge_with_stats", "records_to_dataset"]
 
-# The training stage's contract: id, audio, offset, duration, language, text, confidence, token_times
-# (one start time in seconds from `offset` per target character of `text`, spaces included).
-PL_FEATURES = Features(
+# The training stage's contract: the loaders' schema (id, audio, text, language, duration: data.common.FEATURES)
+# plus where the segment lies (offset), its confidence scores and its CTC alignment: token_times holds one start
+# time in seconds from `offset` per target character of `text`, spaces included.
+PL_COLUMNS = Features(
     {
-        "id": Value("string"),
-        "audio": Audio(decode=False),
         "offset": Value("float64"),
-        "duration": Value("float64"),
-        "language": Value("string"),
-        "text": Value("string"),
         "confidence": Value("float64"),
         "token_times": List(Value("float64")),
         "words": List({"word": Value("string"), "start": Value("float64"), "end": Value("float64")}),
@@ -50,6 +47,7 @@ PL_FEATURES = Features(
         "decoder": Value("string"),
     }
 )
+PL_FEATURES = Features({**FEATURES, **PL_COLUMNS})
 
 
 @dataclass

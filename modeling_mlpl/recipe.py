@@ -548,7 +548,7 @@ class Recipe:
                         "--split", "dev", "--languages", *languages, "--no-lm", "--save-logits", logits,
                         "--out", out, *mapping_to_argv({k: v for k, v in self.config.evaluate.items() if k == "device"}))
         self.script("tune_lm.py", "--processor-dir", self.path("lm", "processor"), "--logits", logits,
-                    "--languages", *languages, "--output", self.lm_params_path(model),
+                    "--languages", *languages, "--output", self.lm_params_path(model), "--workers", str(self.step_threads),
                     *([] if save else ["--dry-run"]), *mapping_to_argv(self.config.tune_lm))
 
     def _weights(self, model: str) -> str:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from .scheduler import SchedulerError, Step, current, run_steps, step_times
+from .scheduler import SchedulerError, Step, current, render_step_times, run_steps, step_times
 from .training.arguments import mapping_to_argv
 from .variants import BASE_ROWS, PL_SOURCES, REFERENCE_ROW, VARIANTS, Variant, is_pl_row
 
@@ -198,13 +198,14 @@ class Recipe:
     def _env(self) -> dict:
         env = dict(os.environ)
         # Oversubscribed torch threads wait on each other: each step gets the threads the scheduler gave it.
-        env.update(OMP_NUM_THREADS=str(current().threads if current().name else self.threads),
+        env.update(OMP_NUM_THREADS=str(self.step_threads),
                    PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false")  # fmt: skip
         env.setdefault("HF_HUB_OFFLINE", "1")
         return env
 
     @property
     def step_threads(self) -> int:
+        """Threads of the step running in this thread (the recipe's own when called outside the scheduler)."""
         return current().threads if current().name else self.threads
 
     def script(self, name: str, *argv: str) -> None:
@@ -525,10 +526,10 @@ class Recipe:
     def lm_processor_models(self) -> list[tuple[str, list[str]]]:
         """(model, languages) whose dev-tuned alpha/beta go into the shared LM processor, in this order:
         theta on every language, then the teacher theta'_L on L (so LM-decoded PLs use their teacher's
-        weights); the supervised baseline theta' too when it is not the teacher."""
+        weights). Other models, the supervised baseline among them when it is not the teacher, get their own
+        tune-<model> step."""
         c = self.config
-        models = [("stage1", c.languages)] + [(self.teacher(lang), [lang]) for lang in c.low_resource]
-        return models
+        return [("stage1", c.languages)] + [(self.teacher(lang), [lang]) for lang in c.low_resource]
 
     def tune_lm(self) -> None:
         for model, languages in self.lm_processor_models():
@@ -611,15 +612,3 @@ class Recipe:
         with open(manifest_path, "w") as f:
             json.dump(self.manifest(), f, indent=2)
         write_report(manifest_path)
-
-
-def render_step_times(rows: list[dict]) -> str:
-    """Markdown table of per-step wall times (and the threads each step had)."""
-    if not rows:
-        return ""
-    lines = ["| stage | step | seconds | threads |", "|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['stage']} | {r['step']} | {r['seconds']:.0f} | {r.get('threads') or '–'} |")
-    total = sum(r["seconds"] or 0 for r in rows)
-    lines.append(f"| | sum of step times | {total:.0f} | |")
-    return "\n".join(lines)

@@ -16,6 +16,7 @@ import numpy as np
 
 from .evaluation import report_from_predictions
 from .metrics import cer
+from .scheduler import render_step_times
 
 DECODERS = {"prediction": "greedy", "prediction_lm": "LM"}
 
@@ -183,10 +184,7 @@ def render_markdown(manifest: dict, results: dict, summary: dict, pl_stats: dict
                              f"{st['empty_outputs']} | {st['failures']} | {_pct(st.get('pl_cer'))} |")
     steps = manifest.get("steps") or []
     if steps:
-        lines += ["", "## Step times (wall seconds; steps may run side by side)", "",
-                  "| stage | step | seconds | threads |", "|---|---|---|---|"]
-        lines += [f"| {r['stage']} | {r['step']} | {r['seconds']:.0f} | {r.get('threads') or '–'} |" for r in steps]
-        lines.append(f"| | sum of step times | {sum(r['seconds'] or 0 for r in steps):.0f} | |")
+        lines += ["", "## Step times (wall seconds; steps may run side by side)", "", render_step_times(steps)]
     lines += ["", "![CER per language per model](cer_per_language.png)", ""]
     return "\n".join(lines)
 

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Step", "StepContext", "SchedulerError", "current", "run_steps", "check_plan", "step_times"]
+__all__ = ["Step", "StepContext", "SchedulerError", "current", "run_steps", "check_plan", "step_times",
+           "render_step_times"]
 
 
 @dataclass
@@ -174,3 +175,15 @@ def _run_one(step: Step, context: StepContext, marker: str) -> None:
         json.dump({"seconds": round(time.time() - start, 1), "threads": context.threads,
                    "finished": time.strftime("%F %T")}, f)  # fmt: skip
     os.replace(marker + ".tmp", marker)
+
+
+def render_step_times(rows: list[dict]) -> str:
+    """Markdown table of per-step wall times (and the threads each step had), from :func:`step_times`."""
+    if not rows:
+        return ""
+    lines = ["| stage | step | seconds | threads |", "|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['stage']} | {r['step']} | {r['seconds']:.0f} | {r.get('threads') or '–'} |")
+    total = sum(r["seconds"] or 0 for r in rows)
+    lines.append(f"| | sum of step times | {total:.0f} | |")
+    return "\n".join(lines)

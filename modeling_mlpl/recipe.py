@@ -11,7 +11,8 @@ Stages (PAPER.md "Recipe"):
   5 lm, eval      n-gram LMs, alpha/beta tuned on dev per model, every model on test, greedy and LM
   6 report        tables (markdown + JSON) and a plot, from the results manifest
 
-Each step runs a script of run_scripts/ in a subprocess, declares the steps it needs and the paths it
+Each step runs a script of run_scripts/ in its own process (forked from a server that has imported torch
+once: :mod:`.script_runner`), declares the steps it needs and the paths it
 writes, and leaves `<exp>/.done/<step>` when it succeeded; a finished step is skipped, an unfinished one
 is re-run with the script's own resume. Independent steps run side by side (`jobs`, :mod:`.scheduler`).
 """
@@ -25,12 +26,12 @@ import json
 import logging
 import os
 import shutil
-import subprocess
 import sys
 from dataclasses import dataclass, field
 
 import yaml
 
+from .script_runner import run_script
 from .scheduler import SchedulerError, Step, current, render_step_times, run_steps, step_times
 from .training.arguments import mapping_to_argv
 from .variants import BASE_ROWS, PL_SOURCES, REFERENCE_ROW, VARIANTS, Variant, is_pl_row
@@ -163,8 +164,10 @@ def check_training_block(where: str, options: dict) -> None:
 class Recipe:
     """Plans and runs the steps of one seed of a RecipeConfig."""
 
-    def __init__(self, config: RecipeConfig, seed: int = 0, threads: int | None = None, jobs: int | None = None):
+    def __init__(self, config: RecipeConfig, seed: int = 0, threads: int | None = None, jobs: int | None = None,
+                 runner: str | None = None):  # fmt: skip
         self.config = config
+        self.runner = runner  # how scripts are started (script_runner.RUNNERS); None: the default (fork)
         self.seed = seed
         self.threads = threads or config.threads
         self.jobs = jobs or config.jobs or self.threads
@@ -209,20 +212,18 @@ class Recipe:
         return current().threads if current().name else self.threads
 
     def script(self, name: str, *argv: str) -> None:
-        cmd = [sys.executable, os.path.join(SCRIPTS, name), *argv]
+        script = os.path.join(SCRIPTS, name)
+        cmd = [sys.executable, script, *argv]
         log_path = current().log_path
         logger.info("$ %s", " ".join(cmd))
-        if log_path is None:
-            result = subprocess.run(cmd, env=self._env())
-        else:
+        if log_path is not None:
             os.makedirs(os.path.dirname(log_path), exist_ok=True)
             with open(log_path, "a", encoding="utf-8") as log:
                 log.write(f"$ {' '.join(cmd)}\n")
-                log.flush()
-                result = subprocess.run(cmd, env=self._env(), stdout=log, stderr=subprocess.STDOUT)
-        if result.returncode != 0:
+        code = run_script(script, argv, self._env(), log_path, runner=self.runner)
+        if code != 0:
             where = f"; log: {log_path}" if log_path else ""
-            raise RecipeError(f"{name} exited with code {result.returncode}{where}; command: {' '.join(cmd)}")
+            raise RecipeError(f"{name} exited with code {code}{where}; command: {' '.join(cmd)}")
 
     def train(self, output: str, *argv: str, block: dict) -> None:
         options = {**self.config.train_common, **block, "seed": self.seed, "num_threads": self.step_threads}

@@ -1,0 +1,68 @@
+"""The recipe's script runner: a forked script behaves like `python script.py` (exit code, output, env, threads)."""
+
+import pytest
+
+from modeling_mlpl.script_runner import RUNNERS, run_script
+
+SCRIPT = """
+import os, sys
+import torch
+print("argv", sys.argv[1:])
+print("env", os.environ.get("MLPL_TEST_VALUE"))
+print("threads", torch.get_num_threads())
+print("name", __name__)
+sys.stderr.write("to stderr\\n")
+leaked = globals().get("LEAK")
+print("leak", leaked)
+LEAK = "set by a previous run"
+if sys.argv[1:] == ["fail"]:
+    sys.exit(3)
+if sys.argv[1:] == ["raise"]:
+    raise RuntimeError("boom")
+"""
+
+
+@pytest.fixture
+def script(tmp_path):
+    path = tmp_path / "probe.py"
+    path.write_text(SCRIPT)
+    return str(path)
+
+
+@pytest.mark.parametrize("runner", RUNNERS)
+def test_a_script_gets_its_argv_env_threads_and_writes_to_its_log(script, tmp_path, runner):
+    log = tmp_path / "step.log"
+    env = {"MLPL_TEST_VALUE": "42", "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
+    assert run_script(script, ["a", "b"], env, str(log), runner=runner) == 0
+    text = log.read_text()
+    assert "argv ['a', 'b']" in text
+    assert "env 42" in text
+    assert "threads 1" in text
+    assert "name __main__" in text
+    assert "to stderr" in text
+
+
+@pytest.mark.parametrize("runner", RUNNERS)
+def test_exit_codes_and_exceptions_are_returned_like_a_subprocess(script, tmp_path, runner):
+    log = tmp_path / "step.log"
+    env = {"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
+    assert run_script(script, ["fail"], env, str(log), runner=runner) == 3
+    assert run_script(script, ["raise"], env, str(log), runner=runner) == 1
+    assert "RuntimeError: boom" in log.read_text()
+
+
+def test_forked_runs_share_no_state_and_appended_logs_keep_every_run(script, tmp_path):
+    log = tmp_path / "step.log"
+    env = {"OMP_NUM_THREADS": "2", "PATH": "/usr/bin:/bin"}
+    log.write_text("$ header written by the recipe\n")
+    for _ in range(2):
+        assert run_script(script, [], env, str(log), runner="fork") == 0
+    text = log.read_text()
+    assert text.startswith("$ header written by the recipe\n")
+    assert text.count("leak None") == 2  # the second run did not see the first one's globals
+    assert text.count("threads 2") == 2
+
+
+def test_an_unknown_runner_is_refused(script):
+    with pytest.raises(ValueError, match="fork, subprocess"):
+        run_script(script, [], {}, None, runner="thread")

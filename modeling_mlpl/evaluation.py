@@ -20,15 +20,15 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
-import torch
 
 from .audio import SAMPLING_RATE, AudioDecodeError, load_audio
 from .data.report import Accounting
 from .decoding import CONFIG_NAME, LM_SUBFOLDER, LMDecoder
-from .metrics import metrics_to_markdown, per_language_metrics
+from .inference import decode_rows, load_model
+from .metrics import first_per_language, mean_over_groups, metrics_to_markdown, per_language_metrics
 from .run_inputs import check_run, lm_identity, model_identity, write_run
 from .text import normalize_transcript
 
@@ -47,6 +47,7 @@ logger = logging.getLogger(__name__)
 PREDICTIONS_NAME = "predictions.jsonl"
 RUN_NAME = "eval_run.json"  # what predictions.jsonl was started with (modeling_mlpl.run_inputs)
 PREDICTION_LABELS = {"prediction": "greedy", "prediction_lm": "LM"}
+RECORD_KEYS = ("id", "set", "language", "group", "reference", "duration")  # + prediction(s), per line
 
 
 @dataclass
@@ -112,29 +113,12 @@ def load_eval_sets(
         if languages and eval_set.name.startswith(("librispeech", "disk")):
             ds = ds.filter(lambda lang: lang in set(languages), input_columns="language")
         if max_per_language is not None:
-            seen: dict[str, int] = {}
-            keep = []
-            for i, lang in enumerate(ds["language"]):
-                seen[lang] = seen.get(lang, 0) + 1
-                if seen[lang] <= max_per_language:
-                    keep.append(i)
-            ds = ds.select(keep)
+            ds = ds.select(first_per_language(ds["language"], max_per_language))
         eval_set.dataset = ds
         eval_set.skipped = eval_set.found - len(ds)
         if len(ds) == 0:
             logger.warning("test set %s has no transcribed utterances", eval_set.name)
     return sets
-
-
-def load_model(model_dir: str | os.PathLike, device: str | torch.device = "cpu"):
-    """(model in eval mode, processor) from a saved directory."""
-    from . import MLPLForCTC, MLPLProcessor
-
-    if not Path(model_dir, "config.json").is_file():
-        raise FileNotFoundError(f"no model (config.json) in {model_dir}")
-    model = MLPLForCTC.from_pretrained(str(model_dir)).to(device).eval()
-    processor = MLPLProcessor.from_pretrained(str(model_dir))
-    return model, processor
 
 
 def _rows(sets: Sequence[EvalSet]) -> Iterator[dict]:
@@ -153,29 +137,9 @@ def _rows(sets: Sequence[EvalSet]) -> Iterator[dict]:
             }
 
 
-@torch.no_grad()
-def iter_log_probs(
-    model,
-    processor,
-    rows: Iterator[dict],
-    window_s: float | None = 10.0,
-    overlap_s: float = 2.0,
-    max_batch_seconds: float = 60.0,
-    chunk_size: int = 32,
-    failures: list[dict] | None = None,
-) -> Iterator[tuple[list[dict], list[np.ndarray]]]:
-    """Yield (rows, (T_i, V) log-probs) per chunk; unreadable audio is logged, skipped and, with
-    `failures`, appended to it."""
-    from .long_form import LongFormDecoder
-
-    forward = LongFormDecoder(model, processor.feature_extractor, window_s=window_s, overlap_s=overlap_s,
-                              max_batch_seconds=max_batch_seconds)  # fmt: skip
-    chunk: list[tuple[dict, np.ndarray]] = []
-
-    def flush():
-        out = forward([wave for _, wave in chunk])
-        return [row for row, _ in chunk], out.log_probs
-
+def _readable(rows: Iterable[dict], failures: list[dict] | None = None) -> Iterator[tuple[dict, np.ndarray]]:
+    """(row, waveform) of each row whose audio decodes; unreadable audio is logged, skipped and,
+    with `failures`, appended to it."""
     for row in rows:
         try:
             wave = load_audio(row["audio"], SAMPLING_RATE)
@@ -184,12 +148,24 @@ def iter_log_probs(
             if failures is not None:
                 failures.append({"id": row["id"], "error": str(err)})
             continue
-        chunk.append((row, wave))
-        if len(chunk) >= chunk_size:
-            yield flush()
-            chunk = []
-    if chunk:
-        yield flush()
+        yield row, wave
+
+
+def iter_log_probs(
+    model,
+    processor,
+    rows: Iterable[dict],
+    window_s: float | None = 10.0,
+    overlap_s: float = 2.0,
+    max_batch_seconds: float = 60.0,
+    chunk_size: int = 32,
+    failures: list[dict] | None = None,
+) -> Iterator[tuple[list[dict], list[np.ndarray]]]:
+    """Yield (rows, (T_i, V) log-probs) per chunk (:func:`~modeling_mlpl.inference.decode_rows`);
+    unreadable audio is logged, skipped and, with `failures`, appended to it."""
+    for chunk in decode_rows(model, processor, _readable(rows, failures), window_s=window_s, overlap_s=overlap_s,
+                             max_batch_seconds=max_batch_seconds, chunk_size=chunk_size):  # fmt: skip
+        yield chunk.rows, chunk.log_probs
 
 
 def compute_logits(
@@ -202,15 +178,6 @@ def compute_logits(
         rows += [{k: v for k, v in r.items() if k != "audio"} for r in chunk_rows]
         logits += chunk_logits
     return rows, logits
-
-
-def _greedy(processor, log_probs: list[np.ndarray]) -> list[str]:
-    """The processor's own greedy decoding (same path as training-time evaluation)."""
-    lengths = [x.shape[0] for x in log_probs]
-    padded = np.zeros((len(log_probs), max(lengths), log_probs[0].shape[1]), dtype=np.float32)
-    for i, x in enumerate(log_probs):
-        padded[i, : len(x)] = x
-    return processor.greedy_decode(torch.from_numpy(padded), torch.tensor(lengths))
 
 
 def evaluate_model(
@@ -303,18 +270,16 @@ def evaluate_model(
     kept_logits: list[np.ndarray] = []
     kept_rows: list[dict] = []
     with open(predictions_path, "a", encoding="utf-8") as out:
-        for rows, log_probs in iter_log_probs(model, processor, todo, failures=failures, **forward_kwargs):
+        for chunk in decode_rows(model, processor, _readable(todo, failures), **forward_kwargs):
+            rows, log_probs = chunk.rows, chunk.log_probs
             accounting.done += len(rows)
-            greedy = _greedy(processor, log_probs)
-            lm_texts = None
+            records = chunk.records(RECORD_KEYS)
             if decoder is not None:
                 lm_texts = decoder.decode_batch(log_probs, [r["language"] for r in rows],
                                                 beam_width=beam_width, num_workers=num_workers)  # fmt: skip
-            for k, row in enumerate(rows):
-                record = {key: row[key] for key in ("id", "set", "language", "group", "reference", "duration")}
-                record["prediction"] = greedy[k]
-                if lm_texts is not None:
-                    record["prediction_lm"] = lm_texts[k]
+                for record, text in zip(records, lm_texts):
+                    record["prediction_lm"] = text
+            for record in records:
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
             out.flush()
             if save_logits_to is not None:
@@ -356,9 +321,7 @@ def report_from_predictions(
         "decoders": {k: PREDICTION_LABELS[k] for k in keys},
         "per_group": table,
         # Unweighted mean over groups, as the paper averages CER over languages.
-        "mean_over_groups": {
-            k: {m: float(np.mean([table[g][k][m] for g in groups])) for m in ("cer", "wer")} for k in keys
-        },
+        "mean_over_groups": {k: {m: mean_over_groups(table, k, m) for m in ("cer", "wer")} for k in keys},
         "n_utterances": len(rows),
     }
     means = " | ".join(

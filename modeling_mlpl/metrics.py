@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
 import jiwer
+import numpy as np
 
 __all__ = [
     "ErrorCounts",
@@ -27,6 +28,8 @@ __all__ = [
     "wer",
     "cer",
     "per_language_metrics",
+    "mean_over_groups",
+    "first_per_language",
     "metrics_to_markdown",
 ]
 
@@ -152,6 +155,24 @@ def per_language_metrics(
             }
         table[language] = entry
     return table
+
+
+def mean_over_groups(table: Mapping[str, Mapping[str, Any]], key: str = "prediction", metric: str = "cer") -> float:
+    """Unweighted mean of ``metric`` over the groups of a :func:`per_language_metrics` table (not
+    ``"all"``): each language counts the same, as the paper averages CER over languages."""
+    return float(np.mean([entry[key][metric] for group, entry in table.items() if group != "all"]))
+
+
+def first_per_language(languages: Iterable[str], max_per_language: int | None) -> list[int]:
+    """Indices of the first ``max_per_language`` items of each language (all of them for None): the
+    per-language cap of evaluation and dev sets, which keeps small test/dev runs balanced."""
+    seen: dict[str, int] = defaultdict(int)
+    keep = []
+    for i, language in enumerate(languages):
+        seen[language] += 1
+        if max_per_language is None or seen[language] <= max_per_language:
+            keep.append(i)
+    return keep
 
 
 def metrics_to_markdown(

@@ -4,7 +4,15 @@ import math
 
 import pytest
 
-from modeling_mlpl.metrics import cer, error_counts, metrics_to_markdown, per_language_metrics, wer
+from modeling_mlpl.metrics import (
+    cer,
+    error_counts,
+    first_per_language,
+    mean_over_groups,
+    metrics_to_markdown,
+    per_language_metrics,
+    wer,
+)
 
 # The docstring examples of evaluate's metrics/wer/wer.py and metrics/cer/cer.py.
 EVAL_PREDICTIONS = ["this is the prediction", "there is an other sample"]
@@ -76,3 +84,20 @@ def test_per_language_table_pools_counts_and_renders_markdown():
     assert "| CER greedy | WER greedy | CER LM | WER LM |" in md
     assert "| pt | 2 | 4 | " in md and "**all**" in md
     assert not math.isnan(table["nl"]["prediction_lm"]["cer"])
+
+
+def test_first_per_language_keeps_the_first_items_of_each_language_in_order():
+    assert first_per_language(["en", "de", "en", "en", "de", "pt"], 2) == [0, 1, 2, 4, 5]
+
+
+def test_first_per_language_without_a_cap_keeps_everything():
+    assert first_per_language(["en", "en", "de"], None) == [0, 1, 2]
+
+
+def test_mean_over_groups_is_unweighted_and_leaves_out_the_pooled_row():
+    # "en": 1 error in 1 word, "de": 0 errors in 4 words -> mean over languages 0.5, pooled 0.2.
+    rows = [{"language": "en", "reference": "e", "prediction": "x"},
+            {"language": "de", "reference": "a b c d", "prediction": "a b c d"}]  # fmt: skip
+    table = per_language_metrics(rows)
+    assert mean_over_groups(table, "prediction", "wer") == pytest.approx(0.5)
+    assert table["all"]["prediction"]["wer"] == pytest.approx(0.2)

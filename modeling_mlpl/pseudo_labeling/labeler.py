@@ -26,6 +26,7 @@ import torch
 
 from ..audio import AudioDecodeError, audio_duration, load_audio
 from ..data.ids import DuplicateIdError
+from ..inference import load_model  # re-exported: modeling_mlpl.pseudo_labeling.load_model
 from ..long_form import LongFormDecoder
 from .alignment import Label, label_from_log_probs
 from .shards import FAILURE_PREFIX, ShardWriter, completed_ids, shard_of, shard_path
@@ -71,17 +72,6 @@ class Item:
     offset: float = 0.0
     duration: float | None = None  # seconds; None: read from the header when needed
     language: str = ""
-
-
-def load_model(model_dir: str, device: torch.device | str | None = None):
-    """(MLPLForCTC in eval mode on `device`, MLPLProcessor) from a local folder or Hub id."""
-    from ..modeling_mlpl import MLPLForCTC
-    from ..processing_mlpl import MLPLProcessor
-
-    model = MLPLForCTC.from_pretrained(model_dir).eval()
-    if device is not None:
-        model.to(device)
-    return model, MLPLProcessor.from_pretrained(model_dir)
 
 
 _DTYPES = {None: None, "fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}

@@ -7,39 +7,40 @@ of collective operations and identical for any number of processes.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections import defaultdict
 
 import numpy as np
 import torch
 from datasets import Dataset
 
 from ..audio import SAMPLING_RATE, AudioDecodeError, load_audio
-from ..data.sampler import LengthBucketBatchSampler
-from ..metrics import per_language_metrics
+from ..inference import decode_rows
+from ..metrics import first_per_language, mean_over_groups, per_language_metrics
 from ..text import normalize_transcript
 
 logger = logging.getLogger(__name__)
 
 
 class DevSet:
-    """Dev utterances (audio decoded on first use): ids, waveforms, texts, languages."""
+    """Dev utterances (audio decoded on first use): rows of id, reference, language, duration, offset.
+
+    Rows without a transcript or a finite duration are left out; `max_per_language` keeps the first
+    ones of each language over all `datasets` (:func:`~modeling_mlpl.metrics.first_per_language`).
+    """
 
     def __init__(self, datasets: list[Dataset], max_per_language: int | None = None):
-        self.rows: list[dict] = []
-        counts: dict[str, int] = defaultdict(int)
+        rows: list[dict] = []
         for ds in datasets:
             offsets = ds["offset"] if "offset" in ds.column_names else [None] * len(ds)
             for i, (uid, text, lang, dur, off) in enumerate(
                 zip(ds["id"], ds["text"], ds["language"], ds["duration"], offsets)
             ):
-                if max_per_language is not None and counts[lang] >= max_per_language:
-                    continue
                 if not text or dur is None or not np.isfinite(dur):
                     continue
-                counts[lang] += 1
-                self.rows.append({"ds": ds, "i": i, "id": uid, "text": normalize_transcript(text), "language": lang,
-                                  "duration": float(dur), "offset": off})  # fmt: skip
+                rows.append({"ds": ds, "i": i, "id": uid, "reference": normalize_transcript(text), "language": lang,
+                             "duration": float(dur), "offset": off})  # fmt: skip
+        self.rows = [rows[i] for i in first_per_language([r["language"] for r in rows], max_per_language)]
         self._audio: list[np.ndarray | None] | None = None
         self.n_unreadable = 0
 
@@ -68,39 +69,35 @@ class DevSet:
         return self._audio
 
 
-@torch.no_grad()
 def evaluate_model(model, processor, dev: DevSet, max_batch_seconds: float, device: torch.device | str = "cpu",
                    autocast=None) -> dict:  # fmt: skip
     """Greedy-decode `dev`; returns {"per_language": {lang: {cer, wer, lid_accuracy, n}}, "mean_cer",
     "mean_wer", "lid_accuracy", "predictions": [...]}. Means are unweighted over languages (each
-    language counts the same, as in the paper's averages)."""
-    was_training = model.training
-    model.eval()
+    language counts the same, as in the paper's averages).
+
+    Decoding is :func:`~modeling_mlpl.inference.decode_rows` on whole utterances, the path of
+    ``evaluate.py``, so dev and test CERs are comparable; an utterance longer than
+    `max_batch_seconds` is decoded in a batch of its own (not left out). The model stays where it is (`device` is
+    the device it is on); `autocast` (e.g. ``accelerator.autocast``) wraps the forward passes.
+    """
     waves = dev.audio()
-    usable = [i for i, w in enumerate(waves) if w is not None]
-    if not usable:
+    items = [(row, wave) for row, wave in zip(dev.rows, waves) if wave is not None]
+    if not items:
         raise ValueError("dev set has no readable audio")
     lid_index = model.config.lang2id
-    sampler = LengthBucketBatchSampler([dev.rows[i]["duration"] for i in usable], max(max_batch_seconds, 1.0), shuffle=False)
+    was_training = model.training
+    model.eval()
     results = []
-    for batch in sampler:
-        idx = [usable[j] for j in batch]
-        inputs = processor.feature_extractor([waves[i] for i in idx], sampling_rate=SAMPLING_RATE, return_tensors="pt")
-        inputs = {k: v.to(device) for k, v in inputs.items()}
-        if autocast is not None:
-            with autocast():
-                out = model(**inputs)
-        else:
-            out = model(**inputs)
-        lengths = model.get_output_lengths(inputs["attention_mask"].sum(-1))
-        hyps = processor.greedy_decode(out.logits.float().cpu(), lengths.cpu())
-        lid = out.lid_logits.argmax(-1).cpu().tolist()
-        for i, hyp, lang_id in zip(idx, hyps, lid):
-            row = dev.rows[i]
-            results.append({"id": row["id"], "language": row["language"], "reference": row["text"], "prediction": hyp,
-                            "lid_correct": lid_index.get(row["language"]) == lang_id})  # fmt: skip
-    if was_training:
-        model.train()
+    try:
+        with autocast() if autocast is not None else contextlib.nullcontext():
+            chunks = decode_rows(model, processor, items, window_s=None, max_batch_seconds=max(max_batch_seconds, 1.0))
+            for chunk in chunks:
+                for record, lang_id in zip(chunk.records(), chunk.lid_log_probs.argmax(-1)):
+                    record["lid_correct"] = lid_index.get(record["language"]) == int(lang_id)
+                    results.append(record)
+    finally:
+        if was_training:
+            model.train()
     table = per_language_metrics(results)
     per_language = {}
     for lang, entry in table.items():
@@ -111,11 +108,10 @@ def evaluate_model(model, processor, dev: DevSet, max_batch_seconds: float, devi
             "lid_accuracy": float(np.mean([r["lid_correct"] for r in rows])),
             "n": entry["n_utterances"],
         }
-    langs = [lang for lang in per_language if lang != "all"]
     return {
         "per_language": per_language,
-        "mean_cer": float(np.mean([per_language[lang]["cer"] for lang in langs])),
-        "mean_wer": float(np.mean([per_language[lang]["wer"] for lang in langs])),
+        "mean_cer": mean_over_groups(table, "prediction", "cer"),
+        "mean_wer": mean_over_groups(table, "prediction", "wer"),
         "lid_accuracy": per_language["all"]["lid_accuracy"],
         "predictions": results,
     }

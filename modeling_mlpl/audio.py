@@ -19,9 +19,9 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-logger = logging.getLogger(__name__)
+from .configuration_mlpl import SAMPLING_RATE
 
-SAMPLING_RATE = 16000
+logger = logging.getLogger(__name__)
 
 AudioSource = Union[str, os.PathLike, bytes, bytearray, dict]
 

@@ -30,7 +30,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .feature_extraction_mlpl import FRAME_LENGTH, log_mel_spectrogram, num_feature_frames
+from .configuration_mlpl import FRAME_LENGTH, SAMPLES_PER_OUTPUT_FRAME, SAMPLING_RATE
+from .feature_extraction_mlpl import log_mel_spectrogram, num_feature_frames
 
 __all__ = ["Window", "plan_windows", "window_geometry", "num_output_frames", "LongFormDecoder", "LongFormOutput"]
 
@@ -51,8 +52,8 @@ def num_output_frames(model, num_samples: int) -> int:
     return int(model.get_output_lengths(num_feature_frames(max(num_samples, FRAME_LENGTH))))
 
 
-def window_geometry(window_s: float, overlap_s: float, samples_per_frame: int = 480,
-                    sampling_rate: int = 16000) -> tuple[int, int]:  # fmt: skip
+def window_geometry(window_s: float, overlap_s: float, samples_per_frame: int = SAMPLES_PER_OUTPUT_FRAME,
+                    sampling_rate: int = SAMPLING_RATE) -> tuple[int, int]:  # fmt: skip
     """(window, overlap) in output frames. The window is floored so that it never exceeds `window_s`."""
     window = int(math.floor(window_s * sampling_rate / samples_per_frame))
     overlap = int(round(overlap_s * sampling_rate / samples_per_frame))

@@ -26,6 +26,7 @@ import torch
 
 from ..audio import AudioDecodeError, audio_duration, load_audio
 from ..data.ids import DuplicateIdError
+from ..data.sampler import pack_batches
 from ..long_form import LongFormDecoder
 from .alignment import Label, label_from_log_probs
 from .shards import FAILURE_PREFIX, ShardWriter, completed_ids, shard_of, shard_path
@@ -274,17 +275,9 @@ def plan_batches(items: list[Item], max_batch_seconds: float, window_s: float | 
         stride = window_s - 2 * overlap_s
         return window_s * (1 + int(np.ceil((d - window_s) / stride)))
 
-    batches: list[list[Item]] = []
-    total = 0.0
-    for item in sorted(items, key=_item_seconds, reverse=True):
-        c = cost(item)
-        if batches and total + c <= max_batch_seconds:
-            batches[-1].append(item)
-            total += c
-        else:
-            batches.append([item])
-            total = c
-    return batches
+    order = sorted(range(len(items)), key=lambda i: _item_seconds(items[i]), reverse=True)
+    costs = [cost(item) for item in items]
+    return [[items[i] for i in batch] for batch in pack_batches(order, costs, max_batch_seconds, padded=False)]
 
 
 def _load(item: Item, sampling_rate: int) -> np.ndarray | str:

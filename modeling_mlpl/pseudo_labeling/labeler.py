@@ -24,7 +24,7 @@ from typing import Any, Iterable, Iterator, Mapping
 import numpy as np
 import torch
 
-from ..audio import AudioDecodeError, audio_duration, load_audio
+from ..audio import AudioDecodeError, audio_duration, load_segment
 from ..data.ids import DuplicateIdError
 from ..data.sampler import pack_batches
 from ..long_form import LongFormDecoder
@@ -283,10 +283,8 @@ def plan_batches(items: list[Item], max_batch_seconds: float, window_s: float | 
 def _load(item: Item, sampling_rate: int) -> np.ndarray | str:
     """The waveform, or an error message (the job goes on and counts it)."""
     try:
-        kwargs = {"offset_s": item.offset}
-        if item.offset and item.duration:
-            kwargs["duration_s"] = item.duration
-        audio = load_audio(item.audio, sampling_rate=sampling_rate, **kwargs)
+        # An item at offset 0 is a whole recording (its duration may come rounded from the dataset).
+        audio = load_segment(item.audio, item.offset or None, item.duration or None, sampling_rate)
     except AudioDecodeError as err:
         return str(err)
     except Exception as err:  # an unexpected decoder error must not stop a 1000-hour job either

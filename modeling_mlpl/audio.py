@@ -13,15 +13,15 @@ from __future__ import annotations
 import io
 import logging
 import os
-from typing import Any, Union
+from typing import Any, Mapping, Union
 
 import numpy as np
 import soundfile as sf
 import soxr
 
-logger = logging.getLogger(__name__)
+from .configuration_mlpl import SAMPLING_RATE
 
-SAMPLING_RATE = 16000
+logger = logging.getLogger(__name__)
 
 AudioSource = Union[str, os.PathLike, bytes, bytearray, dict]
 
@@ -96,6 +96,37 @@ def load_audio(
     if not np.all(np.isfinite(audio)):
         raise AudioDecodeError(f"audio contains NaN/inf samples: {name}")
     return np.clip(audio, -1.0, 1.0)
+
+
+def row_segment(row: Mapping[str, Any]) -> tuple[float | None, float | None]:
+    """Where a dataset row's audio lies in its file, as ``(offset_s, duration_s)`` for :func:`load_segment`.
+
+    A row with an ``offset`` (pseudo-label rows, agreement-cut segments) is the segment
+    [offset, offset + duration) of a longer recording; a row without one is its whole file,
+    ``(None, None)``, so that its rounded ``duration`` column never cuts the audio short.
+    """
+    offset = row.get("offset")
+    if offset is None:
+        return None, None
+    duration = row.get("duration")
+    return float(offset), None if duration is None else float(duration)
+
+
+def load_segment(
+    path_or_bytes: AudioSource,
+    offset_s: float | None = None,
+    duration_s: float | None = None,
+    sampling_rate: int = SAMPLING_RATE,
+) -> np.ndarray:
+    """The one reader of (offset, duration) segments of recordings (training, slimIPL, dev sets,
+    pseudo-labelling): ``offset_s=None`` decodes the whole file; otherwise [offset, offset + duration),
+    to the end of the file when `duration_s` is None. A segment past the end is empty (callers skip
+    it); a bad file raises :class:`AudioDecodeError` as :func:`load_audio` does.
+    """
+    if offset_s is None:
+        return load_audio(path_or_bytes, sampling_rate)
+    duration = None if duration_s is None else float(duration_s)
+    return load_audio(path_or_bytes, sampling_rate, offset_s=float(offset_s), duration_s=duration)
 
 
 def _check_file(target: Any) -> None:

@@ -28,6 +28,16 @@ PRESETS: dict[str, dict] = {
 
 CTC_LOSS_NORMALIZATIONS = ("sqrt_target_length", "target_length", "none")
 
+# Front-end geometry, defined once here (the config's defaults, the feature extractor, audio decoding,
+# the CTC length filter and long-form decoding import it; see PAPER.md "Model"): 25 ms feature frames
+# every 10 ms at 16 kHz, then the stride-3 conv (kernel 7, padded 3 frames each side) gives one output
+# frame per 30 ms. A config may override hop/stride; code that holds a model reads its config instead.
+SAMPLING_RATE = 16000
+FRAME_LENGTH = 400  # samples per feature frame (25 ms)
+HOP_LENGTH = 160  # samples between feature frames (10 ms)
+CONV_STRIDE = 3  # feature frames per output frame
+SAMPLES_PER_OUTPUT_FRAME = HOP_LENGTH * CONV_STRIDE  # 480 (30 ms): `MLPLConfig.inputs_to_logits_ratio`
+
 
 class MLPLConfig(PretrainedConfig):
     r"""Configuration of [`MLPLForCTC`]. Defaults are the paper's "large" model (1.06 B parameters).
@@ -91,13 +101,13 @@ class MLPLConfig(PretrainedConfig):
         input_feat_per_channel: int = 80,
         input_channels: int = 1,
         conv_kernel: int = 7,
-        conv_stride: int = 3,
+        conv_stride: int = CONV_STRIDE,
         conv_dropout: float = 0.3,
         lid_loss_weight: float = 1.0,
         ctc_loss_normalization: str = "sqrt_target_length",
         ctc_zero_infinity: bool = True,
-        sampling_rate: int = 16000,
-        hop_length: int = 160,
+        sampling_rate: int = SAMPLING_RATE,
+        hop_length: int = HOP_LENGTH,
         pad_token_id: int = 0,
         **kwargs,
     ):

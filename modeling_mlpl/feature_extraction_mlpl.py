@@ -14,9 +14,8 @@ import torch
 from transformers.feature_extraction_sequence_utils import SequenceFeatureExtractor
 from transformers.feature_extraction_utils import BatchFeature
 
-SAMPLING_RATE = 16000
-FRAME_LENGTH = 400  # 25 ms
-HOP_LENGTH = 160  # 10 ms
+from .configuration_mlpl import FRAME_LENGTH, HOP_LENGTH, SAMPLING_RATE
+
 N_FFT = 512
 N_MELS = 80
 SIGNAL_SCALE = 32768.0  # flashlight works on int16-scaled samples

@@ -30,7 +30,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .feature_extraction_mlpl import FRAME_LENGTH, log_mel_spectrogram, num_feature_frames
+from .configuration_mlpl import FRAME_LENGTH, SAMPLES_PER_OUTPUT_FRAME, SAMPLING_RATE
+from .data.sampler import pack_batches
+from .feature_extraction_mlpl import log_mel_spectrogram, num_feature_frames
 
 __all__ = ["Window", "plan_windows", "window_geometry", "num_output_frames", "LongFormDecoder", "LongFormOutput"]
 
@@ -51,8 +53,8 @@ def num_output_frames(model, num_samples: int) -> int:
     return int(model.get_output_lengths(num_feature_frames(max(num_samples, FRAME_LENGTH))))
 
 
-def window_geometry(window_s: float, overlap_s: float, samples_per_frame: int = 480,
-                    sampling_rate: int = 16000) -> tuple[int, int]:  # fmt: skip
+def window_geometry(window_s: float, overlap_s: float, samples_per_frame: int = SAMPLES_PER_OUTPUT_FRAME,
+                    sampling_rate: int = SAMPLING_RATE) -> tuple[int, int]:  # fmt: skip
     """(window, overlap) in output frames. The window is floored so that it never exceeds `window_s`."""
     window = int(math.floor(window_s * sampling_rate / samples_per_frame))
     overlap = int(round(overlap_s * sampling_rate / samples_per_frame))
@@ -153,16 +155,10 @@ class LongFormDecoder:
 
     def batches(self, windows: list[Window]) -> list[list[int]]:
         """Window indices grouped longest first so that batch x longest window <= max_batch_seconds."""
-        order = sorted(range(len(windows)), key=lambda i: windows[i].end - windows[i].start, reverse=True)
+        frames = [w.end - w.start for w in windows]
+        order = sorted(range(len(windows)), key=lambda i: frames[i], reverse=True)
         budget = self.max_batch_seconds * self.sampling_rate / self.samples_per_frame  # in frames
-        groups: list[list[int]] = []
-        for i in order:
-            longest = windows[groups[-1][0]].end - windows[groups[-1][0]].start if groups else 0
-            if groups and longest * (len(groups[-1]) + 1) <= budget:
-                groups[-1].append(i)
-            else:
-                groups.append([i])
-        return groups
+        return pack_batches(order, frames, budget)
 
     def window_features(self, waveforms: Sequence[np.ndarray], windows: list[Window]) -> list[torch.Tensor]:
         """(F_w, 80) normalised features of each window (see the module docstring)."""

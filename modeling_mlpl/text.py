@@ -14,15 +14,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from .audio import SAMPLING_RATE
+from .configuration_mlpl import CONV_STRIDE, SAMPLING_RATE
+from .feature_extraction_mlpl import num_feature_frames
 
 _WHITESPACE = re.compile(r"\s+")
-
-# Model front end (see PAPER.md "Model"): 25 ms frames every 10 ms, then a stride-3 conv padded by
-# 3 frames each side with kernel 7 -> one output frame per 30 ms (480 samples).
-FRAME_LENGTH = 400
-HOP_LENGTH = 160
-CONV_STRIDE = 3
 
 
 def normalize_transcript(text: str) -> str:
@@ -37,11 +32,10 @@ def normalize_transcript(text: str) -> str:
 
 
 def model_output_frames(n_samples: int) -> int:
-    """Output frames of the MLPL model for `n_samples` of 16 kHz audio (0 for < one 25 ms frame)."""
-    if n_samples < FRAME_LENGTH:
-        return 0
-    n_frames = (n_samples - FRAME_LENGTH) // HOP_LENGTH + 1
-    return (n_frames - 1) // CONV_STRIDE + 1
+    """Output frames of the MLPL model for `n_samples` of 16 kHz audio (0 for < one 25 ms frame): the
+    feature frames, then the stride-3 conv (padded, so ``(T - 1) // 3 + 1``)."""
+    n_frames = num_feature_frames(n_samples)
+    return 0 if n_frames == 0 else (n_frames - 1) // CONV_STRIDE + 1
 
 
 def ctc_min_frames(label: Sequence[Any]) -> int:

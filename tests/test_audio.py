@@ -5,7 +5,16 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from modeling_mlpl.audio import SAMPLING_RATE, AudioDecodeError, audio_duration, load_audio, try_load_audio, write_audio
+from modeling_mlpl.audio import (
+    SAMPLING_RATE,
+    AudioDecodeError,
+    audio_duration,
+    load_audio,
+    load_segment,
+    row_segment,
+    try_load_audio,
+    write_audio,
+)
 from tests.helpers_data import corrupt, empty, tone, write
 
 
@@ -81,3 +90,54 @@ def test_write_audio_is_atomic_and_round_trips(tmp_path):
     assert abs(audio_duration(path) - 1.0) < 0.01
     with pytest.raises(ValueError, match="unsupported"):
         write_audio(tmp_path / "out.xyz", tone(1.0))
+
+
+def ramp(tmp_path, seconds=3):
+    x = np.linspace(-0.5, 0.5, seconds * SAMPLING_RATE, dtype=np.float32)
+    path = tmp_path / "ramp.wav"
+    sf.write(path, x, SAMPLING_RATE, subtype="FLOAT")
+    return path, x
+
+
+def test_a_row_without_offset_is_its_whole_file_whatever_its_duration():
+    assert row_segment({"audio": "a.wav", "duration": 2.5}) == (None, None)
+    assert row_segment({"audio": "a.wav", "offset": None, "duration": 2.5}) == (None, None)
+
+
+def test_a_row_with_offset_is_the_segment_it_names():
+    assert row_segment({"offset": 1.25, "duration": 0.5}) == (1.25, 0.5)
+    assert row_segment({"offset": 0.0, "duration": 0.5}) == (0.0, 0.5)
+    assert row_segment({"offset": 4.0}) == (4.0, None)
+
+
+def test_load_segment_without_offset_reads_the_whole_file(tmp_path):
+    path, x = ramp(tmp_path)
+    np.testing.assert_array_equal(load_segment(path, None, 1.0), load_audio(path))
+    assert len(load_segment(path)) == len(x)
+
+
+def test_load_segment_reads_offset_plus_duration(tmp_path):
+    path, x = ramp(tmp_path)
+    segment = load_segment(path, *row_segment({"offset": 1.0, "duration": 0.5}))
+    np.testing.assert_allclose(segment, x[SAMPLING_RATE : SAMPLING_RATE + SAMPLING_RATE // 2], atol=1e-6)
+
+
+def test_load_segment_without_duration_reads_to_the_end(tmp_path):
+    path, x = ramp(tmp_path)
+    np.testing.assert_allclose(load_segment(path, 2.0), x[2 * SAMPLING_RATE :], atol=1e-6)
+
+
+def test_load_segment_longer_than_the_file_stops_at_its_end(tmp_path):
+    path, x = ramp(tmp_path)
+    np.testing.assert_allclose(load_segment(path, 2.5, 10.0), x[2 * SAMPLING_RATE + SAMPLING_RATE // 2 :], atol=1e-6)
+
+
+def test_load_segment_past_the_end_is_empty(tmp_path):
+    path, _ = ramp(tmp_path)
+    assert load_segment(path, 5.0, 1.0).size == 0
+
+
+def test_load_segment_of_a_bad_file_raises_naming_it(tmp_path):
+    path = corrupt(tmp_path / "clip_7.mp3")
+    with pytest.raises(AudioDecodeError, match="clip_7.mp3"):
+        load_segment(path, 1.0, 0.5)

@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from modeling_mlpl.data.sampler import LengthBucketBatchSampler, padding_fraction, random_batches
+from modeling_mlpl.data.sampler import LengthBucketBatchSampler, pack_batches, padding_fraction, random_batches
 
 
 def cv_like(n=2000, seed=0):
@@ -120,3 +120,32 @@ def test_invalid_arguments_are_rejected():
         LengthBucketBatchSampler([1.0, 2.0], 10, num_replicas=2, rank=2)
     with pytest.raises(ValueError):
         LengthBucketBatchSampler([1.0], 10, num_replicas=2, rank=0)
+
+
+def test_pack_batches_of_no_items_is_no_batches():
+    assert pack_batches([], [], 10.0) == []
+    assert pack_batches([], [], 10.0, padded=False) == []
+
+
+@pytest.mark.parametrize("padded", [True, False])
+def test_pack_batches_gives_an_item_over_the_budget_a_batch_of_its_own(padded):
+    durations = [3.0, 12.0, 2.0, 4.0]
+    assert pack_batches([0, 1, 2, 3], durations, 10.0, padded=padded) == [[0], [1], [2, 3]]
+
+
+def test_pack_batches_padded_counts_the_longest_item_per_slot():
+    durations = [4.0, 1.0, 1.0, 1.0]
+    # padded: 2 x 4 s = 8 s fits 10 s, a third slot would hold 12 s; summed, 4 + 1 + 1 + 1 = 7 s fits.
+    assert pack_batches([0, 1, 2, 3], durations, 10.0) == [[0, 1], [2, 3]]
+    assert pack_batches([0, 1, 2, 3], durations, 10.0, padded=False) == [[0, 1, 2, 3]]
+
+
+def test_pack_batches_keeps_the_given_order_and_caps_the_batch_size():
+    durations = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    batches = pack_batches([4, 2, 0, 1, 3], durations, 100.0, max_batch_size=2, padded=False)
+    assert batches == [[4, 2], [0, 1], [3]]
+
+
+def test_pack_batches_fills_a_batch_up_to_exactly_the_budget():
+    assert pack_batches([0, 1], [5.0, 5.0], 10.0) == [[0, 1]]
+    assert pack_batches([0, 1, 2], [5.0, 3.0, 2.0], 10.0, padded=False) == [[0, 1, 2]]

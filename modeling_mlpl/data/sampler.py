@@ -44,21 +44,35 @@ def padding_fraction(batches: Sequence[Sequence[int]], durations: Sequence[float
 
 
 def pack_batches(
-    order: Sequence[int], durations: np.ndarray, max_batch_seconds: float, max_batch_size: int | None = None
+    order: Sequence[int],
+    durations: Sequence[float] | np.ndarray,
+    max_batch_seconds: float,
+    max_batch_size: int | None = None,
+    padded: bool = True,
 ) -> list[list[int]]:
-    """Greedily fill batches in the given order while ``(len + 1) * max duration <= budget``."""
+    """Greedily fill batches of indices in the given `order` while the batch's cost stays within
+    `max_batch_seconds`; the one "seconds per batch" packer (training sampler, long-form windows,
+    pseudo-labelling batches).
+
+    padded=True: a batch costs ``len(batch) * max duration`` (what a padded forward pass holds in
+    memory); padded=False: the sum of its durations (when each item is run on its own terms, e.g.
+    recordings cut into windows later). `durations` may be in any unit that matches the budget
+    (seconds, frames). An item over the budget on its own still gets a batch of its own (callers
+    that cannot run one filter it first, as :class:`LengthBucketBatchSampler` does); no input, no batch.
+    """
     batches: list[list[int]] = []
     current: list[int] = []
-    current_max = 0.0
+    current_max = current_sum = 0.0
     for i in order:
         d = float(durations[i])
-        new_max = max(current_max, d)
+        new_max, new_sum = max(current_max, d), current_sum + d
+        cost = (len(current) + 1) * new_max if padded else new_sum
         full = max_batch_size is not None and len(current) >= max_batch_size
-        if current and (full or (len(current) + 1) * new_max > max_batch_seconds):
+        if current and (full or cost > max_batch_seconds):
             batches.append(current)
-            current, new_max = [], d
+            current, new_max, new_sum = [], d, d
         current.append(int(i))
-        current_max = new_max
+        current_max, current_sum = new_max, new_sum
     if current:
         batches.append(current)
     return batches

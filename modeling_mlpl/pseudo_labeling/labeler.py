@@ -24,8 +24,9 @@ from typing import Any, Iterable, Iterator, Mapping
 import numpy as np
 import torch
 
-from ..audio import AudioDecodeError, audio_duration, load_audio
+from ..audio import AudioDecodeError, audio_duration, load_segment
 from ..data.ids import DuplicateIdError
+from ..data.sampler import pack_batches
 from ..inference import load_model  # re-exported: modeling_mlpl.pseudo_labeling.load_model
 from ..long_form import LongFormDecoder
 from .alignment import Label, label_from_log_probs
@@ -264,26 +265,16 @@ def plan_batches(items: list[Item], max_batch_seconds: float, window_s: float | 
         stride = window_s - 2 * overlap_s
         return window_s * (1 + int(np.ceil((d - window_s) / stride)))
 
-    batches: list[list[Item]] = []
-    total = 0.0
-    for item in sorted(items, key=_item_seconds, reverse=True):
-        c = cost(item)
-        if batches and total + c <= max_batch_seconds:
-            batches[-1].append(item)
-            total += c
-        else:
-            batches.append([item])
-            total = c
-    return batches
+    order = sorted(range(len(items)), key=lambda i: _item_seconds(items[i]), reverse=True)
+    costs = [cost(item) for item in items]
+    return [[items[i] for i in batch] for batch in pack_batches(order, costs, max_batch_seconds, padded=False)]
 
 
 def _load(item: Item, sampling_rate: int) -> np.ndarray | str:
     """The waveform, or an error message (the job goes on and counts it)."""
     try:
-        kwargs = {"offset_s": item.offset}
-        if item.offset and item.duration:
-            kwargs["duration_s"] = item.duration
-        audio = load_audio(item.audio, sampling_rate=sampling_rate, **kwargs)
+        # An item at offset 0 is a whole recording (its duration may come rounded from the dataset).
+        audio = load_segment(item.audio, item.offset or None, item.duration or None, sampling_rate)
     except AudioDecodeError as err:
         return str(err)
     except Exception as err:  # an unexpected decoder error must not stop a 1000-hour job either

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from datasets import Audio, Dataset, DatasetDict, load_from_disk
 
-from ..audio import SAMPLING_RATE, AudioDecodeError, audio_duration, load_audio
+from ..audio import SAMPLING_RATE, AudioDecodeError, audio_duration, load_segment, row_segment
 from ..augment import random_crop
 from ..data.ids import check_unique_ids
 from ..text import filter_transcripts, normalize_transcript
@@ -204,15 +204,14 @@ def load_example(row: dict, text: str, token_times: Sequence[float] | None, lang
     a random `crop_seconds` window of it when that applies (see :func:`random_crop`, drawn from `key`),
     else the whole segment. None when the audio cannot be decoded or is empty (the collator counts it).
     Labelled rows and the slimIPL cache's pseudo-labels (text and times not stored in the row) share it."""
-    offset = float(row.get("offset") or 0.0)
+    offset, read_duration = row_segment(row)
     duration = float(row["duration"])
-    read_duration = duration if "offset" in row else None
     if crop_seconds is not None:
         window = random_crop(text, token_times, duration, crop_seconds, np.random.default_rng(key))
         if window is not None:
-            offset, read_duration, text = offset + window.start_s, window.duration_s, window.text
+            offset, read_duration, text = (offset or 0.0) + window.start_s, window.duration_s, window.text
     try:
-        audio = load_audio(row["audio"], SAMPLING_RATE, offset_s=offset, duration_s=read_duration)
+        audio = load_segment(row["audio"], offset, read_duration)
     except AudioDecodeError as err:
         logger.warning("skipping unreadable audio %s: %s", row["id"], err)
         return None

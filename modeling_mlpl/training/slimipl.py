@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from ..audio import SAMPLING_RATE, AudioDecodeError, load_audio
+from ..audio import AudioDecodeError, load_segment, row_segment
 from .arguments import ConfigError
 from .data import SpeechCollator, load_example
 
@@ -235,16 +235,16 @@ class SlimIPL:
         for r in rows:
             row = self.pool[r]
             try:
-                offset = float(row.get("offset") or 0.0)
-                wave = load_audio(row["audio"], SAMPLING_RATE, offset_s=offset,
-                                  duration_s=float(row["duration"]) if "offset" in row else None)  # fmt: skip
+                offset, duration = row_segment(row)
+                wave = load_segment(row["audio"], offset, duration)
             except AudioDecodeError as err:
                 logger.warning("slimIPL: unreadable unlabelled audio %s: %s", row["id"], err)
                 wave = np.zeros(0, np.float32)
             if wave.size == 0:
                 entries[r] = CacheEntry(r, "", [])
                 continue
-            items.append(Item(id=row["id"], audio=row["audio"], path=None, offset=offset, language=row["language"]))
+            items.append(Item(id=row["id"], audio=row["audio"], path=None, offset=offset or 0.0,
+                              language=row["language"]))
             waves.append(wave)
             kept.append(r)
         started = time.perf_counter()

@@ -10,7 +10,7 @@ Data specs (``KIND:PATH[@SPLIT]``): ``cv:DIR`` Common Voice layout, ``vp:DIR`` V
 ``transcribed_data``, ``librispeech:DIR`` (split names like ``test-clean``; default split
 ``test`` means test-clean and test-other), ``folder:DIR`` audio + ``.txt`` sidecars (language
 from ``--languages``), ``disk:PATH`` a ``save_to_disk`` dataset (``disk:PATH[:SPLIT][@LANG]`` as in
-training); parsed and opened by :func:`modeling_mlpl.data.open_dataset`. Long recordings are decoded in overlapping windows (:mod:`modeling_mlpl.long_form`).
+training). Long recordings are decoded in overlapping windows (:mod:`modeling_mlpl.long_form`).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import torch
 
 from .audio import SAMPLING_RATE, AudioDecodeError, load_audio
 from .data.report import Accounting
+from .data.specs import EVAL_KINDS, DataSpec
 from .decoding import CONFIG_NAME, LM_SUBFOLDER, LMDecoder
 from .metrics import metrics_to_markdown, per_language_metrics
 from .run_inputs import check_run, lm_identity, model_identity, write_run
@@ -67,7 +68,6 @@ def load_eval_sets(
 ) -> list[EvalSet]:
     """Open test sets with the project's loaders (bad rows are skipped and counted by them)."""
     from . import data
-    from .data.specs import EVAL_KINDS
 
     sets: list[EvalSet] = []
     for spec in specs:
@@ -104,7 +104,7 @@ def load_eval_sets(
     return sets
 
 
-def _set_name(spec, split: str) -> str:
+def _set_name(spec: DataSpec, split: str) -> str:
     """How a test set's rows are labelled in reports: ``cv``, ``librispeech/test-other``, ``disk/NAME``."""
     if spec.kind == "librispeech":
         return f"librispeech/{split}"

@@ -162,7 +162,8 @@ def run_inputs(args) -> dict:
     spec = data_spec(args) if args.data else None
     return {
         "--model": model_identity(args.model), "--data": spec.normalized() if spec else ":",
-        "--split": args.split if spec and spec.kind in ("cv", "disk", "hub") else None, "--data_languages": data_languages(args),
+        "--split": args.split if spec and spec.kind in ("cv", "disk", "hub") else None,
+        "--data_languages": data_languages(args),
         "--language": args.language, "--models_per_language": args.models_per_language,
         "--lm_dir": lm_identity(args.lm_dir), "--beam_width": args.beam_width, "--window_s": args.window_s,
         "--overlap_s": args.overlap_s, "--align_truth": args.align_truth, "--lid_top_k": args.lid_top_k,

@@ -4,7 +4,8 @@ Every loader returns a `datasets.Dataset` (or `IterableDataset` with ``streaming
 columns of :data:`FEATURES`: ``id``, ``audio`` (Audio(decode=False)), ``text``, ``language``,
 ``duration``. Data specs (``cv:DIR@dev``, ``disk:PATH[:SPLIT][@LANG]``, ...) are parsed and
 opened by :func:`open_dataset` (:mod:`modeling_mlpl.data.specs`). Decode audio with
-:func:`modeling_mlpl.audio.load_audio`. The synthetic corpus generator lives in :mod:`modeling_mlpl.data.synthetic` (imported on demand).
+:func:`modeling_mlpl.audio.load_audio`. The synthetic corpus generator lives in
+:mod:`modeling_mlpl.data.synthetic` (imported on demand).
 """
 
 from .common import FEATURES, get_load_report, make_row, rows_to_dataset

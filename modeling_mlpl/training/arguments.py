@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 
 from ..configuration_mlpl import PRESETS
 from ..data.languages import CV_LANGUAGES
+from ..data.specs import TRAINING_KINDS, UNLABELED_POOL_KINDS, DataSpecError, parse_data_spec
 
 
 def mapping_to_argv(options: dict) -> list[str]:
@@ -251,8 +252,6 @@ def _check(condition: bool, message: str) -> None:
 
 def _check_dataset_spec(spec: str, what: str, default_kind: str | None = "disk") -> None:
     """Parse `spec` as the loaders will (:func:`modeling_mlpl.data.parse_data_spec`) and check its folder."""
-    from ..data.specs import TRAINING_KINDS, UNLABELED_POOL_KINDS, DataSpecError, parse_data_spec
-
     kinds = TRAINING_KINDS if default_kind else UNLABELED_POOL_KINDS
     try:
         parsed = parse_data_spec(spec, kinds, default_kind, flag=what)

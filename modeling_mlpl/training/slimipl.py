@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ..audio import SAMPLING_RATE, AudioDecodeError, load_audio
+from ..data.specs import UNLABELED_POOL_KINDS, DataSpec, DataSpecError, open_dataset, parse_data_spec
 from .arguments import ConfigError
 from .data import SpeechCollator, load_example
 
@@ -49,11 +50,8 @@ _POOL_ORDER, _CACHE_ORDER, _REFRESH, _CROP, _SPECAUGMENT = 101, 102, 103, 104, 1
 _FILL_CHUNK = 64
 
 
-def parse_unlabeled_spec(spec: str):
-    """`--unlabeled_data` (``voxpopuli:ROOT`` or ``disk:PATH[:SPLIT][@LANG]``) as a
-    :class:`modeling_mlpl.data.DataSpec`; a bad one raises ConfigError."""
-    from ..data.specs import UNLABELED_POOL_KINDS, DataSpecError, parse_data_spec
-
+def parse_unlabeled_spec(spec: str) -> DataSpec:
+    """`--unlabeled_data` (``voxpopuli:ROOT`` or ``disk:PATH[:SPLIT][@LANG]``) parsed; a bad one raises ConfigError."""
     try:
         return parse_data_spec(spec, UNLABELED_POOL_KINDS, flag="--unlabeled_data")
     except DataSpecError as err:
@@ -62,11 +60,11 @@ def parse_unlabeled_spec(spec: str):
 
 def load_unlabeled_pool(spec: str, languages: list[str] | None):
     """The unlabelled recordings of `--unlabeled_data` (a dataset with id, audio, language, duration)."""
-    from ..data.specs import open_dataset
-
     parsed = parse_unlabeled_spec(spec)
     try:
-        ds = open_dataset(parsed, languages=languages, unlabelled=True)
+        ds = open_dataset(parsed, languages=languages, unlabelled=True, flag="--unlabeled_data")
+    except DataSpecError as err:  # names the flag and the spec already
+        raise ConfigError(str(err)) from None
     except (ValueError, FileNotFoundError) as err:
         raise ConfigError(f"--unlabeled_data {spec}: {err}") from None
     if parsed.kind == "vp":

@@ -29,6 +29,7 @@ from transformers import get_scheduler
 from ..augment import spec_augment
 from ..configuration_mlpl import MLPLConfig
 from ..data.sampler import LengthBucketBatchSampler
+from ..data.specs import TRAINING_KINDS, open_dataset
 from ..feature_extraction_mlpl import MLPLFeatureExtractor
 from ..modeling_mlpl import MLPLForCTC
 from ..processing_mlpl import MLPLProcessor
@@ -86,7 +87,6 @@ def configure_threads(num_threads: int | None, local_processes: int = 1) -> int:
 def load_sources(data_args: DataArguments, split_kind: str = "train") -> tuple[list, list[str]]:
     """Datasets and display names of the training (`split_kind="train"`) or dev sources."""
     from ..data.common_voice import load_common_voice
-    from ..data.specs import TRAINING_KINDS, open_dataset
 
     datasets, names = [], []
     cv_split = data_args.cv_train_split if split_kind == "train" else data_args.cv_eval_split

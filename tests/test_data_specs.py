@@ -8,7 +8,14 @@ import pytest
 from datasets import Audio, DatasetDict
 
 from modeling_mlpl.data import DataSpec, DataSpecError, make_row, open_dataset, parse_data_spec, rows_to_dataset
-from modeling_mlpl.data.specs import EVAL_KINDS, KINDS, LABEL_INPUT_KINDS, TRAINING_KINDS, UNLABELED_POOL_KINDS
+from modeling_mlpl.data.specs import (
+    EVAL_KINDS,
+    KINDS,
+    LABEL_INPUT_KINDS,
+    TRAINING_KINDS,
+    UNLABELED_POOL_KINDS,
+    accepted_forms,
+)
 from tests import helpers_data as h
 
 
@@ -141,3 +148,33 @@ def test_open_dataset_without_schema_returns_disk_rows_as_saved(roots):
 def test_open_dataset_refuses_a_missing_path_in_one_line(tmp_path):
     with pytest.raises(DataSpecError, match=rf"^--data folder:{tmp_path}/gone: path does not exist$"):
         open_dataset(f"folder:{tmp_path}/gone")
+
+
+def _evaluation(spec: str) -> None:
+    from modeling_mlpl.evaluation import load_eval_sets
+
+    load_eval_sets([spec])
+
+
+def _training(spec: str) -> None:
+    from modeling_mlpl.training.arguments import _check_dataset_spec
+
+    _check_dataset_spec(spec, "--train_datasets")
+
+
+def _unlabeled_pool(spec: str) -> None:
+    from modeling_mlpl.training.slimipl import parse_unlabeled_spec
+
+    parse_unlabeled_spec(spec)
+
+
+@pytest.mark.parametrize(
+    "entry, flag, kinds",
+    [(_evaluation, "--data", EVAL_KINDS), (_training, "--train_datasets", TRAINING_KINDS),
+     (_unlabeled_pool, "--unlabeled_data", UNLABELED_POOL_KINDS)],  # fmt: skip
+)
+def test_every_entry_point_refuses_a_bad_spec_with_the_same_message(entry, flag, kinds):
+    spec = "cv:/x" if kinds != EVAL_KINDS else "nowhere:/x"
+    with pytest.raises(ValueError) as err:
+        entry(spec)
+    assert str(err.value) == f"{flag} {spec!r}: expected KIND:PATH with {accepted_forms(kinds)}"

@@ -145,6 +145,11 @@ def test_open_dataset_without_schema_returns_disk_rows_as_saved(roots):
     assert sorted(ds.column_names) == ["audio", "duration", "id", "sentence"]
 
 
+def test_open_dataset_without_schema_still_takes_the_language_of_the_spec(roots):
+    root, _ = roots
+    assert set(open_dataset(f"disk:{root}/disk@pt", schema=False)["language"]) == {"pt"}
+
+
 def test_open_dataset_refuses_a_missing_path_in_one_line(tmp_path):
     with pytest.raises(DataSpecError, match=rf"^--data folder:{tmp_path}/gone: path does not exist$"):
         open_dataset(f"folder:{tmp_path}/gone")

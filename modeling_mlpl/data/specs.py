@@ -116,9 +116,9 @@ def open_dataset(
 
     `split` is the default split (the spec's own wins); `languages` restricts the Common Voice and
     VoxPopuli loaders and gives a folder its language (when exactly one); `unlabelled` picks
-    VoxPopuli's unlabelled recordings. ``schema=False`` returns disk rows as saved (only audio
-    decoding switched off), as hub rows are: what pseudo-labelling reads, where a transcript and a
-    language column are optional.
+    VoxPopuli's unlabelled recordings. ``schema=False`` returns disk rows as saved (audio decoding
+    switched off, ``@LANG`` added as a missing language column), as hub rows are: what
+    pseudo-labelling reads, where a transcript and a language column are optional.
     """
     from . import common_voice, disk, folder, librispeech, voxpopuli
 
@@ -140,7 +140,11 @@ def open_dataset(
                                         streaming=streaming)  # fmt: skip
     if s.kind == "disk":
         ds = disk.open_saved(s.path, split)
-        return disk.complete_schema(ds, s.path, s.language) if schema else ds
+        if schema:
+            return disk.complete_schema(ds, s.path, s.language)
+        if s.language is not None and "language" not in ds.column_names:
+            ds = ds.add_column("language", [s.language] * len(ds))
+        return ds
     from datasets import load_dataset
 
     return disk.undecoded_audio(load_dataset(s.path, split=split, streaming=streaming), f"hub:{s.path}")

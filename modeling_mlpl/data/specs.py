@@ -1,14 +1,14 @@
 """Data specs: the one way every script names its data (``KIND:PATH[@SPLIT]``), parsed and opened here.
 
-==========================  ==========================================================================
-``cv:DIR[@SPLIT]``          Common Voice layout (:func:`.load_common_voice`)
-``vp:DIR[@SPLIT]``          VoxPopuli root, also spelt ``voxpopuli:``: its ``transcribed_data``, or its
-                            ``unlabelled_data`` when the caller labels audio (``unlabelled=True``)
-``librispeech:DIR[@SPLIT]`` a LibriSpeech split (flac tree or Parquet copy)
-``folder:DIR``              every audio file below DIR (``.txt`` sidecars are transcripts)
-``disk:PATH[:SPLIT][@LANG]`` a ``save_to_disk`` dataset (``@LANG`` when it has no language column)
-``hub:NAME[@SPLIT]``        ``datasets.load_dataset(NAME)`` (pseudo-labelling input only)
-==========================  ==========================================================================
+============================  =============================================================================
+``cv:DIR[@SPLIT]``            Common Voice layout (:func:`.load_common_voice`)
+``vp:DIR[@SPLIT]``            VoxPopuli root, also spelt ``voxpopuli:``: its ``transcribed_data``,
+                              or its ``unlabelled_data`` when the caller labels audio (``unlabelled=True``)
+``librispeech:DIR[@SPLIT]``   a LibriSpeech split (flac tree or Parquet copy)
+``folder:DIR``                every audio file below DIR (``.txt`` sidecars are transcripts)
+``disk:PATH[:SPLIT][@LANG]``  a ``save_to_disk`` dataset (``@LANG`` when it has no language column)
+``hub:NAME[@SPLIT]``          ``datasets.load_dataset(NAME)`` (pseudo-labelling input only)
+============================  =============================================================================
 
 Training flags (``--train_datasets``) take the bare ``PATH[:SPLIT][@LANG]`` of a disk spec
 (``default_kind="disk"``). A split given in the spec wins over the caller's default (``--split``).

@@ -26,6 +26,7 @@ import numpy as np
 
 from .audio import SAMPLING_RATE, AudioDecodeError, load_audio
 from .data.report import Accounting
+from .data.specs import EVAL_KINDS, DataSpec
 from .decoding import CONFIG_NAME, LM_SUBFOLDER, LMDecoder
 from .inference import decode_rows, load_model
 from .metrics import first_per_language, mean_over_groups, metrics_to_markdown, per_language_metrics
@@ -60,16 +61,6 @@ class EvalSet:
     skipped: int = 0  # not evaluated: rejected by the loader, no transcript, not in --languages, over the cap
 
 
-def _split_spec(spec: str, default_split: str) -> tuple[str, str, str]:
-    kind, sep, rest = spec.partition(":")
-    if not sep or not rest:
-        raise ValueError(f"data spec must look like KIND:PATH (cv, vp, librispeech, folder, disk), got {spec!r}")
-    path, split = rest, default_split
-    if kind != "disk" and "@" in rest and not os.path.exists(rest):
-        path, split = rest.rsplit("@", 1)
-    return kind, path, split
-
-
 def load_eval_sets(
     specs: Sequence[str],
     split: str = "test",
@@ -81,26 +72,13 @@ def load_eval_sets(
 
     sets: list[EvalSet] = []
     for spec in specs:
-        kind, path, set_split = _split_spec(spec, split)
-        langs = list(languages) if languages else None
-        if kind == "cv":
-            sets.append(EvalSet("cv", data.load_common_voice(path, langs, set_split)))
-        elif kind == "vp":
-            sets.append(EvalSet("vp", data.load_voxpopuli_transcribed(path, langs, set_split)))
-        elif kind == "librispeech":
-            for ls_split in ("test-clean", "test-other") if set_split == "test" else (set_split,):
-                sets.append(EvalSet(f"librispeech/{ls_split}", data.load_librispeech(path, ls_split)))
-        elif kind == "folder":
-            if not langs or len(langs) != 1:
-                raise ValueError("folder:DIR needs exactly one language (--languages LANG)")
-            sets.append(EvalSet(f"folder/{Path(path).name}", data.load_audio_folder(path, langs[0])))
-        elif kind == "disk":
-            from .training.data import load_disk_dataset
-
-            sets.append(EvalSet(f"disk/{Path(path.split(':')[0].split('@')[0]).name}",
-                                load_disk_dataset(path, default_split=split)))  # fmt: skip
-        else:
-            raise ValueError(f"unknown data kind {kind!r} in {spec!r} (cv, vp, librispeech, folder, disk)")
+        parsed = data.parse_data_spec(spec, EVAL_KINDS)
+        if parsed.kind == "folder" and (not languages or len(languages) != 1):
+            raise ValueError("folder:DIR needs exactly one language (--languages LANG)")
+        set_split = parsed.split or split
+        both = parsed.kind == "librispeech" and set_split == "test"  # LibriSpeech has two test sets
+        for part in ("test-clean", "test-other") if both else (set_split,):
+            sets.append(EvalSet(_set_name(parsed, part), data.open_dataset(parsed, split=part, languages=languages)))
     names = [s.name for s in sets]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
@@ -119,6 +97,13 @@ def load_eval_sets(
         if len(ds) == 0:
             logger.warning("test set %s has no transcribed utterances", eval_set.name)
     return sets
+
+
+def _set_name(spec: DataSpec, split: str) -> str:
+    """How a test set's rows are labelled in reports: ``cv``, ``librispeech/test-other``, ``disk/NAME``."""
+    if spec.kind == "librispeech":
+        return f"librispeech/{split}"
+    return f"{spec.kind}/{Path(spec.path).name}" if spec.kind in ("folder", "disk") else spec.kind
 
 
 def _rows(sets: Sequence[EvalSet]) -> Iterator[dict]:

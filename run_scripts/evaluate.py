@@ -9,7 +9,8 @@ those recorded in OUT/eval_run.json: --overwrite starts afresh), OUT/metrics.jso
 
 Data specs (repeatable --data): cv:DIR (Common Voice layout), vp:DIR (VoxPopuli transcribed_data),
 librispeech:DIR (test-clean and test-other, or librispeech:DIR@test-other), folder:DIR (audio +
-.txt sidecars, one --languages code), disk:PATH[:SPLIT][@LANG] (a save_to_disk dataset).
+.txt sidecars, one --languages code), disk:PATH[:SPLIT][@LANG] (a save_to_disk dataset); vp: is also
+spelt voxpopuli:, and DIR@SPLIT picks a split per set (modeling_mlpl.data.open_dataset parses them).
 
 Examples:
   python run_scripts/evaluate.py --model exp/stage4 --data cv:data/cv --languages pt nl pl --out exp/eval
@@ -61,11 +62,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def normalized_spec(spec: str) -> str:
     """KIND:PATH with PATH resolved, so that one test set given two ways is one input."""
-    from modeling_mlpl.run_inputs import same_path
+    from modeling_mlpl.data.specs import EVAL_KINDS, parse_data_spec
 
-    kind, _, rest = spec.partition(":")
-    path, at, suffix = rest.partition("@") if kind != "disk" else (rest, "", "")
-    return f"{kind}:{same_path(path)}{at}{suffix}" if path else spec
+    return parse_data_spec(spec, EVAL_KINDS).normalized()
 
 
 def main(argv=None) -> int:

@@ -13,9 +13,10 @@ Examples:
   # re-filter the same raw labels without relabelling:
   python run_scripts/pseudo_label.py --merge_only --output_dir exp/pl-de --top_percent 75
 
-Data (--data KIND:PATH): voxpopuli:ROOT (unlabelled_data/<lang>/...), cv:ROOT (Common Voice layout;
-its text is ignored), disk:DIR (a datasets dataset saved with save_to_disk, columns id, audio
-[, duration, offset, language]), folder:DIR (every file below DIR that libsndfile reads), hub:NAME
+Data (--data KIND:PATH, parsed by modeling_mlpl.data.open_dataset): voxpopuli:ROOT (or vp:ROOT;
+unlabelled_data/<lang>/...), cv:ROOT[@SPLIT] (Common Voice layout; its text is ignored),
+disk:DIR[:SPLIT] (a datasets dataset saved with save_to_disk, columns id, audio [, duration, offset,
+language]), folder:DIR (every file below DIR that libsndfile reads), hub:NAME[@SPLIT]
 (datasets.load_dataset). Ids must be unique: an input that repeats one is refused before any work.
 
 Output: OUTPUT_DIR/pl-rankNNNNN.jsonl per process (one JSON line per recording, flushed per batch),
@@ -43,7 +44,7 @@ from modeling_mlpl.cli import ArgumentParser  # noqa: E402
 from modeling_mlpl.hub import HubError, add_hub_arguments, maybe_push_to_hub  # noqa: E402
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_FAILURES, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-DATA_KINDS = ("voxpopuli", "cv", "disk", "folder", "hub")
+DATA_KINDS = ("voxpopuli", "cv", "disk", "folder", "hub")  # as spelt in --help (data.specs.LABEL_INPUT_KINDS)
 
 logger = logging.getLogger("pseudo_label")
 
@@ -125,38 +126,21 @@ def data_languages(args) -> list[str] | None:
     return [args.language] if args.language and args.language != "auto" else None
 
 
+def data_spec(args):
+    """--data parsed (:func:`modeling_mlpl.data.parse_data_spec`); a bad one is a one-line usage error."""
+    from modeling_mlpl.data.specs import LABEL_INPUT_KINDS, parse_data_spec
+
+    return parse_data_spec(args.data or "", LABEL_INPUT_KINDS)
+
+
 def load_rows(args):
     """The input dataset (rows with id, audio[, duration, offset, language]) and its loader report."""
-    from datasets import Audio, DatasetDict, load_dataset, load_from_disk
-
     from modeling_mlpl import data as mlpl_data
 
-    kind, sep, path = (args.data or "").partition(":")
-    if not sep or kind not in DATA_KINDS or not path:
-        raise UserError(f"--data must be KIND:PATH with KIND in {', '.join(DATA_KINDS)}, got {args.data!r}")
-    if kind != "hub" and not os.path.exists(path):
-        raise UserError(f"--data path does not exist: {path}")
-    langs = data_languages(args)
-    if kind == "voxpopuli":
-        ds = mlpl_data.load_voxpopuli_unlabelled(path, langs, streaming=args.streaming)
-    elif kind == "cv":
-        ds = mlpl_data.load_common_voice(path, langs, split=args.split, streaming=args.streaming)
-    elif kind == "folder":
-        ds = mlpl_data.load_audio_folder(path, language=langs[0] if langs and len(langs) == 1 else "",
-                                         streaming=args.streaming)  # fmt: skip
-    elif kind == "disk":
-        ds = load_from_disk(path)
-        if isinstance(ds, DatasetDict):
-            if args.split not in ds:
-                raise UserError(f"{path} has splits {list(ds)}, not --split {args.split}")
-            ds = ds[args.split]
-    else:
-        ds = load_dataset(path, split=args.split, streaming=args.streaming)
+    # Rows as saved (schema=False): a disk/hub input needs neither transcripts nor a language column.
+    ds = mlpl_data.open_dataset(data_spec(args), split=args.split, languages=data_languages(args),
+                                streaming=args.streaming, unlabelled=True, schema=False)  # fmt: skip
     features = getattr(ds, "features", None) or {}
-    if features and "audio" not in features:
-        raise UserError(f"the dataset has no `audio` column (columns: {list(features)})")
-    if isinstance(features.get("audio"), Audio) and features["audio"].decode:
-        ds = ds.cast_column("audio", Audio(decode=False))  # decoding is ours (soundfile), not torchcodec's
     report = mlpl_data.get_load_report(ds)
     # Before any work: a repeated id would lose a recording. Without an id column, the audio paths are the ids.
     if features and "id" not in features and hasattr(ds, "data"):
@@ -173,12 +157,13 @@ def run_inputs(args) -> dict:
     """What the labels depend on, keyed by flag (recorded in OUTPUT_DIR/pl_run.json; a --resume must
     match). Left out: how the work is run (--threads, --io_threads, --sort_buffer, --num_shards, ...),
     --limit (a trial run may be resumed by the full one) and the merge filters (applied later)."""
-    from modeling_mlpl.run_inputs import lm_identity, model_identity, same_path
+    from modeling_mlpl.run_inputs import lm_identity, model_identity
 
-    kind, _, path = args.data.partition(":") if args.data else ("", "", "")
+    spec = data_spec(args) if args.data else None
     return {
-        "--model": model_identity(args.model), "--data": f"{kind}:{path if kind == 'hub' else same_path(path)}",
-        "--split": args.split if kind in ("cv", "disk", "hub") else None, "--data_languages": data_languages(args),
+        "--model": model_identity(args.model), "--data": spec.normalized() if spec else ":",
+        "--split": args.split if spec and spec.kind in ("cv", "disk", "hub") else None,
+        "--data_languages": data_languages(args),
         "--language": args.language, "--models_per_language": args.models_per_language,
         "--lm_dir": lm_identity(args.lm_dir), "--beam_width": args.beam_width, "--window_s": args.window_s,
         "--overlap_s": args.overlap_s, "--align_truth": args.align_truth, "--lid_top_k": args.lid_top_k,
@@ -290,11 +275,11 @@ def run_label(args) -> int:
     if args.align_truth:
         if args.lm_dir:
             raise UserError("--align_truth aligns known transcripts: it takes no --lm_dir")
-        kind, _, root = args.data.partition(":")
-        if kind != "voxpopuli":
+        spec = data_spec(args)
+        if spec.kind != "vp":
             raise UserError(f"--align_truth needs --data voxpopuli:ROOT (the synthetic corpus), got {args.data!r}")
         try:
-            transcripts = mlpl_data.load_unlabelled_truth(root, data_languages(args))
+            transcripts = mlpl_data.load_unlabelled_truth(spec.path, data_languages(args))
         except (FileNotFoundError, ValueError) as err:
             raise UserError(str(err)) from err
         if not args.streaming:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-from datasets import Audio, Dataset, DatasetInfo, Features, List, Value
+from datasets import Dataset, DatasetInfo, Features, List, Value
 from datasets.table import InMemoryTable
 
 from ..data.common import FEATURES

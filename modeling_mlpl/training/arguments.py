@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 
 from ..configuration_mlpl import PRESETS
 from ..data.languages import CV_LANGUAGES
+from ..data.specs import TRAINING_KINDS, UNLABELED_POOL_KINDS, DataSpecError, parse_data_spec
 
 
 def mapping_to_argv(options: dict) -> list[str]:
@@ -249,11 +250,15 @@ def _check(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
-def _check_dataset_spec(spec: str, what: str) -> None:
-    from .data import parse_dataset_spec
-
-    path = parse_dataset_spec(spec)[0]
-    _check(os.path.isdir(path), f"{what} {path!r} is not a directory (expected a datasets.save_to_disk folder)")
+def _check_dataset_spec(spec: str, what: str, default_kind: str | None = "disk") -> None:
+    """Parse `spec` as the loaders will (:func:`modeling_mlpl.data.parse_data_spec`) and check its folder."""
+    kinds = TRAINING_KINDS if default_kind else UNLABELED_POOL_KINDS
+    try:
+        parsed = parse_data_spec(spec, kinds, default_kind, flag=what)
+    except DataSpecError as err:
+        raise ConfigError(str(err)) from None
+    expected = "a datasets.save_to_disk folder" if parsed.kind == "disk" else "a VoxPopuli root"
+    _check(os.path.isdir(parsed.path), f"{what} {parsed.path!r} is not a directory (expected {expected})")
 
 
 def validate_arguments(model_args: ModelArguments, data_args: DataArguments, args: MLPLTrainingArguments) -> None:
@@ -296,13 +301,7 @@ def validate_arguments(model_args: ModelArguments, data_args: DataArguments, arg
     for lang in d.unlabeled_languages or []:
         _check(lang in CV_LANGUAGES, f"unknown --unlabeled_languages {lang!r}; use Common Voice codes such as pt")
     if d.unlabeled_data is not None:
-        from .slimipl import parse_unlabeled_spec
-
-        kind, path = parse_unlabeled_spec(d.unlabeled_data)
-        if kind == "disk":
-            _check_dataset_spec(path, "--unlabeled_data disk:")
-        else:
-            _check(os.path.isdir(path), f"--unlabeled_data voxpopuli: {path!r} is not a directory")
+        _check_dataset_spec(d.unlabeled_data, "--unlabeled_data", default_kind=None)
 
     _check(t.max_steps > 0, f"--max_steps must be > 0, got {t.max_steps}")
     _check(t.learning_rate > 0, f"--learning_rate must be > 0, got {t.learning_rate}")

@@ -2,8 +2,9 @@
 
 Sources are Common Voice folders (via :func:`modeling_mlpl.data.common_voice.load_common_voice`)
 and `datasets` folders saved with ``save_to_disk`` (pseudo-label sets, or any dataset with audio and
-text). Pseudo-label rows carry ``offset``/``duration`` (a segment of a long recording) and
-``token_times`` (the PL's CTC alignment), which random cropping uses (:mod:`modeling_mlpl.augment`).
+text; :func:`modeling_mlpl.data.disk.load_disk_dataset`, re-exported here with the spec parser).
+Pseudo-label rows carry ``offset``/``duration`` (a segment of a long recording) and ``token_times``
+(the PL's CTC alignment), which random cropping uses (:mod:`modeling_mlpl.augment`).
 
 Rows a CTC model cannot learn from (characters outside the vocabulary, labels longer than the output
 frames, empty text) are dropped and counted per source; unreadable audio met during training is
@@ -13,78 +14,20 @@ skipped and counted by the collator. Nothing is dropped silently.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
 import torch
-from datasets import Audio, Dataset, DatasetDict, load_from_disk
+from datasets import Dataset
 
-from ..audio import SAMPLING_RATE, AudioDecodeError, audio_duration, load_segment, row_segment
+from ..audio import SAMPLING_RATE, AudioDecodeError, load_segment, row_segment
 from ..augment import random_crop
-from ..data.ids import check_unique_ids
+from ..data.disk import load_disk_dataset
+from ..data.specs import parse_disk_spec as parse_dataset_spec
 from ..text import filter_transcripts, normalize_transcript
 
 logger = logging.getLogger(__name__)
-
-_TEXT_COLUMNS = ("text", "sentence", "transcription")
-
-
-def parse_dataset_spec(spec: str) -> tuple[str, str | None, str | None]:
-    """``PATH[:SPLIT][@LANG]`` -> (path, split, language)."""
-    language = split = None
-    if "@" in spec:
-        spec, language = spec.rsplit("@", 1)
-    if ":" in spec and not os.path.exists(spec):
-        spec, split = spec.rsplit(":", 1)
-    return spec, split, language
-
-
-def load_disk_dataset(spec: str, default_split: str = "train") -> Dataset:
-    """A `save_to_disk` folder as a dataset with at least ``id, audio, text, language, duration``.
-
-    Text may be in ``sentence``/``transcription``; a missing ``language`` comes from ``@LANG``; a
-    missing ``duration`` is read from the audio headers; a decoding Audio column is switched to
-    ``decode=False`` (decoding happens in :func:`modeling_mlpl.audio.load_audio`). Repeated ids
-    raise :class:`modeling_mlpl.data.DuplicateIdError` (ids key labels and resumes).
-    """
-    path, split, language = parse_dataset_spec(spec)
-    ds = load_from_disk(path)
-    if isinstance(ds, DatasetDict):
-        split = split or default_split
-        if split not in ds:
-            raise ValueError(f"{path} has splits {sorted(ds)}, not {split!r} (use PATH:SPLIT)")
-        ds = ds[split]
-    if "audio" not in ds.column_names:
-        raise ValueError(f"dataset {path} has no 'audio' column (columns: {ds.column_names})")
-    if isinstance(ds.features["audio"], Audio) and ds.features["audio"].decode:
-        ds = ds.cast_column("audio", Audio(decode=False))
-    text_col = next((c for c in _TEXT_COLUMNS if c in ds.column_names), None)
-    if text_col is None:
-        raise ValueError(f"dataset {path} has no transcript column (one of {_TEXT_COLUMNS}); columns: {ds.column_names}")
-    if text_col != "text":
-        ds = ds.rename_column(text_col, "text")
-    if "language" not in ds.column_names:
-        if language is None:
-            raise ValueError(f"dataset {path} has no 'language' column: give its language as {path}@LANG")
-        ds = ds.add_column("language", [language] * len(ds))
-    elif language is not None:
-        raise ValueError(f"dataset {path} has a 'language' column; drop the @{language} suffix")
-    if "id" not in ds.column_names:
-        ds = ds.add_column("id", [f"{os.path.basename(path.rstrip('/'))}/{i}" for i in range(len(ds))])
-    check_unique_ids(ds, f"dataset {path}")  # before any header is read: a collision is an input error
-    if "duration" not in ds.column_names:
-        ds = ds.add_column("duration", [_duration_or_nan(a) for a in ds["audio"]])
-    return ds
-
-
-def _duration_or_nan(audio: Any) -> float:
-    try:
-        return audio_duration(audio)
-    except AudioDecodeError as err:
-        logger.warning("unreadable audio (will be dropped): %s", err)
-        return float("nan")
 
 
 @dataclass

@@ -37,39 +37,38 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ..audio import AudioDecodeError, load_segment, row_segment
+from ..data.specs import UNLABELED_POOL_KINDS, DataSpec, DataSpecError, open_dataset, parse_data_spec
 from .arguments import ConfigError
 from .data import SpeechCollator, load_example
 
 logger = logging.getLogger(__name__)
 
-UNLABELED_KINDS = ("voxpopuli", "disk")
+UNLABELED_KINDS = ("voxpopuli", "disk")  # as spelt in --unlabeled_data (data.specs.UNLABELED_POOL_KINDS)
 # Key purposes (the second number of every RNG key), so no two kinds of draw share a stream.
 _POOL_ORDER, _CACHE_ORDER, _REFRESH, _CROP, _SPECAUGMENT = 101, 102, 103, 104, 105
 # Recordings labelled per forward pass group when the cache is filled (bounds the audio held in memory).
 _FILL_CHUNK = 64
 
 
-def parse_unlabeled_spec(spec: str) -> tuple[str, str]:
-    """``KIND:PATH`` -> (kind, path); kind is one of :data:`UNLABELED_KINDS`."""
-    kind, sep, path = spec.partition(":")
-    if not sep or kind not in UNLABELED_KINDS or not path:
-        raise ConfigError(f"--unlabeled_data {spec!r}: expected KIND:PATH with KIND one of {UNLABELED_KINDS}, "
-                          "e.g. voxpopuli:/data/voxpopuli or disk:/data/unlabelled_pt")  # fmt: skip
-    return kind, path
+def parse_unlabeled_spec(spec: str) -> DataSpec:
+    """`--unlabeled_data` (``voxpopuli:ROOT`` or ``disk:PATH[:SPLIT][@LANG]``) parsed; a bad one raises ConfigError."""
+    try:
+        return parse_data_spec(spec, UNLABELED_POOL_KINDS, flag="--unlabeled_data")
+    except DataSpecError as err:
+        raise ConfigError(str(err)) from None
 
 
 def load_unlabeled_pool(spec: str, languages: list[str] | None):
     """The unlabelled recordings of `--unlabeled_data` (a dataset with id, audio, language, duration)."""
-    from ..data import load_voxpopuli_unlabelled
-    from .data import load_disk_dataset
-
-    kind, path = parse_unlabeled_spec(spec)
+    parsed = parse_unlabeled_spec(spec)
     try:
-        if kind == "voxpopuli":
-            return load_voxpopuli_unlabelled(path, languages)
-        ds = load_disk_dataset(path)
+        ds = open_dataset(parsed, languages=languages, unlabelled=True, flag="--unlabeled_data")
+    except DataSpecError as err:  # names the flag and the spec already
+        raise ConfigError(str(err)) from None
     except (ValueError, FileNotFoundError) as err:
         raise ConfigError(f"--unlabeled_data {spec}: {err}") from None
+    if parsed.kind == "vp":
+        return ds
     if languages:
         wanted = set(languages)
         ds = ds.filter(lambda lang: lang in wanted, input_columns="language")

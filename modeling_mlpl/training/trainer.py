@@ -29,6 +29,7 @@ from transformers import get_scheduler
 from ..augment import spec_augment
 from ..configuration_mlpl import MLPLConfig
 from ..data.sampler import LengthBucketBatchSampler
+from ..data.specs import TRAINING_KINDS, open_dataset
 from ..feature_extraction_mlpl import MLPLFeatureExtractor
 from ..modeling_mlpl import MLPLForCTC
 from ..processing_mlpl import MLPLProcessor
@@ -51,7 +52,7 @@ from .checkpointing import (
     list_checkpoints,
     rotate_checkpoints,
 )
-from .data import SourceStats, TaggedBatchSampler, TrainingSet, expand_by_weight, filter_rows, load_disk_dataset, make_loader
+from .data import SourceStats, TaggedBatchSampler, TrainingSet, expand_by_weight, filter_rows, make_loader
 from .evaluation import DevSet, evaluate_model
 from .slimipl import SlimIPL, SlimIPLConfig, load_unlabeled_pool
 from .tracking import MetricsLog
@@ -99,7 +100,8 @@ def load_sources(data_args: DataArguments, split_kind: str = "train") -> tuple[l
     specs = data_args.train_datasets if split_kind == "train" else data_args.eval_datasets
     for spec in specs or []:
         try:
-            ds = load_disk_dataset(spec, default_split="train" if split_kind == "train" else "validation")
+            ds = open_dataset(spec, split="train" if split_kind == "train" else "validation", kinds=TRAINING_KINDS,
+                              default_kind="disk", flag=f"--{split_kind}_datasets")  # fmt: skip
         except (ValueError, FileNotFoundError) as err:
             raise ConfigError(str(err)) from None
         datasets.append(ds)

@@ -290,6 +290,10 @@ class TaggedBatchSampler:
     def __init__(self, batch_sampler, crop: bool, seed: int, epoch: int, first_batch: int):
         self.batch_sampler, self.crop, self.seed, self.epoch, self.first_batch = batch_sampler, crop, seed, epoch, first_batch
 
+    def set_position(self, epoch: int, first_batch: int) -> None:
+        """Where the next iteration starts (the trainer keeps one loader, and this sampler, for all epochs)."""
+        self.epoch, self.first_batch = epoch, first_batch
+
     def __iter__(self):
         for n, batch in enumerate(self.batch_sampler, start=self.first_batch):
             yield [(i, self.crop, (self.seed, self.epoch, n, pos)) for pos, i in enumerate(batch)]
@@ -345,6 +349,7 @@ def make_loader(dataset: TrainingSet, batch_sampler: TaggedBatchSampler, process
         batch_sampler=batch_sampler,
         collate_fn=SpeechCollator(processor),
         num_workers=num_workers,
+        persistent_workers=num_workers > 0,  # workers (and their feature caches) outlive an epoch
         pin_memory=pin_memory,
         generator=torch.Generator().manual_seed(0),
     )

@@ -24,7 +24,14 @@ from datasets import Audio, Dataset, DatasetDict, load_from_disk
 from ..audio import SAMPLING_RATE, AudioDecodeError, audio_duration, load_audio
 from ..augment import random_crop
 from ..data.ids import check_unique_ids
-from ..feature_extraction_mlpl import HOP_LENGTH, N_MELS, log_mel_spectrogram, normalize_per_utterance, num_feature_frames
+from ..feature_extraction_mlpl import (
+    HOP_LENGTH,
+    N_MELS,
+    MLPLFeatureExtractor,
+    log_mel_spectrogram,
+    normalize_per_utterance,
+    num_feature_frames,
+)
 from ..text import filter_transcripts, normalize_transcript
 
 logger = logging.getLogger(__name__)
@@ -187,7 +194,7 @@ class TrainingSet(torch.utils.data.Dataset):
         cacheable = not crop or self.cropped_durations[index] == self.durations[index]
         if cacheable and index in self.cache:
             return self.cache[index]
-        if not cacheable and self.feature_extractor is not None:
+        if not cacheable and isinstance(self.feature_extractor, MLPLFeatureExtractor):  # its frames: see __init__
             example = self._crop_from_frames(index, key)
             if example is not None:
                 return example

@@ -11,8 +11,9 @@ same seed, features pre-computed once) and the same optimizer settings. mlpl's t
 (`modeling_mlpl.training.train`) is then run on the same data, its throughput read from its log (first
 logging window skipped: warm-up), and reported as a ratio to the reference:
   - stage-1-like: uncropped Common Voice utterances (features cached after their first use);
-  - stage-4-like: the same labels + aligned long recordings cut into random 10 s crops, whose features are
-    computed at every update (a crop is never the same twice), as stage 4 of the recipe trains.
+  - stage-4-like: the same labels + aligned long recordings cut into random 10 s crops (a crop is never
+    the same twice: its features are sliced from its whole recording's log-mel frames, computed once and
+    cached), as stage 4 of the recipe trains.
 The stage-4-like run is also profiled: wall time per update split into data loading (audio decoding +
 crop, log-mel features, collation), forward (encoder, CTC loss, LID head + loss), backward, clipping,
 optimizer and logging, with timers around the trainer's own functions (patched for the run, restored
@@ -207,8 +208,10 @@ class StageTimers:
 
         return {
             "data: dataset item (decode + crop + features)": (data.TrainingSet, "__getitem__"),
-            "data: audio decode + crop (part of dataset item)": (data.TrainingSet, "_load"),
-            "data: log-mel features (part of dataset item)": (MLPLFeatureExtractor, "__call__"),
+            "data: audio decode (+ crop) when not sliced from cached frames (part of dataset item)": (data.TrainingSet, "_load"),
+            "data: log-mel features of such items (part of dataset item)": (MLPLFeatureExtractor, "__call__"),
+            "data: crop sliced from its recording's cached frames (part of dataset item)": (data.TrainingSet, "_crop_from_frames"),
+            "data: whole recording decode + log-mel, first use only (part of the slice)": (data.TrainingSet, "_whole_frames"),
             "data: collate + label encoding": (data.SpeechCollator, "__call__"),
             "forward (whole model + losses)": (modeling.MLPLForCTC, "forward"),
             "forward: encoder (part of forward)": (modeling.MLPLModel, "forward"),
@@ -217,7 +220,7 @@ class StageTimers:
             "backward": (Accelerator, "backward"),
             "grad-norm clipping": (Accelerator, "clip_grad_norm_"),
             "optimizer step": (AcceleratedOptimizer, "step"),
-            "logging: window sums (loss .item())": (trainer._Window, "add"),
+            "logging: window sums (device tensors)": (trainer._Window, "add"),
             "logging: flush + metrics log": (trainer._Window, "flush"),
             "logging: metrics log write (part of flush)": (MetricsLog, "train"),
         }
@@ -226,7 +229,7 @@ class StageTimers:
     EXCLUSIVE = (
         "data: dataset item (decode + crop + features)", "data: collate + label encoding",
         "forward (whole model + losses)", "backward", "grad-norm clipping", "optimizer step",
-        "logging: window sums (loss .item())", "logging: flush + metrics log",
+        "logging: window sums (device tensors)", "logging: flush + metrics log",
     )  # fmt: skip
 
     def _wrap(self, name: str, fn):

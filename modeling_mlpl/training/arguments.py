@@ -171,7 +171,8 @@ class MLPLTrainingArguments:
     feature_cache_gb: float = field(
         default=2.0,
         metadata={"help": "Memory (GiB, per process and worker) for log-mel features of uncropped utterances, reused "
-                  "in later epochs: on CPU, features cost more than a small model's update. 0 = off."},
+                  "in later epochs, and of whole aligned recordings, whose random crops are sliced from them: on "
+                  "CPU, features cost more than a small model's update. 0 = off."},
     )
     dataloader_num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes (0 = in process)."})
     specaugment_start_step: int = field(

@@ -25,6 +25,14 @@ from ..audio import SAMPLING_RATE, AudioDecodeError, load_segment, row_segment
 from ..augment import random_crop
 from ..data.disk import load_disk_dataset
 from ..data.specs import parse_disk_spec as parse_dataset_spec
+from ..feature_extraction_mlpl import (
+    HOP_LENGTH,
+    N_MELS,
+    MLPLFeatureExtractor,
+    log_mel_spectrogram,
+    normalize_per_utterance,
+    num_feature_frames,
+)
 from ..text import filter_transcripts, normalize_transcript
 
 logger = logging.getLogger(__name__)
@@ -95,7 +103,12 @@ class TrainingSet(torch.utils.data.Dataset):
         self.feature_extractor = feature_extractor
         # Log-mel features cost more CPU than the tiny model's forward + backward (float64 FFT), and
         # an uncropped utterance always gives the same features: keep them, up to a memory budget.
-        self.cache: dict[int, torch.Tensor] = {}
+        # A crop is never the same twice, but its frames are a slice of its whole recording's (frames
+        # do not overlap the crop's edges: no centring, pre-emphasis inside each frame): keep the
+        # whole recordings' un-normalised frames in the same budget (see `_crop_from_frames`).
+        self.cache: dict[int, dict] = {}
+        self.frames: dict[tuple[int, int], tuple[torch.Tensor, int]] = {}  # (source, row) -> (log-mel, samples)
+        self.unreadable: set[tuple[int, int]] = set()
         self.cache_budget = int(feature_cache_gb * 2**30)
         self.cache_bytes = 0
         self.sources = sources
@@ -124,6 +137,10 @@ class TrainingSet(torch.utils.data.Dataset):
         cacheable = not crop or self.cropped_durations[index] == self.durations[index]
         if cacheable and index in self.cache:
             return self.cache[index]
+        if not cacheable and isinstance(self.feature_extractor, MLPLFeatureExtractor):  # its frames: see __init__
+            example = self._crop_from_frames(index, key)
+            if example is not None:
+                return example
         example = self._load(index, crop, key)
         if example is not None and self.feature_extractor is not None:
             features = self.feature_extractor(example.pop("audio"), sampling_rate=SAMPLING_RATE, return_tensors="pt")
@@ -140,6 +157,47 @@ class TrainingSet(torch.utils.data.Dataset):
         return load_example(row, normalize_transcript(row["text"]), row.get("token_times"), self.lang2id[row["language"]],
                             self.crop_seconds if crop else None, key)  # fmt: skip
 
+    def _crop_from_frames(self, index: int, key: tuple[int, ...]) -> dict | None:
+        """The crop of item (index, crop, key) as features sliced from its whole recording's cached log-mel
+        frames: no decoding and no FFT per crop. The window and its text are those of :func:`load_example`
+        (same key, same crop); its start is rounded to a 10 ms frame. None when the recording's frames do
+        not fit the cache budget or its audio is unreadable (the caller then decodes the crop itself)."""
+        source, row_index = self.entries[index]
+        row = self.sources[source][row_index]
+        whole = self._whole_frames((source, row_index), row, float(self.durations[index]))
+        if whole is None:
+            return None
+        frames, samples = whole
+        base = float(row.get("offset") or 0.0)
+        offset, duration, text = crop_window(row, normalize_transcript(row["text"]), row.get("token_times"),
+                                             self.crop_seconds, key)  # fmt: skip
+        first = min(int(round((offset - base) * SAMPLING_RATE / HOP_LENGTH)), frames.shape[0] - 1)
+        crop_samples = samples - first * HOP_LENGTH
+        if duration is not None:
+            crop_samples = min(int(round(duration * SAMPLING_RATE)), crop_samples)
+        count = max(1, min(num_feature_frames(crop_samples), frames.shape[0] - first))
+        features = normalize_per_utterance(frames[None, first : first + count].double(), torch.tensor([count]))[0]
+        return {"id": row["id"], "features": features.float(), "text": text,
+                "language_id": self.lang2id[row["language"]], "seconds": crop_samples / SAMPLING_RATE}  # fmt: skip
+
+    def _whole_frames(self, key: tuple[int, int], row: dict, duration_s: float) -> tuple[torch.Tensor, int] | None:
+        """(un-normalised log-mel frames (T, 80) float32, audio samples) of a whole segment, computed once
+        and kept while the cache budget allows; None when over budget or unreadable."""
+        if key in self.frames:
+            return self.frames[key]
+        size = int(duration_s * SAMPLING_RATE / HOP_LENGTH + 1) * N_MELS * 4
+        if key in self.unreadable or self.cache_bytes + size > self.cache_budget:
+            return None
+        example = load_example(row, "", None, 0, None, ())
+        if example is None or num_feature_frames(example["audio"].size) == 0:
+            self.unreadable.add(key)  # unreadable or shorter than a frame: the caller's path reports it
+            return None
+        audio = torch.from_numpy(example["audio"])
+        frames = log_mel_spectrogram(audio[None])[0].float()
+        self.frames[key] = (frames, audio.numel())
+        self.cache_bytes += frames.numel() * 4
+        return self.frames[key]
+
 
 def load_example(row: dict, text: str, token_times: Sequence[float] | None, language_id: int,
                  crop_seconds: float | None, key: Sequence[int]) -> dict | None:  # fmt: skip
@@ -147,12 +205,7 @@ def load_example(row: dict, text: str, token_times: Sequence[float] | None, lang
     a random `crop_seconds` window of it when that applies (see :func:`random_crop`, drawn from `key`),
     else the whole segment. None when the audio cannot be decoded or is empty (the collator counts it).
     Labelled rows and the slimIPL cache's pseudo-labels (text and times not stored in the row) share it."""
-    offset, read_duration = row_segment(row)
-    duration = float(row["duration"])
-    if crop_seconds is not None:
-        window = random_crop(text, token_times, duration, crop_seconds, np.random.default_rng(key))
-        if window is not None:
-            offset, read_duration, text = (offset or 0.0) + window.start_s, window.duration_s, window.text
+    offset, read_duration, text = crop_window(row, text, token_times, crop_seconds, key)
     try:
         audio = load_segment(row["audio"], offset, read_duration)
     except AudioDecodeError as err:
@@ -164,6 +217,18 @@ def load_example(row: dict, text: str, token_times: Sequence[float] | None, lang
     return {"id": row["id"], "audio": audio, "text": text, "language_id": language_id, "seconds": audio.size / SAMPLING_RATE}
 
 
+def crop_window(row: dict, text: str, token_times: Sequence[float] | None, crop_seconds: float | None,
+                key: Sequence[int]) -> tuple[float, float | None, str]:  # fmt: skip
+    """(offset s in the file, duration s or None = to the end, transcript) of what :func:`load_example`
+    reads of `row`: the random crop drawn from `key` when one applies, else the whole segment."""
+    offset, duration = row_segment(row)
+    if crop_seconds is not None:
+        window = random_crop(text, token_times, float(row["duration"]), crop_seconds, np.random.default_rng(key))
+        if window is not None:
+            return (offset or 0.0) + window.start_s, window.duration_s, window.text
+    return offset or 0.0, duration, text
+
+
 class TaggedBatchSampler:
     """Wraps a batch sampler so each index carries the crop flag and a per-item RNG key.
 
@@ -173,6 +238,10 @@ class TaggedBatchSampler:
 
     def __init__(self, batch_sampler, crop: bool, seed: int, epoch: int, first_batch: int):
         self.batch_sampler, self.crop, self.seed, self.epoch, self.first_batch = batch_sampler, crop, seed, epoch, first_batch
+
+    def set_position(self, epoch: int, first_batch: int) -> None:
+        """Where the next iteration starts (the trainer keeps one loader, and this sampler, for all epochs)."""
+        self.epoch, self.first_batch = epoch, first_batch
 
     def __iter__(self):
         for n, batch in enumerate(self.batch_sampler, start=self.first_batch):
@@ -229,6 +298,7 @@ def make_loader(dataset: TrainingSet, batch_sampler: TaggedBatchSampler, process
         batch_sampler=batch_sampler,
         collate_fn=SpeechCollator(processor),
         num_workers=num_workers,
+        persistent_workers=num_workers > 0,  # workers (and their feature caches) outlive an epoch
         pin_memory=pin_memory,
         generator=torch.Generator().manual_seed(0),
     )
@@ -242,6 +312,7 @@ __all__ = [
     "SourceStats",
     "TrainingSet",
     "load_example",
+    "crop_window",
     "TaggedBatchSampler",
     "SpeechCollator",
     "make_loader",

@@ -285,6 +285,7 @@ class _Run:
     last_eval: dict | None = None
     micro: int = 0
     start_step: int = 0
+    loaders: dict = field(default_factory=dict)  # cropped? -> DataLoader, kept across epochs (see _epoch_loader)
 
     @property
     def is_main(self) -> bool:
@@ -462,7 +463,10 @@ def evaluate(run: _Run) -> dict | None:
 
 
 def _epoch_loader(run: _Run):
-    """This epoch's batches, from the sampler position a resumed run stopped at."""
+    """This epoch's batches, from the sampler position a resumed run stopped at. One DataLoader per
+    batch plan (cropped or not) serves every epoch: its workers persist, and with them their feature
+    caches (a new loader per epoch re-spawned the workers and lost the caches at every epoch). The crop
+    warm-up's loader is let go when it is over (it never comes back)."""
     state, args = run.state, run.args
     sampler = run.samplers[state.epoch_cropped]
     sampler.set_epoch(state.epoch)
@@ -472,9 +476,17 @@ def _epoch_loader(run: _Run):
                                      "batches_consumed": state.batches_consumed})  # fmt: skip
         except ValueError as err:
             raise ConfigError(f"cannot resume mid-epoch: {err} (did the training data or batch size change?)") from None
-    tagged = TaggedBatchSampler(sampler, state.epoch_cropped, args.seed, state.epoch, state.batches_consumed)
-    return make_loader(run.train_set, tagged, run.processor, args.dataloader_num_workers,
-                       pin_memory=run.accelerator.device.type == "cuda")  # fmt: skip
+    if not state.epoch_cropped:
+        run.loaders.pop(True, None)  # shuts its workers down
+    loader = run.loaders.get(state.epoch_cropped)
+    if loader is None:
+        tagged = TaggedBatchSampler(sampler, state.epoch_cropped, args.seed, state.epoch, state.batches_consumed)
+        loader = make_loader(run.train_set, tagged, run.processor, args.dataloader_num_workers,
+                             pin_memory=run.accelerator.device.type == "cuda")  # fmt: skip
+        run.loaders[state.epoch_cropped] = loader
+    else:
+        loader.batch_sampler.set_position(state.epoch, state.batches_consumed)
+    return loader
 
 
 def train_one_epoch(run: _Run, step_callback: Callable[[TrainerState], None] | None = None) -> None:
@@ -507,8 +519,8 @@ def train_one_epoch(run: _Run, step_callback: Callable[[TrainerState], None] | N
 def _optimizer_step(run: _Run) -> None:
     args = run.args
     grad_norm = None
-    if args.max_grad_norm > 0:
-        grad_norm = float(run.accelerator.clip_grad_norm_(run.model.parameters(), args.max_grad_norm))
+    if args.max_grad_norm > 0:  # a tensor: read (a host-device sync) only when the window is logged
+        grad_norm = run.accelerator.clip_grad_norm_(run.model.parameters(), args.max_grad_norm).detach()
     run.optimizer.step()
     run.scheduler.step()
     run.optimizer.zero_grad(set_to_none=True)
@@ -590,8 +602,9 @@ def train(model_args: ModelArguments, data_args: DataArguments, args: MLPLTraini
 
 
 def _train_micro_batch(model, batch: dict, params, accelerator: Accelerator, args: MLPLTrainingArguments,
-                       state: TrainerState, micro: int, window: "_Window") -> float:  # fmt: skip
-    """Forward + backward of one batch (loss scaled for accumulation); returns the unscaled loss."""
+                       state: TrainerState, micro: int, window: "_Window") -> None:  # fmt: skip
+    """Forward + backward of one batch (loss scaled for accumulation). Nothing here reads a value back
+    from the device: on a GPU every read makes the host wait before it can collate the next batch."""
     state.skipped_audio += batch["n_skipped"]
     window.skipped += batch["n_skipped"]
     window.kinds[batch.get("kind", "labeled")] += 1
@@ -602,25 +615,27 @@ def _train_micro_batch(model, batch: dict, params, accelerator: Accelerator, arg
             # Every example unreadable: a zero loss touching all parameters keeps DDP's all-reduce in step.
             loss = sum(p.sum() for p in params) * 0.0
             accelerator.backward(loss)
-            return 0.0
+            return
         device = accelerator.device
         features = batch["input_features"].to(device, non_blocking=True)  # pinned on CUDA: copies overlap
         mask = batch["attention_mask"].to(device, non_blocking=True)
         if batch.get("specaugment", 0 <= args.specaugment_start_step <= state.step):
             key = batch.get("augment_key", (args.seed, state.epoch, state.batches_consumed, accelerator.process_index))
             generator = torch.Generator().manual_seed(hash(key) % 2**63)
-            features = spec_augment(features, mask.sum(-1), args.num_freq_masks, args.freq_mask_width, args.num_time_masks,
+            lengths = batch["attention_mask"].sum(-1)  # on the host: spec_augment reads each length
+            features = spec_augment(features, lengths, args.num_freq_masks, args.freq_mask_width, args.num_time_masks,
                                     args.time_mask_width, args.time_mask_max_ratio, generator)  # fmt: skip
-        out = model(input_features=features, attention_mask=mask, labels=batch["labels"].to(device),
-                    language_labels=batch["language_labels"].to(device))  # fmt: skip
+        out = model(input_features=features, attention_mask=mask, labels=batch["labels"].to(device, non_blocking=True),
+                    language_labels=batch["language_labels"].to(device, non_blocking=True))  # fmt: skip
         accelerator.backward(out.loss / args.gradient_accumulation_steps)
     window.add(out, batch)
     state.audio_seconds += batch["audio_seconds"]
-    return float(out.loss.detach())
 
 
 class _Window:
-    """Running sums between two log lines (per process; summed over processes when flushed)."""
+    """Running sums between two log lines (per process; summed over processes when flushed). Losses and
+    the grad norm stay detached device tensors until `flush`, so that logging costs no host-device sync
+    per micro-batch."""
 
     def __init__(self):
         self.reset()
@@ -636,16 +651,18 @@ class _Window:
         self.started = time.perf_counter()
 
     def add(self, out, batch: dict) -> None:
-        self.loss += float(out.loss.detach())
-        self.ctc += float(out.ctc_loss.detach()) if out.ctc_loss is not None else 0.0
-        self.lid += float(out.lid_loss.detach()) if out.lid_loss is not None else 0.0
+        self.loss = self.loss + out.loss.detach().double()
+        if out.ctc_loss is not None:
+            self.ctc = self.ctc + out.ctc_loss.detach().double()
+        if out.lid_loss is not None:
+            self.lid = self.lid + out.lid_loss.detach().double()
         self.batches += 1
         self.audio += batch["audio_seconds"]
         self.padded += batch["padded_seconds"]
         self.utterances += len(batch["ids"])
 
     def flush(self, accelerator: Accelerator, lr: float, state: TrainerState) -> dict:
-        sums = torch.tensor([self.loss, self.ctc, self.lid, self.batches, self.audio, self.padded, self.skipped,
+        sums = torch.tensor([float(self.loss), float(self.ctc), float(self.lid), self.batches, self.audio, self.padded, self.skipped,
                              self.utterances, self.kinds["labeled"], self.kinds["unlabeled"]], dtype=torch.float64)  # fmt: skip
         if accelerator.num_processes > 1:
             sums = accelerator.reduce(sums.to(accelerator.device), "sum").cpu()
@@ -656,7 +673,7 @@ class _Window:
             "ctc_loss": ctc / max(batches, 1),
             "lid_loss": lid / max(batches, 1),
             "learning_rate": lr,
-            "grad_norm": self.grad_norm,
+            "grad_norm": None if self.grad_norm is None else float(self.grad_norm),
             "epoch": state.epoch,
             "cropping": state.epoch_cropped,
             "audio_seconds_per_second": audio / elapsed if elapsed > 0 else 0.0,

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from modeling_mlpl import MLPLTokenizer
-from modeling_mlpl.audio import load_audio
+from modeling_mlpl.audio import load_audio, load_segment
 from modeling_mlpl.feature_extraction_mlpl import MLPLFeatureExtractor
 from modeling_mlpl.training import data as training_data
 from modeling_mlpl.training.trainer import build_training_set, load_sources
@@ -55,7 +55,7 @@ def test_crop_from_cached_frames_has_the_decoded_crops_text(recordings):
 
 def test_recording_is_decoded_once_for_all_its_crops(recordings, monkeypatch):
     calls = []
-    monkeypatch.setattr(training_data, "load_audio", lambda *a, **k: calls.append(1) or load_audio(*a, **k))
+    monkeypatch.setattr(training_data, "load_segment", lambda *a, **k: calls.append(1) or load_segment(*a, **k))
     train_set = _training_set(recordings, feature_cache_gb=1.0)
     crops = [train_set[(0, True, (0, 0, n, 0))]["features"] for n in range(4)]
     assert len(calls) == 1 and len(train_set.frames) == 1
@@ -64,8 +64,8 @@ def test_recording_is_decoded_once_for_all_its_crops(recordings, monkeypatch):
 
 def test_crops_are_decoded_one_by_one_when_the_frames_exceed_the_cache(recordings, monkeypatch):
     calls = []
-    monkeypatch.setattr(training_data, "load_audio", lambda *a, **k: calls.append(k) or load_audio(*a, **k))
+    monkeypatch.setattr(training_data, "load_segment", lambda *a: calls.append(a) or load_segment(*a))
     train_set = _training_set(recordings, feature_cache_gb=1e-6)  # ~1 KiB: less than one recording
     example = train_set[(0, True, KEY)]
-    assert not train_set.frames and len(calls) == 1 and calls[0]["duration_s"] == 1.0
+    assert not train_set.frames and len(calls) == 1 and calls[0][2] == 1.0  # (audio, offset, duration)
     assert example["features"].shape[0] == 98  # 1 s of audio: 1 + (16000 - 400) // 160 frames

@@ -65,10 +65,14 @@ class FlashlightSearch:
         unk_score: float = 0.0,
         beam_threshold: float = 15.0,
         token_beam: int = 8,
+        log_add: bool = False,
+        sil_score: float = 0.0,
+        smearing: str = "max",
     ):
         self.table = table
         self.alpha, self.beta, self.unk_score = float(alpha), float(beta), float(unk_score)
         self.beam_threshold, self.token_beam = float(beam_threshold), int(token_beam)
+        self.log_add, self.sil_score = bool(log_add), float(sil_score)
         self._fl, KenLM, Dictionary = _import()
         self._decoders: dict[int, object] = {}
         if lm_path is None:
@@ -93,7 +97,7 @@ class FlashlightSearch:
         for word, ids in spelled.items():
             index_ = words.get_index(word)
             self._trie.insert(ids, index_, self._lm.score(start, index_)[1])
-        self._trie.smear(self._fl.SmearingMode.MAX)
+        self._trie.smear({"max": self._fl.SmearingMode.MAX, "none": self._fl.SmearingMode.NONE}[smearing])
 
     def reset_params(self, alpha: float | None = None, beta: float | None = None) -> None:
         if alpha is not None:
@@ -117,7 +121,7 @@ class FlashlightSearch:
                 options = fl.LexiconDecoderOptions(
                     beam_size=beam_width, beam_size_token=token_beam, beam_threshold=self.beam_threshold,
                     lm_weight=lm_weight, word_score=self.beta, unk_score=self.unk_score,
-                    sil_score=0.0, log_add=False, criterion_type=fl.CriterionType.CTC,
+                    sil_score=self.sil_score, log_add=self.log_add, criterion_type=fl.CriterionType.CTC,
                 )  # fmt: skip
                 self._decoders[beam_width] = fl.LexiconDecoder(
                     options, self._trie, self._lm, t.delimiter_id, t.blank_id, self._unk_word, [], False

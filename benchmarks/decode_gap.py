@@ -1,0 +1,169 @@
+#!/usr/bin/env python
+"""Where the flashlight backend's CER gap to pyctcdecode comes from: one change per row.
+
+Every row decodes the same cached dev logits (``--logits``, as ``lm_tuning.save_logits`` writes
+them) with the same per-language LM and alpha/beta (``--alpha_beta_dir``: ``tune_lm.py``'s
+``<model>.json`` files, else the processor's own weights), in one run, so the ms/utt column
+compares like with like on a shared machine. Rows change one setting of pyctcdecode or of
+flashlight's ``LexiconDecoder`` against its row "baseline"; the last rows combine the changes that
+helped. Writes OUT.json and replaces the ``decode_gap`` section of benchmarks/results/decode.md.
+
+    python benchmarks/decode_gap.py --processor_dir exp/demo/seed0/lm/processor \\
+        --alpha_beta_dir exp/demo/seed0/lm/alpha_beta --logits exp/demo/seed0/lm/dev-stage2-pt.npz ...
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from modeling_mlpl.cli import ArgumentParser  # noqa: E402
+from modeling_mlpl.decoding import LMDecoder  # noqa: E402
+from modeling_mlpl.decoding_flashlight import FlashlightSearch  # noqa: E402
+from modeling_mlpl.lm_tuning import load_logits  # noqa: E402
+from modeling_mlpl.metrics import cer, wer  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+BEGIN, END = "<!-- decode_gap: begin -->", "<!-- decode_gap: end -->"
+INF = float("-inf")
+
+# (row label, backend, beam, options). pyctcdecode options: LanguageLMConfig fields; flashlight
+# options: FlashlightSearch arguments ("alpha_scale" multiplies the tuned alpha).
+ROWS: list[tuple[str, str, int, dict]] = [
+    ("pyctcdecode (unk_score_offset -10)", "pyctcdecode", 16, {}),
+    ("pyctcdecode, unk_score_offset 0", "pyctcdecode", 16, {"unk_score_offset": 0.0}),
+    ("pyctcdecode, unk_score_offset -20", "pyctcdecode", 16, {"unk_score_offset": -20.0}),
+    ("flashlight baseline (token_beam 8, threshold 15, max, unk 0, sil 0)", "flashlight", 16, {}),
+    ("flashlight, beam 64", "flashlight", 64, {}),
+    ("flashlight, token_beam all", "flashlight", 16, {"token_beam": 10_000}),
+    ("flashlight, beam_threshold 30", "flashlight", 16, {"beam_threshold": 30.0}),
+    ("flashlight, alpha on log10 (no ln 10)", "flashlight", 16, {"alpha_scale": 1 / math.log(10)}),
+    ("flashlight, no trie smearing (no LM look-ahead)", "flashlight", 16, {"smearing": "none"}),
+    ("flashlight, log_add (sum over alignments)", "flashlight", 16, {"log_add": True}),
+    ("flashlight, unk_score -inf (lexicon words only)", "flashlight", 16, {"unk_score": INF}),
+    ("flashlight, unk_score -inf + log_add", "flashlight", 16, {"unk_score": INF, "log_add": True}),
+    ("flashlight, unk_score -0.5", "flashlight", 16, {"unk_score": -0.5}),
+    ("flashlight, sil_score -0.5", "flashlight", 16, {"sil_score": -0.5}),
+    ("flashlight, log_add + unk_score -0.5 + sil_score -0.5", "flashlight", 16,
+     {"log_add": True, "unk_score": -0.5, "sil_score": -0.5}),
+    ("flashlight, log_add + unk_score -0.5 + sil_score -0.5, beam 32", "flashlight", 32,
+     {"log_add": True, "unk_score": -0.5, "sil_score": -0.5}),
+]  # fmt: skip
+
+
+def load_sets(paths: list[str], alpha_beta_dir: str | None) -> dict[str, tuple[list, list[str], dict]]:
+    """{language: (logits, references, {"alpha", "beta"} or {})} of single-language logit files."""
+    sets = {}
+    for path in paths:
+        logits, refs, langs, _ = load_logits(path)
+        lang = langs[0]
+        weights = {}
+        tuned = Path(alpha_beta_dir or "") / f"{Path(path).stem.removeprefix('dev-')}.json"
+        if alpha_beta_dir and tuned.is_file():
+            found = json.loads(tuned.read_text())[lang]
+            weights = {"alpha": found["alpha"], "beta": found["beta"]}
+        sets[lang] = (logits, refs, weights)
+    return sets
+
+
+def pyctcdecode_texts(processor_dir: str, sets: dict, beam: int, options: dict) -> tuple[list[str], float]:
+    decoder = LMDecoder.from_pretrained(processor_dir, backend="pyctcdecode")
+    texts, seconds = [], 0.0
+    for lang, (logits, _, weights) in sets.items():
+        cfg = decoder.config.languages[lang]
+        for key, value in {**weights, **options}.items():
+            setattr(cfg, key, value)
+        decoder.decode_batch(logits[:1], lang, beam_width=beam)  # load the LM outside the timing
+        start = time.perf_counter()
+        texts += decoder.decode_batch(logits, lang, beam_width=beam)
+        seconds += time.perf_counter() - start
+    return texts, seconds
+
+
+def flashlight_texts(processor_dir: str, sets: dict, beam: int, options: dict) -> tuple[list[str], float]:
+    decoder = LMDecoder.from_pretrained(processor_dir, backend="flashlight")
+    options = dict(options)
+    scale = options.pop("alpha_scale", 1.0)
+    texts, seconds = [], 0.0
+    for lang, (logits, _, weights) in sets.items():
+        cfg = decoder.config.languages[lang]
+        unigrams = [w for w in decoder._path(cfg.unigrams_file).read_text(encoding="utf-8").split("\n") if w]
+        search = FlashlightSearch(decoder._table, str(decoder._path(cfg.lm_file)), unigrams,
+                                  alpha=scale * weights.get("alpha", cfg.alpha), beta=weights.get("beta", cfg.beta),
+                                  **{"unk_score": decoder.config.unk_score, **options})  # fmt: skip
+        prepared = [decoder._prepare(x) for x in logits]
+        search.decode(prepared[0], beam)
+        start = time.perf_counter()
+        texts += [" ".join(search.decode(x, beam).split()) for x in prepared]
+        seconds += time.perf_counter() - start
+    return texts, seconds
+
+
+def measure(args) -> list[dict]:
+    sets = load_sets(args.logits, args.alpha_beta_dir)
+    refs = [ref for _, batch, _ in sets.values() for ref in batch]
+    rows = []
+    for label, backend, beam, options in ROWS:
+        run = pyctcdecode_texts if backend == "pyctcdecode" else flashlight_texts
+        texts, seconds = run(args.processor_dir, sets, beam, options)
+        rows.append({"setting": label, "backend": backend, "beam": beam,
+                     "options": {k: (str(v) if isinstance(v, float) and math.isinf(v) else v) for k, v in options.items()},
+                     "utterances": len(texts), "ms_per_utt": 1000 * seconds / len(texts),
+                     "cer": cer(refs, texts), "wer": wer(refs, texts)})  # fmt: skip
+        logging.info("%s: %.2f ms/utt, CER %.2f", label, rows[-1]["ms_per_utt"], 100 * rows[-1]["cer"])
+    return rows
+
+
+def render(rows: list[dict], meta: dict) -> str:
+    ref = next(r for r in rows if r["backend"] == "pyctcdecode" and not r["options"])
+    lines = [BEGIN, "", "### Where the flashlight CER gap comes from (`benchmarks/decode_gap.py`)", "",
+             f"{ref['utterances']} real dev utterances ({', '.join(meta['languages'])}), one run, "
+             f"{meta['cpus']} CPUs shared (load average {meta['load_average_1min']:.1f} at the end); same logits, "
+             "LMs and per-language alpha/beta in every row. Speed-up and CER difference are against the first "
+             "row (pyctcdecode at beam 16).", "",
+             "| setting | beam | ms / utt | speed-up | CER | CER - pyctcdecode | WER |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in rows:
+        lines.append(f"| {r['setting']} | {r['beam']} | {r['ms_per_utt']:.2f} | {ref['ms_per_utt'] / r['ms_per_utt']:.1f}x | "
+                     f"{100 * r['cer']:.2f} | {100 * (r['cer'] - ref['cer']):+.2f} | {100 * r['wer']:.1f} |")  # fmt: skip
+    return "\n".join(lines + ["", END]) + "\n"
+
+
+def replace_section(path: Path, section: str) -> None:
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        text = head + section.rstrip("\n") + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text, encoding="utf-8")
+
+
+def main(argv=None) -> int:
+    p = ArgumentParser(description=__doc__)
+    p.add_argument("--processor_dir", required=True, help="processor folder with language_model/")
+    p.add_argument("--logits", action="append", required=True, help="one language's dev logits .npz (repeatable)")
+    p.add_argument("--alpha_beta_dir", default=None, help="tune_lm.py outputs (<model>.json); default: processor's")
+    p.add_argument("--out", default=str(RESULTS / "decode_gap"), help="writes OUT.json")
+    p.add_argument("--markdown", default=str(RESULTS / "decode.md"), help="file whose decode_gap section is replaced")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logging.getLogger("pyctcdecode").setLevel(logging.ERROR)
+    start = time.perf_counter()
+    rows = measure(args)
+    meta = {"languages": [Path(p).stem for p in args.logits], "cpus": os.cpu_count(),
+            "load_average_1min": os.getloadavg()[0], "wall_s": time.perf_counter() - start}  # fmt: skip
+    Path(args.out).with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    section = render(rows, meta)
+    replace_section(Path(args.markdown), section)
+    print(section)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

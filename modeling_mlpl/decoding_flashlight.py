@@ -17,6 +17,13 @@ backend, so one ``alpha``/``beta`` means the same fusion in both. Pitfalls handl
 this machine): a word is only completed at a ``|`` frame, so one certain ``|`` frame is appended
 to every utterance; tokens tried per frame are limited (``token_beam``), or a large vocabulary costs
 seconds per utterance. Needs ``pip install flashlight-text`` (its wheel bundles KenLM).
+
+Why its CER trails pyctcdecode's on real logits (benchmarks/decode_gap.py, results/decode.md):
+not the search, but the objective. It keeps a text's best alignment where pyctcdecode sums them
+(``log_add=True`` sums, but over hypotheses that share an LM state, trie node and token, not
+a text: with a free unk path, ``unk_score=0``, that can even prefer a wrong text), and it prices
+an out-of-lexicon word per prefix stretch, not once per word. ``sil_score`` is flashlight's score
+per ``|`` frame; ``smearing="none"`` turns the trie's LM look-ahead off (for experiments).
 """
 
 from __future__ import annotations

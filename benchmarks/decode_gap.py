@@ -145,33 +145,40 @@ def measure(args) -> list[dict]:
     for label, backend, beam, options in ROWS:
         run = pyctcdecode_texts if backend == "pyctcdecode" else flashlight_texts
         texts, seconds = run(args.processor_dir, sets, beam, options)
-        rows.append({"setting": label, "backend": backend, "beam": beam,
-                     "options": {k: (str(v) if isinstance(v, float) and math.isinf(v) else v) for k, v in options.items()},
+        by_language = {lang: cer(*zip(*[(r, t) for r, t, l in zip(refs, texts, langs) if l == lang])) for lang in sets}
+        rows.append({"setting": label, "backend": backend, "beam": beam, "options": json_safe(options),
                      "utterances": len(texts), "ms_per_utt": 1000 * seconds / len(texts),
-                     "cer": cer(refs, texts), "wer": wer(refs, texts),
-                     "cer_by_language": {lang: cer(*zip(*[(r, t) for r, t, l in zip(refs, texts, langs) if l == lang]))
-                                         for lang in sets}})  # fmt: skip
+                     "cer": cer(refs, texts), "wer": wer(refs, texts), "cer_by_language": by_language})  # fmt: skip
         logging.info("%s: %.2f ms/utt, CER %.2f", label, rows[-1]["ms_per_utt"], 100 * rows[-1]["cer"])
     return rows
+
+
+def json_safe(options: dict) -> dict:
+    """-inf as the string "-inf" (JSON has no infinities)."""
+    return {k: (str(v) if isinstance(v, float) and math.isinf(v) else v) for k, v in options.items()}
 
 
 def render(rows: list[dict], meta: dict) -> str:
     ref = next(r for r in rows if r["backend"] == "pyctcdecode" and not r["options"])
     lines = [BEGIN, "", "### Where the flashlight CER gap comes from (`benchmarks/decode_gap.py`)", "",
              f"{ref['utterances']} real dev utterances ({', '.join(meta['languages'])}), one run, "
-             f"{meta['cpus']} CPUs shared (load average {meta['load_average_1min']:.1f} at the end); same logits, "
-             "LMs and per-language alpha/beta in every row. Speed-up and CER difference are against the first "
-             "row (pyctcdecode at beam 16).", "",
-             "| setting | beam | ms / utt | speed-up | CER | CER - pyctcdecode | WER |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+             f"{meta['cpus']} CPUs shared (load average {meta['load_average_1min']:.1f} at the end); same "
+             "logits, LMs and per-language alpha/beta in every row. Speed-up and CER difference are against "
+             "the first row (pyctcdecode at beam 16).", "",
+             "| setting | beam | ms / utt | speed-up | CER | CER - pyctcdecode | WER |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in rows:
-        lines.append(f"| {r['setting']} | {r['beam']} | {r['ms_per_utt']:.2f} | {ref['ms_per_utt'] / r['ms_per_utt']:.1f}x | "
-                     f"{100 * r['cer']:.2f} | {100 * (r['cer'] - ref['cer']):+.2f} | {100 * r['wer']:.1f} |")  # fmt: skip
+        speedup = ref["ms_per_utt"] / r["ms_per_utt"]
+        lines.append(f"| {r['setting']} | {r['beam']} | {r['ms_per_utt']:.2f} | {speedup:.1f}x | {100 * r['cer']:.2f} | "
+                     f"{100 * (r['cer'] - ref['cer']):+.2f} | {100 * r['wer']:.1f} |")  # fmt: skip
+    languages = list(ref["cer_by_language"])
     lines += ["", "CER by language for the reference, the baseline and the best flashlight row at beam 16:", "",
-              "| setting | " + " | ".join(rows[0]["cer_by_language"]) + " |",
-              "|---|" + "---|" * len(rows[0]["cer_by_language"])]  # fmt: skip
-    best = min((r for r in rows if r["backend"] == "flashlight" and r["beam"] == ref["beam"]), key=lambda r: r["cer"])
-    for r in (ref, rows[[x["setting"] for x in rows].index(BASELINE)], best):
-        lines.append(f"| {r['setting']} | " + " | ".join(f"{100 * v:.2f}" for v in r["cer_by_language"].values()) + " |")
+              "| setting | " + " | ".join(languages) + " |", "|---|" + "---|" * len(languages)]  # fmt: skip
+    same_beam = [r for r in rows if r["backend"] == "flashlight" and r["beam"] == ref["beam"]]
+    baseline = next(r for r in rows if r["setting"] == BASELINE)
+    for r in (ref, baseline, min(same_beam, key=lambda r: r["cer"])):
+        cers = " | ".join(f"{100 * r['cer_by_language'][lang]:.2f}" for lang in languages)
+        lines.append(f"| {r['setting']} | {cers} |")
     return "\n".join(lines + ["", *EXPLANATION, "", END]) + "\n"
 
 

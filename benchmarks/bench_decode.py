@@ -38,6 +38,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from decode_gap import section_of  # noqa: E402
 from simulated_logits import simulate_ctc_logits  # noqa: E402
 
 from modeling_mlpl.cli import ArgumentParser  # noqa: E402
@@ -235,6 +236,9 @@ def main(argv=None) -> int:
     text = "\n".join(lines) + "\n"
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    old = out.with_suffix(".md").read_text(encoding="utf-8") if out.with_suffix(".md").is_file() else ""
+    if section_of(old):  # decode_gap.py's ablation lives in the same file: keep it
+        text += "\n" + section_of(old)
     out.with_suffix(".md").write_text(text)
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     print(text)

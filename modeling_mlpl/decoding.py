@@ -169,8 +169,11 @@ class LMDecoderConfig:
     tokens below this log-prob are not expanded, unless argmax (pyctcdecode). ``beam_threshold``
     and ``token_beam``: the flashlight counterparts (score margin to the best beam; tokens tried
     per frame). ``unk_score``: flashlight's score per out-of-lexicon stretch (its ``<unk>`` path;
-    the LM's own ``<unk>`` score, times alpha, comes on top). ``num_workers``: processes for batch decoding (0 = serial; on 2 shared cores a
-    pool was not faster). ``default_language``: used when a batch comes without languages.
+    the LM's own ``<unk>`` score, times alpha, comes on top). ``log_add``: flashlight sums the
+    scores of merged hypotheses instead of keeping the best (pyctcdecode sums); ``sil_score``:
+    flashlight's score per ``|`` frame (benchmarks/results/decode.md measures both).
+    ``num_workers``: processes for batch decoding (0 = serial; on 2 shared cores a pool was not
+    faster). ``default_language``: used when a batch comes without languages.
     """
 
     vocab: list[str] = field(default_factory=list)
@@ -181,6 +184,8 @@ class LMDecoderConfig:
     beam_threshold: float = 15.0
     token_beam: int = 8
     unk_score: float = 0.0
+    log_add: bool = False
+    sil_score: float = 0.0
     num_workers: int = 0
     default_language: str | None = None
     pad_token: str = "<pad>"
@@ -262,7 +267,8 @@ class _FlashlightSearch:
         weights = {} if lm is None else dict(alpha=lm.alpha, beta=lm.beta)
         self.search = FlashlightSearch(table, str(lm_path) if lm_path else None, unigrams,
                                        unk_score=config.unk_score, beam_threshold=config.beam_threshold,
-                                       token_beam=config.token_beam, **weights)  # fmt: skip
+                                       token_beam=config.token_beam, log_add=config.log_add,
+                                       sil_score=config.sil_score, **weights)  # fmt: skip
 
     def reset_params(self, alpha: float, beta: float) -> None:
         self.search.reset_params(alpha=alpha, beta=beta)

@@ -17,6 +17,13 @@ backend, so one ``alpha``/``beta`` means the same fusion in both. Pitfalls handl
 this machine): a word is only completed at a ``|`` frame, so one certain ``|`` frame is appended
 to every utterance; tokens tried per frame are limited (``token_beam``), or a large vocabulary costs
 seconds per utterance. Needs ``pip install flashlight-text`` (its wheel bundles KenLM).
+
+Why its CER trails pyctcdecode's on real logits (benchmarks/decode_gap.py, results/decode.md):
+not the search, but the objective. It keeps a text's best alignment where pyctcdecode sums them
+(``log_add=True`` sums, but over hypotheses that share an LM state, trie node and token, not
+a text: with a free unk path, ``unk_score=0``, that can even prefer a wrong text), and it prices
+an out-of-lexicon word per prefix stretch, not once per word. ``sil_score`` is flashlight's score
+per ``|`` frame; ``smearing="none"`` turns the trie's LM look-ahead off (for experiments).
 """
 
 from __future__ import annotations
@@ -65,10 +72,14 @@ class FlashlightSearch:
         unk_score: float = 0.0,
         beam_threshold: float = 15.0,
         token_beam: int = 8,
+        log_add: bool = False,
+        sil_score: float = 0.0,
+        smearing: str = "max",
     ):
         self.table = table
         self.alpha, self.beta, self.unk_score = float(alpha), float(beta), float(unk_score)
         self.beam_threshold, self.token_beam = float(beam_threshold), int(token_beam)
+        self.log_add, self.sil_score = bool(log_add), float(sil_score)
         self._fl, KenLM, Dictionary = _import()
         self._decoders: dict[int, object] = {}
         if lm_path is None:
@@ -93,7 +104,7 @@ class FlashlightSearch:
         for word, ids in spelled.items():
             index_ = words.get_index(word)
             self._trie.insert(ids, index_, self._lm.score(start, index_)[1])
-        self._trie.smear(self._fl.SmearingMode.MAX)
+        self._trie.smear({"max": self._fl.SmearingMode.MAX, "none": self._fl.SmearingMode.NONE}[smearing])
 
     def reset_params(self, alpha: float | None = None, beta: float | None = None) -> None:
         if alpha is not None:
@@ -117,7 +128,7 @@ class FlashlightSearch:
                 options = fl.LexiconDecoderOptions(
                     beam_size=beam_width, beam_size_token=token_beam, beam_threshold=self.beam_threshold,
                     lm_weight=lm_weight, word_score=self.beta, unk_score=self.unk_score,
-                    sil_score=0.0, log_add=False, criterion_type=fl.CriterionType.CTC,
+                    sil_score=self.sil_score, log_add=self.log_add, criterion_type=fl.CriterionType.CTC,
                 )  # fmt: skip
                 self._decoders[beam_width] = fl.LexiconDecoder(
                     options, self._trie, self._lm, t.delimiter_id, t.blank_id, self._unk_word, [], False

@@ -33,6 +33,19 @@ def test_backends_give_the_best_path_when_the_lm_weight_is_zero(lm_dirs):
         assert decoder.decode_batch(logits) == decoder.greedy_decode(logits) == TOY_LM_SENTENCES[:8]
 
 
+def test_flashlight_log_add_with_a_priced_unk_gives_the_best_path_when_the_lm_weight_is_zero(lm_dirs):
+    logits = [peaky_logits(s, VOCAB, {1: (s[0], 0.3)}) for s in TOY_LM_SENTENCES[:8]]
+    decoder = decoders(lm_dirs, alpha=0.0, beta=0.0, log_add=True, unk_score=-0.5, sil_score=-0.5)["flashlight"]
+    assert decoder.decode_batch(logits) == TOY_LM_SENTENCES[:8]
+
+
+def test_flashlight_merge_and_silence_options_survive_save_and_load(lm_dirs, tmp_path):
+    decoder = decoders(lm_dirs, log_add=True, sil_score=-0.5)["flashlight"]
+    decoder.save_pretrained(tmp_path / "processor")
+    search = LMDecoder.from_pretrained(tmp_path / "processor")._decoder("cat").search
+    assert (search.log_add, search.sil_score) == (True, -0.5)
+
+
 def test_backends_agree_without_lm_on_simulated_logits(lm_dirs):
     logits, _ = simulated_dev_set(TOY_LM_SENTENCES[:8], VOCAB, seed=5, confusion_rate=0.2)
     texts = {name: d.decode_batch(logits, use_lm=False) for name, d in decoders(lm_dirs).items()}

@@ -183,9 +183,11 @@ class LMDecoderConfig:
     token_min_logp: float = -5.0
     beam_threshold: float = 15.0
     token_beam: int = 8
-    unk_score: float = 0.0
-    log_add: bool = False
-    sil_score: float = 0.0
+    # flashlight: these three took its dev CER from +1.62 to +0.54 points of pyctcdecode's at beam 16
+    # (benchmarks/results/decode.md, "What limits flashlight"); each alone does less.
+    unk_score: float = -0.5
+    log_add: bool = True
+    sil_score: float = -0.5
     num_workers: int = 0
     default_language: str | None = None
     pad_token: str = "<pad>"

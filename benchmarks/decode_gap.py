@@ -34,7 +34,9 @@ BEGIN, END = "<!-- decode_gap: begin -->", "<!-- decode_gap: end -->"
 INF = float("-inf")
 
 # (row label, backend, beam, options). pyctcdecode options: LanguageLMConfig fields; flashlight
-# options: FlashlightSearch arguments ("alpha_scale" multiplies the tuned alpha).
+# options: FlashlightSearch arguments ("alpha_scale" multiplies the tuned alpha) on top of FLASHLIGHT_BASE,
+# the settings this ablation started from (the backend's defaults before it: its default is now the
+# "log_add + unk_score -0.5 + sil_score -0.5" row).
 ROWS: list[tuple[str, str, int, dict]] = [
     ("pyctcdecode (unk_score_offset -10)", "pyctcdecode", 16, {}),
     ("pyctcdecode, unk_score_offset 0", "pyctcdecode", 16, {"unk_score_offset": 0.0}),
@@ -58,6 +60,7 @@ ROWS: list[tuple[str, str, int, dict]] = [
 ]  # fmt: skip
 
 
+FLASHLIGHT_BASE = {"log_add": False, "unk_score": 0.0, "sil_score": 0.0}
 BASELINE = ROWS[3][0]
 EXPLANATION = [
     "What limits it (the rows above, plus three measurements made once with ad-hoc scripts while exploring, "
@@ -144,8 +147,10 @@ def measure(args) -> list[dict]:
     langs = [lang for lang, (_, batch, _) in sets.items() for _ in batch]
     rows = []
     for label, backend, beam, options in ROWS:
-        run = pyctcdecode_texts if backend == "pyctcdecode" else flashlight_texts
-        texts, seconds = run(args.processor_dir, sets, beam, options)
+        if backend == "pyctcdecode":
+            texts, seconds = pyctcdecode_texts(args.processor_dir, sets, beam, options)
+        else:
+            texts, seconds = flashlight_texts(args.processor_dir, sets, beam, {**FLASHLIGHT_BASE, **options})
         by_language = {lang: cer(*zip(*[(r, t) for r, t, l in zip(refs, texts, langs) if l == lang])) for lang in sets}
         rows.append({"setting": label, "backend": backend, "beam": beam, "options": json_safe(options),
                      "utterances": len(texts), "ms_per_utt": 1000 * seconds / len(texts),

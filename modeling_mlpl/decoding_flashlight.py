@@ -69,11 +69,11 @@ class FlashlightSearch:
         unigrams: Sequence[str] | None = None,
         alpha: float = 0.5,
         beta: float = 1.0,
-        unk_score: float = 0.0,
+        unk_score: float = -0.5,
         beam_threshold: float = 15.0,
         token_beam: int = 8,
-        log_add: bool = False,
-        sil_score: float = 0.0,
+        log_add: bool = True,
+        sil_score: float = -0.5,
         smearing: str = "max",
     ):
         self.table = table

@@ -93,6 +93,18 @@ def _duration(path: str, clip: str, durations: dict[str, float], verify: bool, r
     return known if known is not None else measured
 
 
+def _unique_row(ids: StreamingIds, report: LoadReport, where: str, lang: str, clip: str, source: str | dict,
+                text: str, duration: float, origin: str) -> dict | None:  # fmt: skip
+    """The loader row of `clip` (id ``lang/<clip stem>``, else ``lang/<clip>``), or None, counted, when both
+    ids were given out already (a clip listed twice; `origin` names it in the id table)."""
+    uid = ids.assign([f"{lang}/{Path(clip).stem}", f"{lang}/{clip}"], origin)
+    if uid is None:
+        report.skip("duplicate_id", where)
+        return None
+    report.loaded += 1
+    return make_row(uid, source, text, lang, duration)
+
+
 def _release_rows(lang: str, lang_dir: Path, split: str, verify: bool | None, report: LoadReport) -> Iterator[dict]:
     durations = read_clip_durations(lang_dir)
     ids = StreamingIds(f"Common Voice {lang_dir / split}.tsv")
@@ -111,12 +123,10 @@ def _release_rows(lang: str, lang_dir: Path, split: str, verify: bool | None, re
         duration = _duration(str(clip_path), clip, durations, bool(verify) if verify is not None else not durations, report)
         if duration is None:
             continue
-        uid = ids.assign([f"{lang}/{Path(clip).stem}", f"{lang}/{clip}"], str(clip_path))
-        if uid is None:
-            report.skip("duplicate_id", f"{split}.tsv:{lineno}")
-            continue
-        report.loaded += 1
-        yield make_row(uid, str(clip_path), text, lang, duration)
+        row = _unique_row(ids, report, f"{split}.tsv:{lineno}", lang, clip, str(clip_path), text, duration,
+                          origin=str(clip_path))  # fmt: skip
+        if row is not None:
+            yield row
 
 
 def _embedded_rows(lang: str, rows: Iterator[dict], base: Path | None, split: str, report: LoadReport) -> Iterator[dict]:
@@ -152,12 +162,9 @@ def _embedded_rows(lang: str, rows: Iterator[dict], base: Path | None, split: st
         except AudioDecodeError as err:
             report.skip("corrupt_audio", str(err))
             continue
-        uid = ids.assign([f"{lang}/{Path(str(name)).stem}", f"{lang}/{name}"], str(name))
-        if uid is None:
-            report.skip("duplicate_id", f"{split} row {i}")
-            continue
-        report.loaded += 1
-        yield make_row(uid, source, text, lang, duration)
+        row = _unique_row(ids, report, f"{split} row {i}", lang, str(name), source, text, duration, origin=str(name))
+        if row is not None:
+            yield row
 
 
 def _lang_rows(lang: str, lang_dir: Path, split: str, verify: bool | None, report: LoadReport) -> Iterator[dict]:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 logger = logging.getLogger(__name__)
 
 __all__ = ["Step", "StepContext", "SchedulerError", "current", "run_steps", "check_plan", "step_times",
-           "render_step_times"]
+           "render_step_times", "simulate_wall"]
 
 
 @dataclass
@@ -187,3 +187,29 @@ def render_step_times(rows: list[dict]) -> str:
     total = sum(r["seconds"] or 0 for r in rows)
     lines.append(f"| | sum of step times | {total:.0f} | |")
     return "\n".join(lines)
+
+
+def simulate_wall(steps: list[Step], seconds: dict[str, float], jobs: int) -> float:
+    """Wall seconds :func:`run_steps` would take for `steps` with `jobs` slots if each step took
+    `seconds[name]`: the same rule (plan order, a step starts once its needs are done, at most `jobs` at a
+    time). Used to ask which rows fit a time budget from one measured run; it ignores that a step alone
+    gets every core (slightly pessimistic for those)."""
+    check_plan(steps)
+    names = {s.name for s in steps}
+    finish: dict[str, float] = {}
+    running: list[tuple[float, str]] = []  # (end time, name)
+    pending = list(steps)
+    now = 0.0
+    while pending or running:
+        for step in list(pending):
+            if len(running) >= jobs:
+                break
+            if all(n in finish and finish[n] <= now or n not in names for n in step.needs):
+                pending.remove(step)
+                running.append((now + seconds[step.name], step.name))
+        if not running:
+            raise SchedulerError(f"steps {[s.name for s in pending]} wait for steps that cannot run")
+        running.sort()
+        now, name = running.pop(0)
+        finish[name] = now
+    return now

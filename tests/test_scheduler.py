@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from modeling_mlpl.scheduler import SchedulerError, Step, check_plan, current, run_steps
+from modeling_mlpl.scheduler import SchedulerError, Step, check_plan, current, run_steps, simulate_wall
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -137,3 +137,14 @@ def test_a_parallel_run_killed_half_way_resumes_the_unfinished_steps_only(tmp_pa
     assert open(tmp_path / "quick.log").read() == "start\n"  # finished before the kill: not run again
     assert open(tmp_path / "slow_a.log").read().count("start") == 2  # killed half way: run again
     assert all(open(tmp_path / f"{n}.txt").read() == n for n in ("quick", "slow_a", "slow_b", "last"))
+
+
+def test_the_simulated_wall_time_follows_the_schedulers_rule():
+    clock = Clock()
+    seconds = {"a": 0.2, "b": 0.3, "c": 0.4, "d": 0.1}
+    steps = [clock.step("a", seconds["a"]), clock.step("b", seconds["b"], needs=["a"]),
+             clock.step("c", seconds["c"]), clock.step("d", seconds["d"], needs=["b", "c"])]
+    # two slots: a and c start at 0, b after a (0.2 -> 0.5), d after b and c (0.5 -> 0.6)
+    assert simulate_wall(steps, seconds, jobs=2) == pytest.approx(0.6)
+    assert simulate_wall(steps, seconds, jobs=1) == pytest.approx(1.0)
+    assert simulate_wall(steps, seconds, jobs=4) == pytest.approx(0.6)  # d still waits for b

@@ -24,7 +24,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from .audio import SAMPLING_RATE, AudioDecodeError, load_audio
+from .audio import AudioDecodeError, load_segment, row_segment
 from .data.report import Accounting
 from .data.specs import EVAL_KINDS, DataSpec
 from .decoding import CONFIG_NAME, LM_SUBFOLDER, LMDecoder
@@ -119,6 +119,7 @@ def _rows(sets: Sequence[EvalSet]) -> Iterator[dict]:
                 "reference": normalize_transcript(row["text"]),
                 "duration": row["duration"],
                 "audio": row["audio"],
+                **({"offset": row["offset"]} if row.get("offset") is not None else {}),  # a cut segment (disk:)
             }
 
 
@@ -127,7 +128,7 @@ def _readable(rows: Iterable[dict], failures: list[dict] | None = None) -> Itera
     with `failures`, appended to it."""
     for row in rows:
         try:
-            wave = load_audio(row["audio"], SAMPLING_RATE)
+            wave = load_segment(row["audio"], *row_segment(row))
         except AudioDecodeError as err:
             logger.warning("skipping %s: %s", row["id"], err)
             if failures is not None:

@@ -88,3 +88,28 @@ def test_dev_evaluation_decodes_utterances_longer_than_a_batch_as_evaluate_py_do
     model, processor = load_model(tiny_checkpoint)
     dev = evaluate_dev(model, processor, DevSet([eval_set.dataset]), max_batch_seconds=1.0)
     assert dev["per_language"]["en"]["n"] == 4 and max(eval_set.dataset["duration"]) > 1.0
+
+
+def test_a_disk_set_of_cut_segments_is_evaluated_on_the_segments_not_the_whole_files(tiny_checkpoint, tmp_path):
+    recording = make_tone(3.0, frequency=200.0, seed=7)
+    long_path = tmp_path / "long.wav"
+    sf.write(long_path, recording, 16000)
+    windows = [(0.5, 1.0), (1.8, 1.0)]
+    cut_rows, segment_rows = [], []
+    for k, (offset, duration) in enumerate(windows):
+        cut = tmp_path / f"cut{k}.wav"
+        sf.write(cut, recording[int(offset * 16000): int((offset + duration) * 16000)], 16000)
+        common = {"id": f"seg{k}", "text": "the cat", "language": "en", "duration": duration}
+        cut_rows.append({**common, "audio": str(cut)})
+        segment_rows.append({**common, "audio": str(long_path), "offset": offset})
+    whole_rows = [{**segment_rows[0], "id": "whole", "duration": 3.0, "offset": None}]
+    predictions = {}
+    for name, rows in (("cut", cut_rows), ("segments", segment_rows), ("whole", whole_rows)):
+        Dataset.from_list(rows).save_to_disk(str(tmp_path / name))
+        (eval_set,) = load_eval_sets([f"disk:{tmp_path / name}"], languages=["en"])
+        evaluate_model(tiny_checkpoint, [eval_set], tmp_path / f"eval-{name}", use_lm=False, window_s=None,
+                       progress=False)  # fmt: skip
+        lines = (tmp_path / f"eval-{name}" / "predictions.jsonl").read_text().splitlines()
+        predictions[name] = {json.loads(line)["id"].rsplit("/", 1)[-1]: json.loads(line)["prediction"] for line in lines}
+    assert predictions["segments"] == predictions["cut"]
+    assert predictions["whole"]["whole"] not in (predictions["cut"]["seg0"], predictions["cut"]["seg1"])

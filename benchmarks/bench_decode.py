@@ -22,7 +22,6 @@ vocabulary (OOV) each decoder got right (the lexicon decoder can only spell them
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os

@@ -14,7 +14,6 @@ run. Ratio = sequential wall / side-by-side wall (> 1: the scheduler's way is fa
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -25,8 +24,10 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from modeling_mlpl.script_runner import run_script  # noqa: E402
+from results_io import write_results  # noqa: E402
 
 CORPUS_OPTIONS = {"high_train_minutes": 3.0, "low_train_minutes": 3.0, "low_unlabelled_minutes": 6.0}
 TRAIN_OPTIONS = ["--preset", "tiny", "--optimizer", "adamw", "--learning_rate", "0.002", "--warmup_steps", "5",
@@ -115,7 +116,8 @@ def main() -> None:
         bench.timed(kind, side_by_side=False)  # warm the page cache and the fork server for both ways
         sequential = bench.timed(kind, side_by_side=False)
         parallel = bench.timed(kind, side_by_side=True)
-        rows.append({"step": kind, "sequential_s": sequential, "side_by_side_s": parallel, "ratio": sequential / parallel})
+        rows.append({"step": kind, "sequential_s": sequential, "side_by_side_s": parallel,
+                     "ratio": sequential / parallel})  # fmt: skip
         print(f"{kind}: {sequential:.1f} s one after another, {parallel:.1f} s side by side", flush=True)
     load_after = os.getloadavg()[0]
     lines = [
@@ -130,15 +132,10 @@ def main() -> None:
         "| speed-up |",
         "|---|---|---|---|",
     ]
-    lines += [f"| {r['step']} | {r['sequential_s']:.1f} | {r['side_by_side_s']:.1f} | {r['ratio']:.2f}x |" for r in rows]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out + ".md", "w") as f:
-        f.write(text)
-    with open(args.out + ".json", "w") as f:
-        json.dump({"rows": rows, "threads": args.threads, "steps": args.steps, "load": [load_before, load_after]}, f,
-                  indent=2)  # fmt: skip
+    lines += [f"| {r['step']} | {r['sequential_s']:.1f} | {r['side_by_side_s']:.1f} | {r['ratio']:.2f}x |"
+              for r in rows]  # fmt: skip
+    write_results(args.out, "\n".join(lines) + "\n", {
+        "rows": rows, "threads": args.threads, "steps": args.steps, "load": [load_before, load_after]})
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ own start (one import of everything, paid once per recipe run) is timed separate
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -23,8 +22,10 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from modeling_mlpl.script_runner import run_script  # noqa: E402
+from results_io import write_results  # noqa: E402
 
 SCRIPTS = ["train.py", "pseudo_label.py", "evaluate.py", "tune_lm.py"]
 
@@ -68,13 +69,8 @@ def main() -> None:
         "|---|---|---|---|",
     ]
     lines += [f"| {r['script']} | {r['subprocess_s']:.2f} | {r['fork_s']:.3f} | {r['speedup']:.0f}x |" for r in rows]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out + ".md", "w") as f:
-        f.write(text)
-    with open(args.out + ".json", "w") as f:
-        json.dump({"rows": rows, "server_start_s": server_start, "load": [load_before, load_after]}, f, indent=2)
+    write_results(args.out, "\n".join(lines) + "\n", {
+        "rows": rows, "server_start_s": server_start, "load": [load_before, load_after]})
 
 
 if __name__ == "__main__":

@@ -25,9 +25,11 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from modeling_mlpl.recipe import Recipe, RecipeConfig  # noqa: E402
 from modeling_mlpl.scheduler import simulate_wall  # noqa: E402
+from results_io import write_results  # noqa: E402
 
 # (label, variants, stage2_mode); None = the config's own
 ROW_SETS = [
@@ -90,7 +92,8 @@ def main() -> None:
         f"(+ {args.setup / 60:.1f} min set-up). Replay = the scheduler's rule over the measured step times; "
         "bound = 1-thread work / cores.",
         "",
-        f"| rows | steps | 1-thread work (min) | bound (min) | replayed wall (min) | + set-up (min) | fits {args.budget:.0f} min |",
+        "| rows | steps | 1-thread work (min) | bound (min) | replayed wall (min) | + set-up (min) "
+        f"| fits {args.budget:.0f} min |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -100,12 +103,8 @@ def main() -> None:
         fits = "yes" if r["with_setup_min"] <= args.budget else "no"
         lines.append(f"| {r['rows']} | {r['steps']} | {r['work_s'] / 60:.1f} | {r['bound_s'] / 60:.1f} | "
                      f"{r['wall_s'] / 60:.1f} | {r['with_setup_min']:.1f} | {fits} |")  # fmt: skip
-    text = "\n".join(lines) + "\n"
-    print(text)
-    with open(args.out + ".md", "w") as f:
-        f.write(text)
-    with open(args.out + ".json", "w") as f:
-        json.dump({"measured_wall_s": measured_wall, "setup_s": args.setup, "rows": rows}, f, indent=2)
+    write_results(args.out, "\n".join(lines) + "\n", {
+        "measured_wall_s": measured_wall, "setup_s": args.setup, "rows": rows})
 
 
 if __name__ == "__main__":

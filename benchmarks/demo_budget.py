@@ -73,15 +73,15 @@ def main() -> None:
             config.variants = variants
         if mode == "supervised":
             config.stage2_mode = "supervised"
-        steps = [s for s in Recipe(config, seed=0).steps() if s.name != "report"]
+        recipe = Recipe(config, seed=0)
+        steps = [s for s in recipe.steps() if s.name != "report"]
         missing = [s.name for s in steps if s.name not in seconds]
         if missing:
             rows.append({"rows": label, "missing": missing})
             continue
-        jobs = Recipe(config).jobs
-        wall = simulate_wall(steps, seconds, jobs)
+        wall = simulate_wall(steps, seconds, recipe.jobs)
         work = sum(seconds[s.name] for s in steps)
-        rows.append({"rows": label, "steps": len(steps), "work_s": work, "bound_s": work / Recipe(config).threads,
+        rows.append({"rows": label, "steps": len(steps), "work_s": work, "bound_s": work / recipe.threads,
                      "wall_s": wall, "with_setup_min": (wall + args.setup) / 60})  # fmt: skip
     lines = [
         "# Which rows fit the demo's time budget (replayed from one measured run)",

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from datasets import Dataset
 
-from ..audio import AudioDecodeError, load_segment
+from ..audio import AudioDecodeError, load_segment, row_segment
 from ..inference import decode_rows
 from ..metrics import first_per_language, mean_over_groups, per_language_metrics
 from ..text import normalize_transcript
@@ -57,7 +57,7 @@ class DevSet:
             for r in self.rows:
                 source = r["ds"][r["i"]]["audio"]
                 try:
-                    wave = load_segment(source, r["offset"], r["duration"])
+                    wave = load_segment(source, *row_segment(r))
                 except AudioDecodeError as err:
                     logger.warning("dev set: skipping unreadable audio %s: %s", r["id"], err)
                     wave = None

@@ -291,6 +291,8 @@ class Recipe:
             wanted.add("pl")
         if "pl_agree" in wanted:
             wanted.add("pl_lm")
+        if any(PL_SOURCES[s].kind == "mix" for s in wanted):
+            wanted |= {"pl", "oracle"}
         return [s for s in PL_SOURCES if s in wanted]
 
     def _pl_steps(self, source: str) -> list[Step]:
@@ -318,6 +320,8 @@ class Recipe:
                     "pl_round2", lang, model=self.model_dir("stage4a-avg"))), ("teacher-round2",)
             elif kind == "agreement":
                 run, needs = (lambda lang=lang: self.select_by_agreement(lang)), (f"pl-{lang}", f"pl_lm-{lang}")
+            elif kind == "mix":
+                run, needs = (lambda s=source, lang=lang: self.mix_pl(s, lang)), (f"pl-{lang}", f"oracle-{lang}")
             else:  # pragma: no cover - a PL_SOURCES entry without a maker
                 raise RecipeError(f"PL source {source!r} has unknown kind {kind!r}")
             if kind == "round2" and not steps:
@@ -449,6 +453,17 @@ class Recipe:
         for shard in glob.glob(os.path.join(src, "*.jsonl")):
             shutil.copy(shard, dst)
         self.script("pseudo_label.py", "--merge_only", "--output_dir", dst, *mapping_to_argv(self.config.pl_filter))
+
+    def mix_pl(self, source: str, lang: str) -> None:
+        """The teacher's greedy PLs of L with a share of recordings' true transcripts (the PL-quality sweep)."""
+        from .pseudo_labeling.mixing import mix_with_truth
+
+        dst = self.pl_dir(source, lang)
+        counts = mix_with_truth(self.pl_dir("pl", lang), self.pl_dir("oracle", lang), dst,
+                                PL_SOURCES[source].truth_share)  # fmt: skip
+        logger.info("%s: %d of %d recordings take their true transcript", dst, counts["truth"], counts["recordings"])
+        # Merged with the PL set's own filters (the `pseudo_label` block), so a share of 0 is the PL set itself.
+        self.script("pseudo_label.py", "--merge_only", "--output_dir", dst, *mapping_to_argv(self.config.pseudo_label))
 
     def select_by_agreement(self, lang: str) -> None:
         """Segments of L's recordings on which the teacher's greedy and LM-decoded PLs agree."""
@@ -594,6 +609,7 @@ class Recipe:
                 "label": variant.label if variant else BASE_ROWS[row],
                 "predictions": {lang: self.path("eval", model, "predictions.jsonl") for lang, model in per_lang.items()},
                 "pl_row": bool(variant) and is_pl_row(row),
+                "pl_set": variant.pl_source if variant else None,
                 "control": variant.control if variant and variant.control in c.variants else None,
                 "oracle": variant.oracle if variant and variant.oracle in c.variants else None,
             })  # fmt: skip

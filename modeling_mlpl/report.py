@@ -122,6 +122,23 @@ def summarise(results: dict, manifest: dict) -> dict:
     return summary
 
 
+def pl_quality_rows(manifest: dict, summary: dict, pl_stats: dict) -> list[dict]:
+    """Rows trained on a PL set whose CER against the truth is known (synthetic corpora), with the set's
+    mean PL CER over the low-resource languages and the row's gains, cleanest PLs last: the PL-quality sweep's
+    curve (teacher PLs -> mixed with the truth -> oracle)."""
+    out = []
+    for row in manifest["rows"]:
+        per_lang = pl_stats.get(row.get("pl_set") or "", {})
+        cers = [per_lang.get(lang, {}).get("pl_cer") for lang in manifest["low_resource"]]
+        if row["row"] not in summary or not cers or any(c is None for c in cers):
+            continue
+        s = summary[row["row"]]
+        out.append({"row": row["row"], "pl_set": row["pl_set"], "pl_cer": float(np.mean(cers)),
+                    "rel_greedy": s.get("greedy", {}).get("rel_vs_theta_prime"),
+                    "rel_lm": s.get("LM", {}).get("rel_vs_theta_prime")})  # fmt: skip
+    return sorted(out, key=lambda q: -q["pl_cer"])
+
+
 def _pct(x) -> str:
     return "–" if x is None else f"{100 * x:.1f}"
 
@@ -182,6 +199,14 @@ def render_markdown(manifest: dict, results: dict, summary: dict, pl_stats: dict
             for lang, st in per_lang.items():
                 lines.append(f"| {source} | {lang} | {st['records']} | {st['hours_in']:.2f} | {st['hours_kept']:.2f} | "
                              f"{st['empty_outputs']} | {st['failures']} | {_pct(st.get('pl_cer'))} |")
+    quality = pl_quality_rows(manifest, summary, pl_stats)
+    if len(quality) > 1:
+        lines += ["", "## Gain against PL quality (rows trained on a PL set, by the set's mean PL CER)", "",
+                  "| model | PL set | PL CER vs truth | rel. vs theta' greedy | rel. vs theta' LM |",
+                  "|---|---|---|---|---|"]  # fmt: skip
+        for q in quality:
+            lines.append(f"| {labels[q['row']]} | {q['pl_set']} | {_pct(q['pl_cer'])} | {_pct(q['rel_greedy'])} | "
+                         f"{_pct(q['rel_lm'])} |")
     steps = manifest.get("steps") or []
     if steps:
         lines += ["", "## Step times (wall seconds; steps may run side by side)", "", render_step_times(steps)]
@@ -221,7 +246,8 @@ def write_report(manifest_path: str) -> dict:
     pl_stats = pl_statistics(manifest)
     labels = {row["row"]: row["label"] for row in manifest["rows"]}
     report = {"name": manifest["name"], "seed": manifest["seed"], "rows": labels, "results": results,
-              "summary": summary, "pl_stats": pl_stats, "steps": manifest.get("steps", [])}  # fmt: skip
+              "summary": summary, "pl_stats": pl_stats, "pl_quality": pl_quality_rows(manifest, summary, pl_stats),
+              "steps": manifest.get("steps", [])}  # fmt: skip
     out = os.path.dirname(os.path.abspath(manifest_path))
     with open(os.path.join(out, "report.json"), "w") as f:
         json.dump(report, f, indent=2)

@@ -18,8 +18,9 @@ class PLSource:
     """How one PL set per target language is made (the recipe has one method per `kind`)."""
 
     description: str
-    kind: str  # greedy | oracle | lm | filtered | auto | round2 | agreement
+    kind: str  # greedy | oracle | lm | filtered | auto | round2 | agreement | mix
     truth_known: bool = True  # synthetic corpora: the report gives its CER against the true transcripts
+    truth_share: float | None = None  # kind "mix": the share of recordings that take their true transcript
 
 
 PL_SOURCES: dict[str, PLSource] = {
@@ -31,6 +32,13 @@ PL_SOURCES: dict[str, PLSource] = {
     "pl_round2": PLSource("greedy PLs of a second round, teacher = average of stage4a's last checkpoints", "round2"),
     "pl_agree": PLSource("10 s segments on which the teacher's greedy and LM PLs agree", "agreement"),
 }
+# The PL-quality sweep (synthetic corpora only: it reads the truth): the teacher's greedy PLs with a share of
+# the recordings replaced by their true transcripts, between "pl" (share 0) and "oracle" (share 1).
+SWEEP_SHARES = (25, 50, 75)
+for _pct in SWEEP_SHARES:
+    PL_SOURCES[f"pl_mix{_pct}"] = PLSource(
+        f"greedy PLs, {_pct} % of the recordings' replaced by their true transcripts (PL-quality sweep)", "mix",
+        truth_share=_pct / 100)
 
 
 @dataclass(frozen=True)
@@ -88,6 +96,14 @@ VARIANTS: dict[str, Variant] = {
                              control="labels_only_noisy"),  # fmt: skip
     "labels_only_noisy": Variant("control with the same SpecAugment", overrides="stage4_noisy", control=None),
 }
+# The PL-quality sweep's rows (analysis, not a method: they use the truth), each as A and as A + fine-tune, set
+# against the claim's controls: how the gain grows as PLs get cleaner, everything else held fixed.
+for _pct in SWEEP_SHARES:
+    VARIANTS[f"pl_mix{_pct}"] = Variant(f"A on PLs with {_pct} % true transcripts (sweep; uses the truth)",
+                                        f"pl_mix{_pct}")
+    VARIANTS[f"pl_mix{_pct}_ft"] = Variant(f"A on PLs with {_pct} % true transcripts + fine-tune (sweep)",
+                                           f"pl_mix{_pct}", base=f"pl_mix{_pct}", control="labels_only_ft",
+                                           oracle="oracle_ft")
 
 # Report rows before the variants: the models every run has.
 BASE_ROWS = {
@@ -104,4 +120,4 @@ def is_pl_row(name: str) -> bool:
     return source is not None and source != "oracle"
 
 
-__all__ = ["PLSource", "PL_SOURCES", "Variant", "VARIANTS", "BASE_ROWS", "REFERENCE_ROW", "is_pl_row"]
+__all__ = ["PLSource", "PL_SOURCES", "SWEEP_SHARES", "Variant", "VARIANTS", "BASE_ROWS", "REFERENCE_ROW", "is_pl_row"]

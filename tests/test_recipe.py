@@ -66,6 +66,22 @@ def test_report_numbers_are_recomputed_from_saved_predictions(smoke_run):
         assert summary["rel_vs_theta_prime"] == pytest.approx((mean_ref - summary["low_cer"]) / mean_ref)
 
 
+def test_the_pl_quality_sweep_lies_between_the_teachers_pls_and_the_truth(smoke_run):
+    recipe, _ = smoke_run
+    report = json.load(open(recipe.path("report", "report.json")))
+    stats = report["pl_stats"]
+    for lang in recipe.config.low_resource:
+        mix = json.load(open(os.path.join(recipe.pl_dir("pl_mix50", lang), "mix.json")))
+        assert stats["pl_mix50"][lang]["records"] == stats["pl"][lang]["records"] == mix["recordings"]
+        assert mix["truth"] == round(mix["recordings"] / 2) > 0
+        assert stats["oracle"][lang]["pl_cer"] < stats["pl_mix50"][lang]["pl_cer"] < stats["pl"][lang]["pl_cer"]
+    sweep = report["pl_quality"]
+    rows = [q["row"] for q in sweep]  # every row trained on a PL set, noisiest set first
+    assert [q["pl_cer"] for q in sweep] == sorted((q["pl_cer"] for q in sweep), reverse=True)
+    assert rows.index("stage4a") < rows.index("pl_mix50") < rows.index("oracle")
+    assert "## Gain against PL quality" in open(recipe.path("report", "report.md")).read()
+
+
 def test_rerunning_a_finished_recipe_does_no_work(smoke_run):
     recipe, _ = smoke_run
     markers = {n: os.path.getmtime(recipe.path(".done", n)) for n in os.listdir(recipe.path(".done"))}

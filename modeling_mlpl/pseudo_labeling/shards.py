@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "LABEL_PREFIX",
     "FAILURE_PREFIX",
+    "stable_hash",
     "shard_of",
     "shard_path",
     "repair_shard",
@@ -41,13 +42,17 @@ RUN_FILE = "pl_run.json"  # what the run was started with (modeling_mlpl.run_inp
 STATS_PREFIX = "stats"  # stats-rankNNNNN.json: what each process of the last run did (for the closing totals)
 
 
+def stable_hash(uid: str) -> int:
+    """blake2b of the id as a 64-bit integer: the same in every process, run and Python version (the
+    built-in `hash` of a str is salted per process)."""
+    return int.from_bytes(hashlib.blake2b(uid.encode("utf-8"), digest_size=8).digest(), "big")
+
+
 def shard_of(uid: str, world_size: int) -> int:
-    """The process (0 .. world_size-1) that owns `uid`: blake2b of the id, so it is the same in every
-    process, run and Python version (the built-in `hash` of a str is salted per process)."""
+    """The process (0 .. world_size-1) that owns `uid` (a stable hash of the id)."""
     if world_size < 1:
         raise ValueError(f"world_size must be >= 1, got {world_size}")
-    digest = hashlib.blake2b(uid.encode("utf-8"), digest_size=8).digest()
-    return int.from_bytes(digest, "big") % world_size
+    return stable_hash(uid) % world_size
 
 
 def shard_path(directory: str | os.PathLike, rank: int, prefix: str = LABEL_PREFIX) -> Path:

@@ -297,6 +297,8 @@ def aggregate_seeds(exp_dir: str, seeds: list[int]) -> str:
         v = agg.get(row, {}).get(decoder, {}).get(key)
         if v is None:
             return "–"
+        if v["n"] == 1 and len(reports) > 1:  # a row only one seed ran has no spread to show
+            return f"{100 * v['mean']:.1f} (1 seed)"
         seeds = f" ({', '.join(f'{100 * x:.1f}' for x in v['per_seed'])})" if v["n"] > 1 else ""
         return f"{100 * v['mean']:.1f} ± {100 * v['spread']:.1f}{seeds}"
 

@@ -237,8 +237,12 @@ def test_the_seed_aggregate_gives_mean_spread_and_every_seed(tmp_path):
         report = {"name": "x", "seed": seed, "rows": {"stage4a": "A"},
                   "summary": {"stage4a": {"greedy": {"low_cer": cer_a, "beats_control_every_language": True,
                                                      "beats_theta_prime_every_language": seed == 0}}}}
+        if seed == 0:  # a row only seed 0 ran
+            report["rows"]["oracle"] = "oracle"
+            report["summary"]["oracle"] = {"greedy": {"low_cer": 0.25}}
         json.dump(report, open(tmp_path / f"seed{seed}" / "report" / "report.json", "w"))
     markdown = aggregate_seeds(str(tmp_path), [0, 1])
     assert "| A | 35.0 ± 5.0 (30.0, 40.0) |" in markdown
+    assert "| oracle | 25.0 (1 seed) |" in markdown
     agg = json.load(open(tmp_path / "report.json"))["aggregate"]["stage4a"]["greedy"]
     assert agg["low_cer"]["per_seed"] == [0.30, 0.40] and agg["wins_every_seed"] is False

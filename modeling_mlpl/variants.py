@@ -88,6 +88,8 @@ VARIANTS: dict[str, Variant] = {
     # Common Voice only": strategy A followed by a labels-only fine-tune per target language.
     "stage4a_ft": Variant("A + final labels-only fine-tune per language", "pl", base="stage4a",
                           control="labels_only_ft", oracle="oracle_ft"),  # fmt: skip
+    "pl_lm_ft": Variant("A with LM-decoded PLs + the same final fine-tune", "pl_lm", base="pl_lm",
+                        control="labels_only_ft", oracle="oracle_ft"),  # fmt: skip
     "labels_only_ft": Variant("control + the same final fine-tune", base="labels_only", control=None,
                               oracle="oracle_ft"),  # fmt: skip
     "oracle_ft": Variant("oracle + the same final fine-tune", "oracle", base="oracle", control=None, oracle=None),

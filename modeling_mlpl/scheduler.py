@@ -97,7 +97,9 @@ def step_times(done_dir: str, steps: list[Step]) -> list[dict]:
 
 def run_steps(steps: list[Step], done_dir: str, jobs: int = 1, cores: int = 1, force: bool = False,
               log_dir: str | None = None, selected: Callable[[Step], bool] = lambda s: True) -> None:  # fmt: skip
-    """Run `steps` (in plan order when jobs == 1) respecting `needs`. Steps not `selected` are neither run
+    """Run `steps` (in plan order when jobs == 1) respecting `needs`. A step whose marker exists is skipped
+    unless a step it needs ran in this call (its outputs are then older than their inputs: a report after a
+    newly added row, a fine-tune after its base was re-trained). Steps not `selected` are neither run
     nor waited for (their outputs are assumed to exist, as with --stage N). Raises SchedulerError listing
     the failed and blocked steps after every runnable step has finished."""
     check_plan(steps)
@@ -106,6 +108,7 @@ def run_steps(steps: list[Step], done_dir: str, jobs: int = 1, cores: int = 1, f
     todo = [s for s in steps if selected(s)]
     names = {s.name for s in todo}
     finished: set[str] = set()
+    ran: set[str] = set()  # finished in this call (not skipped): what marked steps after them are stale by
     failed: dict[str, str] = {}
     blocked: dict[str, str] = {}
     running: dict[Future, Step] = {}
@@ -131,7 +134,8 @@ def run_steps(steps: list[Step], done_dir: str, jobs: int = 1, cores: int = 1, f
                 if bad:
                     blocked[step.name] = bad[0]
                     pending.remove(step)
-                elif os.path.exists(marker(step)) and not force and ready(step):
+                elif (os.path.exists(marker(step)) and not force and ready(step)
+                      and not any(n in ran for n in step.needs)):  # e.g. the report after a newly added row
                     logger.info("[stage %d] %s: done, skipped", step.stage, step.name)
                     finished.add(step.name)
                     pending.remove(step)
@@ -153,6 +157,7 @@ def run_steps(steps: list[Step], done_dir: str, jobs: int = 1, cores: int = 1, f
                 error = future.exception()
                 if error is None:
                     finished.add(step.name)
+                    ran.add(step.name)
                     logger.info("[stage %d] %s: finished in %.0f s", step.stage, step.name,
                                 json.load(open(marker(step)))["seconds"])  # fmt: skip
                 else:

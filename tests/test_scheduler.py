@@ -86,6 +86,20 @@ def test_finished_steps_are_skipped_on_a_rerun(tmp_path):
     assert set(clock.events) == {"a", "b"}
 
 
+def test_a_finished_step_reruns_when_a_step_it_needs_ran_after_it(tmp_path):
+    clock = Clock()
+    done = str(tmp_path / "done")
+    report = lambda needs: clock.step("report", 0.01, needs=needs)  # noqa: E731
+    run_steps([clock.step("a", 0.01), report(["a"])], done, jobs=1, cores=1)
+    clock.events.clear()
+    # A row added to a finished run: its new step runs, and the report that needs it is rendered again.
+    run_steps([clock.step("a", 0.01), clock.step("b", 0.01), report(["a", "b"])], done, jobs=1, cores=1)
+    assert set(clock.events) == {"b", "report"}
+    clock.events.clear()
+    run_steps([clock.step("a", 0.01), clock.step("b", 0.01), report(["a", "b"])], done, jobs=1, cores=1)
+    assert clock.events == {}  # nothing ran, so nothing is stale
+
+
 def test_plans_where_two_steps_write_the_same_place_are_refused():
     noop = lambda: None  # noqa: E731
     with pytest.raises(SchedulerError, match="both write"):

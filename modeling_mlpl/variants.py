@@ -37,7 +37,7 @@ PL_SOURCES: dict[str, PLSource] = {
 SWEEP_SHARES = (25, 50, 75)
 for _pct in SWEEP_SHARES:
     PL_SOURCES[f"pl_mix{_pct}"] = PLSource(
-        f"greedy PLs, {_pct} % of the recordings' replaced by their true transcripts (PL-quality sweep)", "mix",
+        f"greedy PLs with {_pct} % of the recordings replaced by their true transcripts (PL-quality sweep)", "mix",
         truth_share=_pct / 100)
 
 
@@ -106,6 +106,7 @@ for _pct in SWEEP_SHARES:
     VARIANTS[f"pl_mix{_pct}_ft"] = Variant(f"A on PLs with {_pct} % true transcripts + fine-tune (sweep)",
                                            f"pl_mix{_pct}", base=f"pl_mix{_pct}", control="labels_only_ft",
                                            oracle="oracle_ft")
+del _pct
 
 # Report rows before the variants: the models every run has.
 BASE_ROWS = {

@@ -153,7 +153,7 @@ def _wins(d: dict) -> str:
     return _flag(d.get("beats_theta_prime_every_language") and d.get("beats_control_every_language"))
 
 
-def render_markdown(manifest: dict, results: dict, summary: dict, pl_stats: dict) -> str:
+def render_markdown(manifest: dict, results: dict, summary: dict, pl_stats: dict, quality: list[dict]) -> str:
     low, high = manifest["low_resource"], manifest["high_resource"]
     labels = {row["row"]: row["label"] for row in manifest["rows"]}
     order = [row["row"] for row in manifest["rows"]]
@@ -199,7 +199,6 @@ def render_markdown(manifest: dict, results: dict, summary: dict, pl_stats: dict
             for lang, st in per_lang.items():
                 lines.append(f"| {source} | {lang} | {st['records']} | {st['hours_in']:.2f} | {st['hours_kept']:.2f} | "
                              f"{st['empty_outputs']} | {st['failures']} | {_pct(st.get('pl_cer'))} |")
-    quality = pl_quality_rows(manifest, summary, pl_stats)
     if len(quality) > 1:
         lines += ["", "## Gain against PL quality (rows trained on a PL set, by the set's mean PL CER)", "",
                   "| model | PL set | PL CER vs truth | rel. vs theta' greedy | rel. vs theta' LM |",
@@ -244,15 +243,15 @@ def write_report(manifest_path: str) -> dict:
     results = collect_results(manifest)
     summary = summarise(results, manifest)
     pl_stats = pl_statistics(manifest)
+    quality = pl_quality_rows(manifest, summary, pl_stats)
     labels = {row["row"]: row["label"] for row in manifest["rows"]}
     report = {"name": manifest["name"], "seed": manifest["seed"], "rows": labels, "results": results,
-              "summary": summary, "pl_stats": pl_stats, "pl_quality": pl_quality_rows(manifest, summary, pl_stats),
-              "steps": manifest.get("steps", [])}  # fmt: skip
+              "summary": summary, "pl_stats": pl_stats, "pl_quality": quality, "steps": manifest.get("steps", [])}  # fmt: skip
     out = os.path.dirname(os.path.abspath(manifest_path))
     with open(os.path.join(out, "report.json"), "w") as f:
         json.dump(report, f, indent=2)
     with open(os.path.join(out, "report.md"), "w") as f:
-        f.write(render_markdown(manifest, results, summary, pl_stats))
+        f.write(render_markdown(manifest, results, summary, pl_stats, quality))
     if results:
         plot_cer(results, labels, os.path.join(out, "cer_per_language.png"))
     return report

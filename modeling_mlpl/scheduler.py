@@ -108,7 +108,7 @@ def run_steps(steps: list[Step], done_dir: str, jobs: int = 1, cores: int = 1, f
     todo = [s for s in steps if selected(s)]
     names = {s.name for s in todo}
     finished: set[str] = set()
-    ran: set[str] = set()  # finished in this call (not skipped): what marked steps after them are stale by
+    ran: set[str] = set()  # run in this call, not skipped: a marked step that needs one of them is stale
     failed: dict[str, str] = {}
     blocked: dict[str, str] = {}
     running: dict[Future, Step] = {}

@@ -55,15 +55,14 @@ def mix_with_truth(pl_dir: str | os.PathLike, truth_dir: str | os.PathLike, out_
     if out.exists():  # a re-run rebuilds the mix from its inputs, never appends to an old one
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    missing = sorted(uid for uid in chosen if uid not in truth_rows)
+    use_truth = chosen & truth_rows.keys()
     with ShardWriter(shard_path(out, 0)) as writer:
-        writer.write(truth_rows[uid] if uid in chosen and uid in truth_rows else row
-                     for uid, row in sorted(pl_rows.items()))  # fmt: skip
+        writer.write(truth_rows[uid] if uid in use_truth else row for uid, row in sorted(pl_rows.items()))
     for failures in Path(pl_dir).glob(f"{FAILURE_PREFIX}-rank*.jsonl"):
         shutil.copy(failures, out / failures.name)
     if (Path(pl_dir) / LOAD_REPORT).exists():
         shutil.copy(Path(pl_dir) / LOAD_REPORT, out / LOAD_REPORT)
-    counts = {"share": share, "recordings": len(pl_rows), "truth": len(chosen) - len(missing),
-              "truth_missing": len(missing), "pl_dir": os.fspath(pl_dir), "truth_dir": os.fspath(truth_dir)}  # fmt: skip
+    counts = {"share": share, "recordings": len(pl_rows), "truth": len(use_truth),
+              "truth_missing": len(chosen) - len(use_truth), "pl_dir": os.fspath(pl_dir), "truth_dir": os.fspath(truth_dir)}  # fmt: skip
     (out / "mix.json").write_text(json.dumps(counts, indent=2))
     return counts

@@ -5,7 +5,7 @@ Two kinds of logits, each decoded by every decoder in the same run (so the ratio
 with like on a shared machine):
 
 * REAL: dev-set logits of a trained model (``--logits FILE.npz``, as
-  ``modeling_mlpl.lm_tuning.save_logits`` writes them; repeatable) decoded with the LMs and tuned
+  ``modeling_mlpl.decoding.tuning.save_logits`` writes them; repeatable) decoded with the LMs and tuned
   alpha/beta of ``--processor_dir`` (its ``language_model/``). This is the number that matters.
 * SIMULATED: wordfreq sentences "spoken" by a fake acoustic model (benchmarks/simulated_logits.py:
   1-3 frames per character, some characters confused) and a word 3-gram LM built from other
@@ -41,10 +41,10 @@ from decode_gap import section_of  # noqa: E402
 from simulated_logits import simulate_ctc_logits  # noqa: E402
 
 from modeling_mlpl.cli import ArgumentParser  # noqa: E402
-from modeling_mlpl.decoding import LMDecoder  # noqa: E402
-from modeling_mlpl.lm import build_lm  # noqa: E402
-from modeling_mlpl.lm_tuning import load_logits  # noqa: E402
-from modeling_mlpl.metrics import cer, wer  # noqa: E402
+from modeling_mlpl.decoding.lm_decoder import LMDecoder  # noqa: E402
+from modeling_mlpl.decoding.ngram_lm import build_lm  # noqa: E402
+from modeling_mlpl.decoding.tuning import load_logits  # noqa: E402
+from modeling_mlpl.evaluation.metrics import cer, wer  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BACKENDS = ("pyctcdecode", "flashlight")

@@ -26,7 +26,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from modeling_mlpl.script_runner import run_script  # noqa: E402
+from modeling_mlpl.recipe.script_runner import run_script  # noqa: E402
 from results_io import write_results  # noqa: E402
 
 CORPUS_OPTIONS = {"high_train_minutes": 3.0, "low_train_minutes": 3.0, "low_unlabelled_minutes": 6.0}
@@ -50,7 +50,7 @@ class Bench:
 
     # -- set-up (not timed): corpus, one trained model, an LM processor
     def prepare(self) -> None:
-        from modeling_mlpl.data.synthetic import PRESETS, generate_corpus
+        from modeling_mlpl.synthetic.corpus import PRESETS, generate_corpus
 
         if not os.path.exists(os.path.join(self.corpus, "manifest.json")):
             generate_corpus(self.corpus, PRESETS["tiny"].replace(**CORPUS_OPTIONS), seed=0)

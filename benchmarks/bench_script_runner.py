@@ -24,7 +24,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from modeling_mlpl.script_runner import run_script  # noqa: E402
+from modeling_mlpl.recipe.script_runner import run_script  # noqa: E402
 from results_io import write_results  # noqa: E402
 
 SCRIPTS = ["train.py", "pseudo_label.py", "evaluate.py", "tune_lm.py"]

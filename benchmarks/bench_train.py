@@ -48,7 +48,7 @@ from transformers import get_scheduler  # noqa: E402
 
 from modeling_mlpl.data.sampler import LengthBucketBatchSampler  # noqa: E402
 from modeling_mlpl.training import DataArguments, MLPLTrainingArguments, ModelArguments, read_log, train  # noqa: E402
-from modeling_mlpl.training.data import SpeechCollator, TaggedBatchSampler  # noqa: E402
+from modeling_mlpl.training.train_data import SpeechCollator, TaggedBatchSampler  # noqa: E402
 from modeling_mlpl.training.trainer import (  # noqa: E402
     build_model_and_processor,
     build_optimizer,
@@ -70,7 +70,7 @@ PLAIN4 = "plain PyTorch loop, stage-4-like batches (same crops, pre-computed fea
 # --------------------------------------------------------------------------------------------- data
 def default_corpus(root: str | None = None) -> str:
     """The benchmark corpus root (with cv/ and voxpopuli/), generated once."""
-    from modeling_mlpl.data.synthetic import PRESETS, generate_corpus
+    from modeling_mlpl.synthetic.corpus import PRESETS, generate_corpus
 
     root = root or os.path.join(REPO, "data", "synthetic-bench-train")
     if not os.path.exists(os.path.join(root, "manifest.json")):
@@ -203,7 +203,7 @@ class StageTimers:
 
         from modeling_mlpl import modeling_mlpl as modeling
         from modeling_mlpl.feature_extraction_mlpl import MLPLFeatureExtractor
-        from modeling_mlpl.training import data, trainer
+        from modeling_mlpl.training import train_data as data, trainer
         from modeling_mlpl.training.tracking import MetricsLog
 
         return {

@@ -24,10 +24,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from modeling_mlpl.cli import ArgumentParser  # noqa: E402
-from modeling_mlpl.decoding import LMDecoder  # noqa: E402
-from modeling_mlpl.decoding_flashlight import FlashlightSearch  # noqa: E402
-from modeling_mlpl.lm_tuning import load_logits  # noqa: E402
-from modeling_mlpl.metrics import cer, wer  # noqa: E402
+from modeling_mlpl.decoding.lm_decoder import LMDecoder  # noqa: E402
+from modeling_mlpl.decoding.flashlight import FlashlightSearch  # noqa: E402
+from modeling_mlpl.decoding.tuning import load_logits  # noqa: E402
+from modeling_mlpl.evaluation.metrics import cer, wer  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BEGIN, END = "<!-- decode_gap: begin -->", "<!-- decode_gap: end -->"

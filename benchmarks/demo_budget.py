@@ -27,8 +27,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from modeling_mlpl.recipe import Recipe, RecipeConfig  # noqa: E402
-from modeling_mlpl.scheduler import simulate_wall  # noqa: E402
+from modeling_mlpl.recipe.recipe import Recipe, RecipeConfig  # noqa: E402
+from modeling_mlpl.recipe.scheduler import simulate_wall  # noqa: E402
 from results_io import write_results  # noqa: E402
 
 # (label, variants, stage2_mode); None = the config's own

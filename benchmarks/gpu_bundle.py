@@ -4,7 +4,7 @@
     python benchmarks/gpu_bundle.py trim-wordfreq build/gpu-bundle/wheels/wordfreq-*.whl
 
 Why: wordfreq's wheel is 55 MB, word lists of ~45 languages; the embedded corpus uses 10
-(`modeling_mlpl.data.synthetic.ESPEAK_VOICES`), 21 MB. The device machine takes 64 MiB per call, the
+(`modeling_mlpl.synthetic.corpus.ESPEAK_VOICES`), 21 MB. The device machine takes 64 MiB per call, the
 repository included, so the bundle must stay small. The wheel is rewritten in place without the other
 languages' lists (and their lines in RECORD, so that pip installs exactly what is there).
 """
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not os.path.isfile(args.wheel):
         parser.error(f"{args.wheel}: no such wheel (run `make gpu-bundle`)")
-    from modeling_mlpl.data.synthetic import ESPEAK_VOICES
+    from modeling_mlpl.synthetic.corpus import ESPEAK_VOICES
 
     before, after = trim_wheel(args.wheel, set(ESPEAK_VOICES))
     print(f"{os.path.basename(args.wheel)}: {before / 2**20:.1f} MiB -> {after / 2**20:.1f} MiB "

@@ -73,9 +73,9 @@ install_espeak() {
     log "espeak-ng: $(espeak-ng --version | head -1)"
 }
 
-install_kenlm_tools() {  # found as modeling_mlpl.lm finds them: beside the Python, then on PATH
+install_kenlm_tools() {  # found as modeling_mlpl.decoding.ngram_lm finds them: beside the Python, then on PATH
     local found
-    if [ "${FORCE_BUNDLE:-0}" != 1 ] && found=$("$PY" -c "from modeling_mlpl.lm import find_kenlm_binary as f; f('build_binary'); print(f('lmplz'))" 2>/dev/null); then
+    if [ "${FORCE_BUNDLE:-0}" != 1 ] && found=$("$PY" -c "from modeling_mlpl.decoding.ngram_lm import find_kenlm_binary as f; f('build_binary'); print(f('lmplz'))" 2>/dev/null); then
         log "kenlm tools: $(dirname "$found")"; return
     fi
     [ -x "$BUNDLE/bin/lmplz" ] || die "lmplz missing and not in $BUNDLE/bin (make gpu-bundle)"
@@ -128,7 +128,7 @@ RECIPE=("$PY" run_scripts/recipe.py --config "$CONFIG")
 [ -n "${CORPUS_DIR:-}" ] && RECIPE+=(--corpus_dir "$CORPUS_DIR")
 EXP=$("$PY" - "$CONFIG" "${EXP_DIR:-}" <<'EOF'
 import sys
-from modeling_mlpl.recipe import RecipeConfig
+from modeling_mlpl.recipe.recipe import RecipeConfig
 print(sys.argv[2] or RecipeConfig.load(sys.argv[1]).exp_dir)
 EOF
 ) || die "cannot read $CONFIG"

@@ -11,7 +11,7 @@ from transformers import ProcessorMixin
 from .ctc_text import CTCVocab, greedy_texts
 
 try:  # the LM decoder needs pyctcdecode + kenlm; greedy decoding works without them
-    from .decoding import LMDecoder
+    from modeling_mlpl.decoding.lm_decoder import LMDecoder  # absolute: not part of the remote-code set
 except ImportError:  # pragma: no cover - exercised only where pyctcdecode is missing
     LMDecoder = None
 

@@ -65,7 +65,7 @@ def lm_identity(lm_dir: str | os.PathLike | None) -> str | None:
     that pass weights (evaluate.py --lm-params) record those themselves."""
     if lm_dir is None:
         return None
-    from .decoding import CONFIG_NAME, LM_SUBFOLDER
+    from .decoding.lm_decoder import CONFIG_NAME, LM_SUBFOLDER
 
     for root in (Path(lm_dir, LM_SUBFOLDER), Path(lm_dir)):
         if (root / CONFIG_NAME).is_file():

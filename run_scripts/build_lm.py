@@ -20,8 +20,8 @@ import sys
 from pathlib import Path
 
 from modeling_mlpl.cli import ArgumentParser
-from modeling_mlpl.decoding import attach_lms, vocab_from_pretrained
-from modeling_mlpl.lm import KenLMNotFoundError, build_lm, iter_dataset_column, iter_text_files
+from modeling_mlpl.decoding.lm_decoder import attach_lms, vocab_from_pretrained
+from modeling_mlpl.decoding.ngram_lm import KenLMNotFoundError, build_lm, iter_dataset_column, iter_text_files
 from modeling_mlpl.text import normalize_transcript
 
 logger = logging.getLogger("build_lm")

@@ -5,7 +5,7 @@ The source is a local folder or a Hub id (default speechbrain/m-ctc-t-large, the
 multilingual model; ~4 GB download). The result loads with AutoModelForCTC / pipeline like any MLPL
 checkpoint and is the natural `--init_from` of the recipe's stage 2.
 
-What changes (see modeling_mlpl/convert_mctct.py): the CTC blank moves to id 0 as `<pad>` (the CTC
+What changes (see modeling_mlpl/hub/convert_mctct.py): the CTC blank moves to id 0 as `<pad>` (the CTC
 head's rows move with their tokens; `conversion.json` records the permutation); features are computed by
 MLPLFeatureExtractor (the port's MFSC settings); the LID head, not published, is zero-initialised and
 `lid_loss_weight` defaults to 0 — train it as a linear probe before setting it to 1 (model card,
@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 import torch  # noqa: E402
 
 from modeling_mlpl.cli import ArgumentParser
-from modeling_mlpl.convert_mctct import convert_mctct_checkpoint  # noqa: E402
+from modeling_mlpl.hub.convert_mctct import convert_mctct_checkpoint  # noqa: E402
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 

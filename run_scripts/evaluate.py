@@ -71,7 +71,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("pyctcdecode").setLevel(logging.ERROR)
     args = parse_args(argv)
-    from modeling_mlpl.evaluation import PREDICTIONS_NAME, evaluate_model, load_eval_sets, report_from_predictions
+    from modeling_mlpl.evaluation.test_sets import PREDICTIONS_NAME, evaluate_model, load_eval_sets, report_from_predictions
 
     try:
         if args.report_only:

@@ -4,7 +4,7 @@
     python run_scripts/make_synthetic_corpus.py --preset demo --out data/synthetic --seed 0
 
 Re-running completes a partial corpus (existing valid audio is kept). Sizes per preset are in
-modeling_mlpl.data.synthetic.PRESETS; `--set low_unlabelled_minutes=30` overrides one
+modeling_mlpl.synthetic.corpus.PRESETS; `--set low_unlabelled_minutes=30` overrides one
 (`--set low_train_variants=none` gives the low-resource languages generator 1.0's shared speakers).
 """
 
@@ -19,7 +19,7 @@ import time
 import typing
 
 from modeling_mlpl.cli import ArgumentParser
-from modeling_mlpl.data.synthetic import PRESETS, CorpusSize, generate_corpus
+from modeling_mlpl.synthetic.corpus import PRESETS, CorpusSize, generate_corpus
 
 
 def _parse_override(size: CorpusSize, item: str) -> CorpusSize:

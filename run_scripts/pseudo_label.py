@@ -216,7 +216,7 @@ def run_label(args) -> int:
     from accelerate import PartialState
 
     from modeling_mlpl import data as mlpl_data
-    from modeling_mlpl.decoding import LMDecoder
+    from modeling_mlpl.decoding.lm_decoder import LMDecoder
     from modeling_mlpl.pseudo_labeling import PseudoLabelConfig, PseudoLabeler, label_dataset
     from modeling_mlpl.pseudo_labeling.shards import (FAILURE_PREFIX, RUN_FILE, read_rank_stats, shard_path,
                                                       write_rank_stats)

@@ -23,10 +23,10 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from modeling_mlpl.cli import ArgumentParser  # noqa: E402
-from modeling_mlpl.recipe import Recipe, RecipeConfig, RecipeError  # noqa: E402
-from modeling_mlpl.script_runner import RUNNERS  # noqa: E402
-from modeling_mlpl.variants import VARIANTS  # noqa: E402
-from modeling_mlpl.report import aggregate_seeds  # noqa: E402
+from modeling_mlpl.recipe.recipe import Recipe, RecipeConfig, RecipeError  # noqa: E402
+from modeling_mlpl.recipe.script_runner import RUNNERS  # noqa: E402
+from modeling_mlpl.recipe.variants import VARIANTS  # noqa: E402
+from modeling_mlpl.recipe.report import aggregate_seeds  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

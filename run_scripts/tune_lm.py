@@ -3,7 +3,7 @@
 
 Decoding maximises log p(y|x) + alpha * log p_LM(y) + beta * |y|. The acoustic model runs once:
 its dev logits come from a file written by `evaluate.py --save-logits` (or
-`modeling_mlpl.lm_tuning.save_logits`), or are computed here with --model/--data. Each
+`modeling_mlpl.decoding.tuning.save_logits`), or are computed here with --model/--data. Each
 (alpha, beta) point re-runs only the beam search, spread over --workers processes. The search is
 coarse-to-fine: the --alphas x --betas grid (or --random points), then --refine rounds around the
 best point at half the previous step (--refine 0: the fixed grid only). The decoder's current
@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 
 from modeling_mlpl.cli import ArgumentParser
-from modeling_mlpl.decoding import LMDecoder
-from modeling_mlpl.lm_tuning import alpha_beta_grid, default_workers, load_logits, random_alpha_beta, tune_alpha_beta
+from modeling_mlpl.decoding.lm_decoder import LMDecoder
+from modeling_mlpl.decoding.tuning import alpha_beta_grid, default_workers, load_logits, random_alpha_beta, tune_alpha_beta
 
 logger = logging.getLogger("tune_lm")
 
@@ -67,7 +67,7 @@ def dev_logits(args: argparse.Namespace):
             raise FileNotFoundError(f"logits file not found: {args.logits}")
         logits, refs, langs, _ = load_logits(args.logits)
         return logits, refs, langs
-    from modeling_mlpl.evaluation import compute_logits, load_eval_sets
+    from modeling_mlpl.evaluation.test_sets import compute_logits, load_eval_sets
 
     if not args.data:
         raise ValueError("--model needs --data KIND:PATH")

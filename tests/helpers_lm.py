@@ -69,7 +69,7 @@ def peaky_logits(
 
 def build_toy_lm(directory, sentences: Iterable[str] = TOY_LM_SENTENCES, order: int = 3):
     """A real KenLM model (lmplz + build_binary) of a toy corpus; takes ~0.1 s."""
-    from modeling_mlpl.lm import build_lm
+    from modeling_mlpl.decoding.ngram_lm import build_lm
 
     return build_lm(list(sentences), directory, order=order, memory="50M")
 

@@ -11,7 +11,7 @@ import pytest
 from datasets import load_from_disk
 
 from modeling_mlpl.augment import crop_transcript
-from modeling_mlpl.metrics import ErrorCounts, error_counts
+from modeling_mlpl.evaluation.metrics import ErrorCounts, error_counts
 from modeling_mlpl.pseudo_labeling.agreement import (
     AgreementConfig,
     Segment,
@@ -24,7 +24,7 @@ from modeling_mlpl.pseudo_labeling.agreement import (
 )
 from modeling_mlpl.pseudo_labeling.merge import records_to_dataset
 from modeling_mlpl.tokenization_mlpl import transcript_characters
-from modeling_mlpl.training.data import load_disk_dataset
+from modeling_mlpl.training.train_data import load_disk_dataset
 
 def cli_main():
     path = Path(__file__).resolve().parents[1] / "run_scripts" / "select_pseudo_labels.py"
@@ -180,7 +180,7 @@ def test_the_trainers_loader_opens_the_output(tmp_path, recordings):
 def test_the_trainer_reads_each_segments_own_audio(tmp_path, recordings):
     from helpers_pl import varying_audio
     from modeling_mlpl.audio import write_audio
-    from modeling_mlpl.training.data import SourceStats, TrainingSet
+    from modeling_mlpl.training.train_data import SourceStats, TrainingSet
 
     audio = varying_audio(30.0)
     write_audio(tmp_path / "a.wav", audio)  # save_to_disk embeds the bytes in the PL datasets

@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 from modeling_mlpl import MLPLFeatureExtractor, MLPLForCTC, MLPLProcessor
-from modeling_mlpl.convert_mctct import (
+from modeling_mlpl.hub.convert_mctct import (
     convert_mctct_checkpoint,
     convert_state_dict,
     map_vocabulary,
@@ -125,7 +125,7 @@ def test_a_missing_path_like_source_is_folder_not_found_not_a_hub_lookup(tmp_pat
 
 
 def test_only_owner_slash_name_without_a_local_owner_folder_is_taken_for_a_hub_id(tmp_path, monkeypatch):
-    from modeling_mlpl.convert_mctct import looks_like_path
+    from modeling_mlpl.hub.convert_mctct import looks_like_path
 
     monkeypatch.chdir(tmp_path)
     assert not looks_like_path("speechbrain/m-ctc-t-large")

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from modeling_mlpl import MLPLFeatureExtractor, MLPLProcessor, MLPLTokenizer
-from modeling_mlpl import decoding
+from modeling_mlpl.decoding import lm_decoder as decoding
 from modeling_mlpl.ctc_text import CTCVocab, normalize_text
-from modeling_mlpl.decoding import LMDecoder, LMDecoderConfig
+from modeling_mlpl.decoding.lm_decoder import LMDecoder, LMDecoderConfig
 from modeling_mlpl.pseudo_labeling import alignment
 
 ACUTE = "\u0301"  # combining acute: NFC composes "e" + it into "é"

@@ -156,7 +156,7 @@ def test_open_dataset_refuses_a_missing_path_in_one_line(tmp_path):
 
 
 def _evaluation(spec: str) -> None:
-    from modeling_mlpl.evaluation import load_eval_sets
+    from modeling_mlpl.evaluation.test_sets import load_eval_sets
 
     load_eval_sets([spec])
 

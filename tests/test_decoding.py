@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from helpers_lm import TOY_LM_SENTENCES, build_toy_lm, char_vocab, peaky_logits, simulated_dev_set
 
-from modeling_mlpl.decoding import LMDecoder, greedy_decode, labels_from_vocab
-from modeling_mlpl.lm_tuning import alpha_beta_grid, load_logits, save_logits, tune_alpha_beta
-from modeling_mlpl.metrics import wer
+from modeling_mlpl.decoding.lm_decoder import LMDecoder, greedy_decode, labels_from_vocab
+from modeling_mlpl.decoding.tuning import alpha_beta_grid, load_logits, save_logits, tune_alpha_beta
+from modeling_mlpl.evaluation.metrics import wer
 
 VOCAB = char_vocab(TOY_LM_SENTENCES + ["hat", "the hat sat on the hat"])
 

@@ -5,7 +5,7 @@ import pytest
 from helpers_lm import TOY_LM_SENTENCES, build_toy_lm, char_vocab, peaky_logits, simulated_dev_set
 
 from modeling_mlpl import MLPLFeatureExtractor, MLPLProcessor, MLPLTokenizer
-from modeling_mlpl.decoding import LMDecoder
+from modeling_mlpl.decoding.lm_decoder import LMDecoder
 
 pytest.importorskip("flashlight.lib.text.decoder")
 
@@ -94,7 +94,7 @@ def test_unknown_backend_is_a_one_line_error(lm_dirs):
 
 
 def test_reattaching_lms_keeps_the_saved_backend(lm_dirs, tmp_path):
-    from modeling_mlpl.decoding import attach_lms
+    from modeling_mlpl.decoding.lm_decoder import attach_lms
 
     (tmp_path / "vocab.json").write_text("{" + ", ".join(f'"{t}": {i}' for i, t in enumerate(VOCAB)) + "}")
     assert attach_lms(tmp_path, {"cat": lm_dirs["cat"]}, backend="flashlight").config.backend == "flashlight"

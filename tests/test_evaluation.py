@@ -11,8 +11,8 @@ import torch
 from conftest import TINY_TEXTS, make_tone
 from helpers_lm import build_toy_lm
 
-from modeling_mlpl.decoding import LMDecoder, attach_lms
-from modeling_mlpl.evaluation import evaluate_model, load_eval_sets, load_model, report_from_predictions
+from modeling_mlpl.decoding.lm_decoder import LMDecoder, attach_lms
+from modeling_mlpl.evaluation.test_sets import evaluate_model, load_eval_sets, load_model, report_from_predictions
 
 
 @pytest.fixture(scope="module")

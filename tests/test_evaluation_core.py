@@ -1,4 +1,4 @@
-"""One evaluation core: test-set and dev-set evaluation decode through modeling_mlpl.inference."""
+"""One evaluation core: test-set and dev-set evaluation decode through modeling_mlpl.evaluation.inference."""
 
 import json
 
@@ -7,11 +7,11 @@ import soundfile as sf
 from conftest import make_tone
 from datasets import Dataset
 
-from modeling_mlpl import inference
-from modeling_mlpl.evaluation import evaluate_model, load_eval_sets
-from modeling_mlpl.inference import decode_rows, load_model
-from modeling_mlpl.training.evaluation import DevSet
-from modeling_mlpl.training.evaluation import evaluate_model as evaluate_dev
+from modeling_mlpl.evaluation import inference
+from modeling_mlpl.evaluation.test_sets import evaluate_model, load_eval_sets
+from modeling_mlpl.evaluation.inference import decode_rows, load_model
+from modeling_mlpl.training.dev_eval import DevSet
+from modeling_mlpl.training.dev_eval import evaluate_model as evaluate_dev
 
 
 @pytest.fixture()
@@ -61,7 +61,7 @@ def test_dev_set_caps_each_language_after_dropping_rows_without_text(tmp_path):
 
 
 def test_there_is_one_load_model():
-    from modeling_mlpl.evaluation import load_model as from_evaluation
+    from modeling_mlpl.evaluation.test_sets import load_model as from_evaluation
     from modeling_mlpl.pseudo_labeling import load_model as from_pseudo_labeling
     from modeling_mlpl.pseudo_labeling.labeler import load_model as from_labeler
 

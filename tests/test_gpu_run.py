@@ -15,8 +15,8 @@ import sys
 
 import pytest
 
-from modeling_mlpl.data.synthetic import PRESETS
-from modeling_mlpl.recipe import RecipeConfig
+from modeling_mlpl.synthetic.corpus import PRESETS
+from modeling_mlpl.recipe.recipe import RecipeConfig
 from modeling_mlpl.training.arguments import mapping_to_argv
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -18,7 +18,7 @@ from modeling_mlpl.hub import (
 )
 
 from conftest import assert_loads_and_transcribes_without_mlpl
-from modeling_mlpl.decoding import LMDecoder, vocab_from_pretrained
+from modeling_mlpl.decoding.lm_decoder import LMDecoder, vocab_from_pretrained
 from helpers_hub import REPO_ROOT, FakeHfApi, http_error, write_eval_json
 
 SCRIPT = REPO_ROOT / "run_scripts" / "push_to_hub.py"

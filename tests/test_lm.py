@@ -6,8 +6,8 @@ import kenlm
 import pytest
 from helpers_lm import TOY_LM_SENTENCES, build_toy_lm
 
-from modeling_mlpl import lm as lm_module
-from modeling_mlpl.lm import KenLMNotFoundError, build_lm, find_kenlm_binary, iter_dataset_column, read_arpa
+from modeling_mlpl.decoding import ngram_lm as lm_module
+from modeling_mlpl.decoding.ngram_lm import KenLMNotFoundError, build_lm, find_kenlm_binary, iter_dataset_column, read_arpa
 
 
 @pytest.fixture(scope="module")

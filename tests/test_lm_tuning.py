@@ -7,8 +7,8 @@ import os
 import pytest
 from helpers_lm import TOY_LM_SENTENCES, build_toy_lm, char_vocab, simulated_dev_set
 
-from modeling_mlpl.decoding import LMDecoder
-from modeling_mlpl.lm_tuning import alpha_beta_grid, coarse_to_fine, save_logits, tune_alpha_beta
+from modeling_mlpl.decoding.lm_decoder import LMDecoder
+from modeling_mlpl.decoding.tuning import alpha_beta_grid, coarse_to_fine, save_logits, tune_alpha_beta
 
 VOCAB = char_vocab(TOY_LM_SENTENCES)
 GRID = alpha_beta_grid([0.0, 0.5, 1.0, 1.5], [0.0, 1.0, 2.0, 3.0])

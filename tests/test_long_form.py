@@ -1,4 +1,4 @@
-"""Windowed decoding of long recordings (modeling_mlpl.long_form)."""
+"""Windowed decoding of long recordings (modeling_mlpl.evaluation.long_form)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 
 import modeling_mlpl
 from helpers_pl import varying_audio
-from modeling_mlpl.long_form import LongFormDecoder, plan_windows, window_geometry
+from modeling_mlpl.evaluation.long_form import LongFormDecoder, plan_windows, window_geometry
 
 
 @pytest.fixture(scope="module")

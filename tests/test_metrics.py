@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from modeling_mlpl.metrics import (
+from modeling_mlpl.evaluation.metrics import (
     cer,
     error_counts,
     first_per_language,

@@ -3,7 +3,7 @@ import json
 import pytest
 from huggingface_hub import ModelCard, ModelCardData, metadata_load
 
-from modeling_mlpl.model_card import (
+from modeling_mlpl.hub.model_card import (
     STAGE_TEMPLATES,
     CardInfo,
     hub_language_code,
@@ -81,7 +81,7 @@ def test_flat_and_wrapped_eval_json_are_read(tmp_path):
 
 
 def test_evaluation_metrics_json_with_dataset_groups_is_read(tmp_path):
-    from modeling_mlpl.metrics import per_language_metrics
+    from modeling_mlpl.evaluation.metrics import per_language_metrics
 
     rows = [{"group": g, "reference": "o gato", "prediction": "o gado", "prediction_lm": "o gato"}
             for g in ("pt", "vp/pt")]  # fmt: skip

@@ -23,7 +23,7 @@ def test_wheel_ships_every_subpackage_and_the_model_card_templates(tmp_path):
     # Unpacked outside the repository, the package finds its own copy of the templates.
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
-    probe = ("import sys; sys.path.insert(0, sys.argv[1]); import modeling_mlpl.model_card as m; "
+    probe = ("import sys; sys.path.insert(0, sys.argv[1]); import modeling_mlpl.hub.model_card as m; "
              "print(m.__file__); print(m.find_template_dir())")  # fmt: skip
     out = subprocess.run([sys.executable, "-c", probe, str(site)], capture_output=True, text=True, cwd=tmp_path,
                          env={**os.environ, "MLPL_MODEL_CARDS": ""}, timeout=300)  # fmt: skip

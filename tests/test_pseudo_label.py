@@ -329,7 +329,7 @@ def test_merge_drops_duplicate_ids_and_partial_lines(tmp_path):
 
 
 def test_beam_search_labels_are_force_aligned_to_the_frames(tiny_checkpoint, folder, tmp_path):
-    from modeling_mlpl.decoding import LMDecoder, LMDecoderConfig
+    from modeling_mlpl.decoding.lm_decoder import LMDecoder, LMDecoderConfig
 
     processor = modeling_mlpl.MLPLProcessor.from_pretrained(tiny_checkpoint)
     vocab = processor.tokenizer.convert_ids_to_tokens(list(range(len(processor.tokenizer))))

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from modeling_mlpl.metrics import cer, wer
-from modeling_mlpl.recipe import Recipe, RecipeConfig, RecipeError
+from modeling_mlpl.evaluation.metrics import cer, wer
+from modeling_mlpl.recipe.recipe import Recipe, RecipeConfig, RecipeError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMOKE = os.path.join(REPO, "configs", "smoke.yaml")
@@ -183,8 +183,8 @@ def test_stage4_models_are_evaluated_on_the_languages_they_were_trained_for():
 
 
 def test_a_variant_registered_in_one_place_appears_in_the_plan_and_the_report(tmp_path, monkeypatch):
-    from modeling_mlpl import variants
-    from modeling_mlpl.report import write_report
+    from modeling_mlpl.recipe import variants
+    from modeling_mlpl.recipe.report import write_report
 
     monkeypatch.setitem(variants.VARIANTS, "my_variant", variants.Variant("my new row", "pl"))
     config = RecipeConfig.load(SMOKE)
@@ -230,7 +230,7 @@ def test_variants_are_refused_without_the_runs_they_build_on():
 
 
 def test_the_seed_aggregate_gives_mean_spread_and_every_seed(tmp_path):
-    from modeling_mlpl.report import aggregate_seeds
+    from modeling_mlpl.recipe.report import aggregate_seeds
 
     for seed, cer_a in ((0, 0.30), (1, 0.40)):
         os.makedirs(tmp_path / f"seed{seed}" / "report")

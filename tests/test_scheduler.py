@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from modeling_mlpl.scheduler import SchedulerError, Step, check_plan, current, run_steps, simulate_wall
+from modeling_mlpl.recipe.scheduler import SchedulerError, Step, check_plan, current, run_steps, simulate_wall
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -114,7 +114,7 @@ _PLAN = textwrap.dedent(
     """
     import os, sys, time
     sys.path.insert(0, {repo!r})
-    from modeling_mlpl.scheduler import Step, run_steps
+    from modeling_mlpl.recipe.scheduler import Step, run_steps
     out = {out!r}
 
     def work(name, seconds):

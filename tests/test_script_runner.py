@@ -2,7 +2,7 @@
 
 import pytest
 
-from modeling_mlpl.script_runner import RUNNERS, run_script
+from modeling_mlpl.recipe.script_runner import RUNNERS, run_script
 
 SCRIPT = """
 import os, sys

@@ -14,7 +14,7 @@ from modeling_mlpl.audio import load_audio
 from modeling_mlpl.augment import crop_transcript
 from modeling_mlpl.training import ConfigError, TrainerState, list_checkpoints, read_log, train, validate_arguments
 from modeling_mlpl.tokenization_mlpl import transcript_characters
-from modeling_mlpl.training.data import load_disk_dataset
+from modeling_mlpl.training.train_data import load_disk_dataset
 from modeling_mlpl.training.slimipl import CacheEntry, SlimIPL, SlimIPLConfig
 
 from helpers_training import tiny_training_args, write_pl_dataset, write_tone_cv
@@ -201,7 +201,7 @@ def test_help_documents_every_semi_supervised_flag_with_its_default(capsys):
 
 @pytest.mark.parametrize("mode", ["supervised", "semi_supervised"])
 def test_stage2_model_card_says_how_the_model_was_fine_tuned(tmp_path, mode):
-    from modeling_mlpl.model_card import CardInfo, render_model_card
+    from modeling_mlpl.hub.model_card import CardInfo, render_model_card
 
     args = {"training_mode": mode, "pl_start_step": 100, "pl_labeled_updates": 1, "pl_unlabeled_updates": 4,
             "pl_cache_size": 50, "pl_cache_refresh_prob": 0.1, "pl_dropout": 0.1}  # fmt: skip

@@ -8,7 +8,7 @@ import pytest
 
 from modeling_mlpl.audio import load_audio
 from modeling_mlpl.data import load_common_voice, load_unlabelled_truth, load_voxpopuli_unlabelled, read_clip_durations
-from modeling_mlpl.data.synthetic import (
+from modeling_mlpl.synthetic.corpus import (
     HELDOUT_VARIANTS,
     PRESETS,
     TRAIN_VARIANTS,

@@ -10,7 +10,7 @@ import torch
 from modeling_mlpl import MLPLTokenizer
 from modeling_mlpl.audio import load_audio, load_segment
 from modeling_mlpl.feature_extraction_mlpl import MLPLFeatureExtractor
-from modeling_mlpl.training import data as training_data
+from modeling_mlpl.training import train_data as training_data
 from modeling_mlpl.training.trainer import build_training_set, load_sources
 
 from helpers_training import tiny_training_args, write_pl_dataset

@@ -11,7 +11,7 @@ from helpers_pl import REPO
 from modeling_mlpl.data import DuplicateIdError, check_unique_ids, load_audio_folder, load_common_voice
 from modeling_mlpl.data import load_voxpopuli_unlabelled
 from modeling_mlpl.data.ids import StreamingIds, disambiguate
-from modeling_mlpl.training.data import load_disk_dataset
+from modeling_mlpl.training.train_data import load_disk_dataset
 from tests import helpers_data as h
 
 sys.path.insert(0, str(REPO / "run_scripts"))

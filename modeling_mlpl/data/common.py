@@ -19,7 +19,7 @@ from datasets import Audio, Dataset, DatasetInfo, Features, IterableDataset, Val
 from datasets.table import InMemoryTable
 
 from .ids import check_unique_ids
-from .report import LoadReport
+from .load_report import LoadReport
 
 logger = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from ..text import normalize_transcript
 from .common import finish, make_row
 from .ids import StreamingIds
 from .languages import CV_LANGUAGES, validate_languages
-from .report import LoadReport
+from .load_report import LoadReport
 from .tables import find_parquet, read_audiofolder_metadata, read_parquet_rows, read_tsv, unquote_sentence
 
 logger = logging.getLogger(__name__)

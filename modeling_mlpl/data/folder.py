@@ -19,7 +19,7 @@ from ..audio import AudioDecodeError, audio_duration
 from ..text import normalize_transcript
 from .common import finish, make_row
 from .ids import disambiguate
-from .report import LoadReport
+from .load_report import LoadReport
 
 # libsndfile major format -> the file extensions it is known by. Left out on purpose: RAW (no header:
 # rate and encoding cannot be known), MAT4/MAT5 (.mat is usually data, not audio), MPC2K (.mpc is

@@ -26,7 +26,7 @@ from ..audio import AudioDecodeError, audio_duration
 from ..text import normalize_transcript
 from .common import finish, make_row
 from .ids import StreamingIds
-from .report import LoadReport
+from .load_report import LoadReport
 from .tables import find_parquet, read_parquet_rows
 
 SPLITS = ("dev-clean", "dev-other", "test-clean", "test-other", "train-clean-100", "train-clean-360", "train-other-500")

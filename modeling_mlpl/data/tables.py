@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Iterator
 
-from .report import LoadReport
+from .load_report import LoadReport
 
 
 def unquote_sentence(text: str) -> tuple[str, bool]:

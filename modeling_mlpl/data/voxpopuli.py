@@ -25,7 +25,7 @@ from ..text import normalize_transcript
 from .common import finish, make_row
 from .ids import disambiguate
 from .languages import CV_TO_VP, VP_LANGUAGES, VP_TO_CV, validate_languages
-from .report import LoadReport
+from .load_report import LoadReport
 from .tables import read_tsv, unquote_sentence
 
 AUDIO_EXTENSIONS = (".ogg", ".flac", ".wav", ".mp3")

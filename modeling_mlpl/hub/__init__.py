@@ -13,7 +13,7 @@ One module per concern:
 
 - :mod:`.auth`: the token, and retrying transient Hub failures;
 - :mod:`.staging`: where a stage goes and the folder that is uploaded;
-- :mod:`.cards`: the model card's facts gathered from a checkpoint (rendering: :mod:`modeling_mlpl.model_card`);
+- :mod:`.cards`: the model card's facts gathered from a checkpoint (rendering: :mod:`modeling_mlpl.hub.model_card`);
 - :mod:`.push`: create repo / branch, upload;
 - :mod:`.cli`: the ``--push_to_hub`` flags and hook of train.py / pseudo_label.py.
 

@@ -1,5 +1,5 @@
 """The model and dataset cards of an upload folder: facts gathered from the checkpoint, the
-evaluation JSON and the training files. Rendering (templates, metadata) is :mod:`modeling_mlpl.model_card`."""
+evaluation JSON and the training files. Rendering (templates, metadata) is :mod:`modeling_mlpl.hub.model_card`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..model_card import CardInfo, looks_synthetic, render_dataset_card, render_model_card
+from .model_card import CardInfo, looks_synthetic, render_dataset_card, render_model_card
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from ..model_card import load_eval_results, validate_stage
+from .model_card import load_eval_results, validate_stage
 from .auth import HubError
 from .cards import write_dataset_card, write_model_card
 

@@ -42,7 +42,7 @@ import pyarrow as pa
 from datasets import Dataset, DatasetInfo, load_from_disk
 from datasets.table import InMemoryTable
 
-from ..metrics import ErrorCounts, cer, error_counts
+from ..evaluation.metrics import ErrorCounts, cer, error_counts
 from ..text import normalize_transcript
 from ..tokenization_mlpl import WORD_DELIMITER, transcript_characters
 from .merge import PL_FEATURES
@@ -588,7 +588,7 @@ def select_by_agreement(greedy: str | os.PathLike, lm: str | os.PathLike, output
         "recordings": len(labels), "id_mismatch": mismatch,
         "hours_recordings": sum(float(r["duration"]) for r in labels.values()) / 3600.0,
         **_summary(segments, truth_counts),
-        # The keys of the merge report (modeling_mlpl.report.pl_statistics reads them), counted in segments.
+        # The keys of the merge report (modeling_mlpl.recipe.report.pl_statistics reads them), counted in segments.
         "records": len(segments), "empty_outputs": sum(1 for s in segments if s.reason == "empty"), "failures": 0,
         "languages": languages, "threshold_table": table,
     }  # fmt: skip

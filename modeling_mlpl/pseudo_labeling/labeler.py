@@ -27,8 +27,8 @@ import torch
 from ..audio import AudioDecodeError, audio_duration, load_segment
 from ..data.ids import DuplicateIdError
 from ..data.sampler import pack_batches
-from ..inference import load_model  # re-exported: modeling_mlpl.pseudo_labeling.load_model
-from ..long_form import LongFormDecoder
+from ..evaluation.inference import load_model  # re-exported: modeling_mlpl.pseudo_labeling.load_model
+from ..evaluation.long_form import LongFormDecoder
 from .alignment import Label, label_from_log_probs
 from .shards import FAILURE_PREFIX, ShardWriter, completed_ids, shard_of, shard_path
 

@@ -19,7 +19,7 @@ from datasets import Dataset, DatasetInfo, Features, List, Value
 from datasets.table import InMemoryTable
 
 from ..data.common import FEATURES
-from ..data.report import Accounting
+from ..data.load_report import Accounting
 from ..tokenization_mlpl import transcript_characters
 from .shards import FAILURE_PREFIX, LABEL_PREFIX, read_shards
 

@@ -2,8 +2,8 @@
 
 from .arguments import ConfigError, DataArguments, MLPLTrainingArguments, ModelArguments, validate_arguments
 from .checkpointing import TrainerState, latest_checkpoint, list_checkpoints
-from .data import TrainingSet, load_disk_dataset, parse_dataset_spec
-from .evaluation import DevSet, evaluate_model
+from .train_data import TrainingSet, load_disk_dataset, parse_dataset_spec
+from .dev_eval import DevSet, evaluate_model
 from .tracking import read_log
 from .trainer import BEST_DIR, TrainResult, configure_threads, train
 

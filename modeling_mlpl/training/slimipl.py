@@ -7,7 +7,7 @@ flashlight's `recipes/slimIPL` ("fixed-pre-cache" type):
 1. Updates before `--pl_start_step`: supervised, as any run.
 2. At `--pl_start_step` the model's dropout is set to `--pl_dropout` (slimIPL's "dynamic dropout")
    and a cache of `--pl_cache_size` unlabelled recordings is pseudo-labelled by the current model:
-   eval mode, no augmentation, greedy CTC over <= 10 s windows (:class:`modeling_mlpl.long_form.
+   eval mode, no augmentation, greedy CTC over <= 10 s windows (:class:`modeling_mlpl.evaluation.long_form.
    LongFormDecoder` via :class:`modeling_mlpl.pseudo_labeling.PseudoLabeler`), so every PL carries its
    CTC token times. slimIPL fills its cache during its first unlabelled updates without training on
    them; labelling the whole cache in one batched pass gives the same cache at less cost.
@@ -39,7 +39,7 @@ import numpy as np
 from ..audio import AudioDecodeError, load_segment, row_segment
 from ..data.specs import UNLABELED_POOL_KINDS, DataSpec, DataSpecError, open_dataset, parse_data_spec
 from .arguments import ConfigError
-from .data import SpeechCollator, load_example
+from .train_data import SpeechCollator, load_example
 
 logger = logging.getLogger(__name__)
 

@@ -52,8 +52,8 @@ from .checkpointing import (
     list_checkpoints,
     rotate_checkpoints,
 )
-from .data import SourceStats, TaggedBatchSampler, TrainingSet, expand_by_weight, filter_rows, make_loader
-from .evaluation import DevSet, evaluate_model
+from .train_data import SourceStats, TaggedBatchSampler, TrainingSet, expand_by_weight, filter_rows, make_loader
+from .dev_eval import DevSet, evaluate_model
 from .slimipl import SlimIPL, SlimIPLConfig, load_unlabeled_pool
 from .tracking import MetricsLog
 

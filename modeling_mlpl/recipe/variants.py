@@ -3,8 +3,8 @@
 A *variant* is one row of the report trained after the PLs exist: strategy A (continue theta on labels +
 PLs), strategy B (from scratch, then fine-tune per target), the controls (labels only with equal updates,
 the oracle's true transcripts) and the options. A *PL source* is one kind of pseudo-label set per target
-language. The recipe (:mod:`modeling_mlpl.recipe`) plans its steps from these tables and writes a results
-manifest that the report (:mod:`modeling_mlpl.report`) renders, so adding a variant is one entry below
+language. The recipe (:mod:`modeling_mlpl.recipe.recipe`) plans its steps from these tables and writes a results
+manifest that the report (:mod:`modeling_mlpl.recipe.report`) renders, so adding a variant is one entry below
 (+ its config block when it trains with other settings) and nothing else.
 """
 

@@ -7,7 +7,7 @@ Stages (PAPER.md "Recipe"):
                   with `stage2_mode: semi_supervised`, slimIPL on L's unlabeled audio (stage2ssl-<L>,
                   then the teacher of the PLs)
   3 pl-<L>        the teacher greedy-decodes L's unlabeled long-form audio into pseudo-labels (PLs)
-  4 stage4a ...   the stage-4 variants of :mod:`modeling_mlpl.variants` (strategy A/B, controls, options)
+  4 stage4a ...   the stage-4 variants of :mod:`modeling_mlpl.recipe.variants` (strategy A/B, controls, options)
   5 lm, eval      n-gram LMs, alpha/beta tuned on dev per model, every model on test, greedy and LM
   6 report        tables (markdown + JSON) and a plot, from the results manifest
 
@@ -33,12 +33,12 @@ import yaml
 
 from .script_runner import run_script
 from .scheduler import SchedulerError, Step, current, render_step_times, run_steps, step_times
-from .training.arguments import mapping_to_argv
+from ..training.arguments import mapping_to_argv
 from .variants import BASE_ROWS, PL_SOURCES, REFERENCE_ROW, VARIANTS, Variant, is_pl_row
 
 logger = logging.getLogger(__name__)
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPTS = os.path.join(REPO, "run_scripts")
 MANIFEST = "manifest.json"
 STAGE2_MODES = ("supervised", "semi_supervised")
@@ -145,7 +145,7 @@ def check_training_block(where: str, options: dict) -> None:
     fails when the config is loaded, not 20 minutes later when its step starts."""
     from transformers import HfArgumentParser
 
-    from .training.arguments import TRAIN_ARGUMENT_CLASSES
+    from ..training.arguments import TRAIN_ARGUMENT_CLASSES
 
     parser = HfArgumentParser(TRAIN_ARGUMENT_CLASSES)
     known = {action.dest for action in parser._actions}
@@ -456,7 +456,7 @@ class Recipe:
 
     def mix_pl(self, source: str, lang: str) -> None:
         """The teacher's greedy PLs of L with a share of recordings' true transcripts (the PL-quality sweep)."""
-        from .pseudo_labeling.mixing import mix_with_truth
+        from ..pseudo_labeling.mixing import mix_with_truth
 
         dst = self.pl_dir(source, lang)
         counts = mix_with_truth(self.pl_dir("pl", lang), self.pl_dir("oracle", lang), dst,
@@ -513,7 +513,7 @@ class Recipe:
                    "--cv_languages", lang, block=self.config.stage4_finetune)
 
     def average_teacher(self) -> None:
-        from .training.checkpointing import average_checkpoints
+        from ..training.checkpointing import average_checkpoints
 
         averaged = average_checkpoints(self.model_dir("stage4a"), self.model_dir("stage4a-avg"), last=3)
         logger.info("round-2 teacher = mean of %s", ", ".join(os.path.basename(p) for p in averaged))
@@ -584,7 +584,7 @@ class Recipe:
         weights = self._weights(model)
         if not (os.path.exists(weights) and _up_to_date(logits, weights)):
             return False
-        from .lm_tuning import load_logits_meta
+        from ..decoding.tuning import load_logits_meta
 
         return set(languages) <= set(load_logits_meta(logits)["languages"])
 

@@ -15,8 +15,8 @@ import torch
 from datasets import Dataset
 
 from ..audio import AudioDecodeError, load_segment, row_segment
-from ..inference import decode_rows
-from ..metrics import first_per_language, mean_over_groups, per_language_metrics
+from ..evaluation.inference import decode_rows
+from ..evaluation.metrics import first_per_language, mean_over_groups, per_language_metrics
 from ..text import normalize_transcript
 
 logger = logging.getLogger(__name__)
@@ -26,7 +26,7 @@ class DevSet:
     """Dev utterances (audio decoded on first use): rows of id, reference, language, duration, offset.
 
     Rows without a transcript or a finite duration are left out; `max_per_language` keeps the first
-    ones of each language over all `datasets` (:func:`~modeling_mlpl.metrics.first_per_language`).
+    ones of each language over all `datasets` (:func:`~modeling_mlpl.evaluation.metrics.first_per_language`).
     """
 
     def __init__(self, datasets: list[Dataset], max_per_language: int | None = None):
@@ -72,7 +72,7 @@ def evaluate_model(model, processor, dev: DevSet, max_batch_seconds: float, devi
     "mean_wer", "lid_accuracy", "predictions": [...]}. Means are unweighted over languages (each
     language counts the same, as in the paper's averages).
 
-    Decoding is :func:`~modeling_mlpl.inference.decode_rows` on whole utterances, the path of
+    Decoding is :func:`~modeling_mlpl.evaluation.inference.decode_rows` on whole utterances, the path of
     ``evaluate.py``, so dev and test CERs are comparable; an utterance longer than
     `max_batch_seconds` is decoded in a batch of its own (not left out). The model stays where it is (`device` is
     the device it is on); `autocast` (e.g. ``accelerator.autocast``) wraps the forward passes.

@@ -30,9 +30,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .configuration_mlpl import FRAME_LENGTH, SAMPLES_PER_OUTPUT_FRAME, SAMPLING_RATE
-from .data.sampler import pack_batches
-from .feature_extraction_mlpl import log_mel_spectrogram, num_feature_frames
+from ..configuration_mlpl import FRAME_LENGTH, SAMPLES_PER_OUTPUT_FRAME, SAMPLING_RATE
+from ..data.sampler import pack_batches
+from ..feature_extraction_mlpl import log_mel_spectrogram, num_feature_frames
 
 __all__ = ["Window", "plan_windows", "window_geometry", "num_output_frames", "LongFormDecoder", "LongFormOutput"]
 

@@ -33,7 +33,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .ctc_text import CTCVocab, path_text
+from ..ctc_text import CTCVocab, path_text
 
 __all__ = ["FlashlightSearch", "flashlight_available"]
 

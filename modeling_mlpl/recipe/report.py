@@ -14,8 +14,8 @@ import os
 
 import numpy as np
 
-from .evaluation import report_from_predictions
-from .metrics import cer
+from ..evaluation.test_sets import report_from_predictions
+from ..evaluation.metrics import cer
 from .scheduler import render_step_times
 
 DECODERS = {"prediction": "greedy", "prediction_lm": "LM"}
@@ -46,7 +46,7 @@ def pl_statistics(manifest: dict) -> dict[str, dict]:
     """Per PL set and language: hours in/kept, empty outputs, and the PL CER against the synthetic truth."""
     from datasets import load_from_disk
 
-    from .data import load_unlabelled_truth
+    from ..data import load_unlabelled_truth
 
     stats: dict[str, dict] = {}
     for entry in manifest["pl_sets"]:

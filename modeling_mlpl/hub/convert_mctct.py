@@ -41,7 +41,7 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from .tokenization_mlpl import PAD_TOKEN, UNK_TOKEN, WORD_DELIMITER
+from ..tokenization_mlpl import PAD_TOKEN, UNK_TOKEN, WORD_DELIMITER
 
 __all__ = [
     "mctct_key_to_mlpl",
@@ -101,7 +101,7 @@ def config_from_mctct(
     lid_loss_weight: float = 0.0,
 ):
     """MLPLConfig with the port's sizes; pad/blank id 0 (see the vocabulary note in the module doc)."""
-    from .configuration_mlpl import MLPLConfig
+    from ..configuration_mlpl import MLPLConfig
 
     def single(name: str, default: int) -> int:
         value = mctct.get(name, [default])
@@ -312,10 +312,10 @@ def convert_mctct_checkpoint(
     Also writes ``conversion.json`` (source, renamed/added tokens, the permutation) so the vocabulary
     change is auditable. ``languages``: LID classes of the new head (default: the 60 CV 6.1 codes).
     """
-    from .feature_extraction_mlpl import MLPLFeatureExtractor
-    from .modeling_mlpl import MLPLForCTC
-    from .processing_mlpl import MLPLProcessor
-    from .tokenization_mlpl import MLPLTokenizer
+    from ..feature_extraction_mlpl import MLPLFeatureExtractor
+    from ..modeling_mlpl import MLPLForCTC
+    from ..processing_mlpl import MLPLProcessor
+    from ..tokenization_mlpl import MLPLTokenizer
 
     directory = resolve_source(source, revision)
     config_file = directory / "config.json"

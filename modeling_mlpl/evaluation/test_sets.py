@@ -10,7 +10,7 @@ Data specs (``KIND:PATH[@SPLIT]``): ``cv:DIR`` Common Voice layout, ``vp:DIR`` V
 ``transcribed_data``, ``librispeech:DIR`` (split names like ``test-clean``; default split
 ``test`` means test-clean and test-other), ``folder:DIR`` audio + ``.txt`` sidecars (language
 from ``--languages``), ``disk:PATH`` a ``save_to_disk`` dataset (``disk:PATH[:SPLIT][@LANG]`` as in
-training). Long recordings are decoded in overlapping windows (:mod:`modeling_mlpl.long_form`).
+training). Long recordings are decoded in overlapping windows (:mod:`modeling_mlpl.evaluation.long_form`).
 """
 
 from __future__ import annotations
@@ -24,14 +24,14 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from .audio import AudioDecodeError, load_segment, row_segment
-from .data.report import Accounting
-from .data.specs import EVAL_KINDS, DataSpec
-from .decoding import CONFIG_NAME, LM_SUBFOLDER, LMDecoder
+from ..audio import AudioDecodeError, load_segment, row_segment
+from ..data.load_report import Accounting
+from ..data.specs import EVAL_KINDS, DataSpec
+from ..decoding.lm_decoder import CONFIG_NAME, LM_SUBFOLDER, LMDecoder
 from .inference import decode_rows, load_model
 from .metrics import first_per_language, mean_over_groups, metrics_to_markdown, per_language_metrics
-from .run_inputs import check_run, lm_identity, model_identity, write_run
-from .text import normalize_transcript
+from ..run_inputs import check_run, lm_identity, model_identity, write_run
+from ..text import normalize_transcript
 
 __all__ = [
     "EvalSet",
@@ -68,7 +68,7 @@ def load_eval_sets(
     max_per_language: int | None = None,
 ) -> list[EvalSet]:
     """Open test sets with the project's loaders (bad rows are skipped and counted by them)."""
-    from . import data
+    from .. import data
 
     sets: list[EvalSet] = []
     for spec in specs:
@@ -147,7 +147,7 @@ def iter_log_probs(
     chunk_size: int = 32,
     failures: list[dict] | None = None,
 ) -> Iterator[tuple[list[dict], list[np.ndarray]]]:
-    """Yield (rows, (T_i, V) log-probs) per chunk (:func:`~modeling_mlpl.inference.decode_rows`);
+    """Yield (rows, (T_i, V) log-probs) per chunk (:func:`~modeling_mlpl.evaluation.inference.decode_rows`);
     unreadable audio is logged, skipped and, with `failures`, appended to it."""
     for chunk in decode_rows(model, processor, _readable(rows, failures), window_s=window_s, overlap_s=overlap_s,
                              max_batch_seconds=max_batch_seconds, chunk_size=chunk_size):  # fmt: skip
@@ -276,7 +276,7 @@ def evaluate_model(
     if bar is not None:
         bar.close()
     if save_logits_to is not None:
-        from .lm_tuning import save_logits
+        from ..decoding.tuning import save_logits
 
         if done:
             logger.warning("resumed run: %s holds only the utterances decoded in this run", save_logits_to)

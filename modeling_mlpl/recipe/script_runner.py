@@ -29,9 +29,9 @@ RUNNERS = ("fork", "subprocess")
 # it itself, or fails with its own message).
 PRELOAD = [
     "numpy", "torch", "transformers", "datasets", "accelerate", "soundfile", "soxr", "jiwer",
-    "modeling_mlpl", "modeling_mlpl.evaluation", "modeling_mlpl.lm_tuning", "modeling_mlpl.training.trainer",
-    "modeling_mlpl.pseudo_labeling.labeler", "modeling_mlpl.pseudo_labeling.merge", "modeling_mlpl.lm",
-    "modeling_mlpl.script_runner",
+    "modeling_mlpl", "modeling_mlpl.evaluation.test_sets", "modeling_mlpl.decoding.tuning", "modeling_mlpl.training.trainer",
+    "modeling_mlpl.pseudo_labeling.labeler", "modeling_mlpl.pseudo_labeling.merge", "modeling_mlpl.decoding.ngram_lm",
+    "modeling_mlpl.recipe.script_runner",
 ]  # fmt: skip
 
 _start_lock = threading.Lock()

@@ -30,7 +30,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .ctc_text import CTCVocab, greedy_texts, normalize_text
+from ..ctc_text import CTCVocab, greedy_texts, normalize_text
 
 __all__ = [
     "LM_SUBFOLDER",
@@ -264,7 +264,7 @@ class _FlashlightSearch:
 
     def __init__(self, table: CTCVocab, config: LMDecoderConfig, lm_path: Path | None = None,
                  unigrams: list[str] | None = None, lm: LanguageLMConfig | None = None):  # fmt: skip
-        from .decoding_flashlight import FlashlightSearch
+        from .flashlight import FlashlightSearch
 
         weights = {} if lm is None else dict(alpha=lm.alpha, beta=lm.beta)
         self.search = FlashlightSearch(table, str(lm_path) if lm_path else None, unigrams,
@@ -287,7 +287,7 @@ class _FlashlightSearch:
 class LMDecoder:
     """pyctcdecode beam search over our vocab with one optional KenLM model per language.
 
-    Build with :meth:`from_lm_dirs` (output of ``modeling_mlpl.lm.build_lm``) or load with
+    Build with :meth:`from_lm_dirs` (output of ``modeling_mlpl.decoding.ngram_lm.build_lm``) or load with
     :meth:`from_pretrained`; decode with :meth:`decode_batch`. ``language=None`` (or a language
     without an LM) gives beam search without an LM.
     """
@@ -317,7 +317,7 @@ class LMDecoder:
         **config_kwargs: Any,
     ) -> "LMDecoder":
         """LMs built by ``build_lm`` (``{lang: dir with lm.bin + unigrams.txt}``) -> decoder."""
-        from .lm import LM_ARPA_NAME, LM_BINARY_NAME, UNIGRAMS_NAME
+        from .ngram_lm import LM_ARPA_NAME, LM_BINARY_NAME, UNIGRAMS_NAME
 
         languages = {}
         for lang, directory in lm_dirs.items():

@@ -3,7 +3,7 @@
 The YAML header is produced by ``huggingface_hub.ModelCardData`` / ``DatasetCardData`` (so the Hub
 parses it: languages, license, ``pipeline_tag``, ``model-index`` with per-language CER/WER), the body
 by one template per recipe stage that extends ``model_cards/base.md.j2``. Measured numbers come from
-an evaluation JSON (``modeling_mlpl.metrics.per_language_metrics`` output, as written by
+an evaluation JSON (``modeling_mlpl.evaluation.metrics.per_language_metrics`` output, as written by
 ``run_scripts/evaluate.py``); nothing in a card is typed by hand.
 """
 
@@ -80,8 +80,8 @@ def find_template_dir(template_dir: str | os.PathLike | None = None) -> Path:
     repository's ``model_cards/``."""
     candidates = [Path(template_dir)] if template_dir else []
     candidates += [Path(os.environ["MLPL_MODEL_CARDS"])] if os.environ.get("MLPL_MODEL_CARDS") else []
-    here = Path(__file__).resolve().parent
-    candidates += [here / "model_cards", here.parent / "model_cards"]  # installed wheel, source checkout
+    package = Path(__file__).resolve().parent.parent
+    candidates += [package / "model_cards", package.parent / "model_cards"]  # installed wheel, source checkout
     for candidate in candidates:
         if (candidate / "base.md.j2").is_file():
             return candidate

@@ -1,10 +1,10 @@
 """The one inference path: load a saved model, run it over utterances, greedy-decode them into rows.
 
-Test-set evaluation (:mod:`modeling_mlpl.evaluation`), the trainer's dev evaluation
-(:mod:`modeling_mlpl.training.evaluation`) and pseudo-labelling all load models with
+Test-set evaluation (:mod:`modeling_mlpl.evaluation.test_sets`), the trainer's dev evaluation
+(:mod:`modeling_mlpl.training.dev_eval`) and pseudo-labelling all load models with
 :func:`load_model`; the two evaluations decode with :func:`decode_rows`, so a dev CER logged during
 training and a test CER from ``evaluate.py`` come from the same features, forward pass and CTC text
-rule (``processor.greedy_decode``). The forward pass is :class:`~modeling_mlpl.long_form.LongFormDecoder`
+rule (``processor.greedy_decode``). The forward pass is :class:`~modeling_mlpl.evaluation.long_form.LongFormDecoder`
 (``window_s=None``: whole utterances, as the trainer decodes its short dev clips).
 """
 
@@ -35,8 +35,8 @@ def load_model(model_dir: str | os.PathLike, device: torch.device | str | None =
     (from the local Hub cache when offline). Either failure is a FileNotFoundError naming the path,
     so that scripts can print it as a one-line error. ``device=None`` leaves the model on the CPU.
     """
-    from .modeling_mlpl import MLPLForCTC
-    from .processing_mlpl import MLPLProcessor
+    from ..modeling_mlpl import MLPLForCTC
+    from ..processing_mlpl import MLPLProcessor
 
     name = str(model_dir)
     local = Path(name).exists()
@@ -90,7 +90,7 @@ def decode_rows(
 
     ``items`` is consumed lazily, so callers can stream audio (and write each chunk's rows) as it
     is decoded. Within a chunk, windows are length-sorted into batches of at most
-    ``max_batch_seconds`` padded audio (see :class:`~modeling_mlpl.long_form.LongFormDecoder`).
+    ``max_batch_seconds`` padded audio (see :class:`~modeling_mlpl.evaluation.long_form.LongFormDecoder`).
     Each row should carry ``id``, ``language`` and ``reference`` for :meth:`DecodedChunk.records`.
     """
     if chunk_size < 1:

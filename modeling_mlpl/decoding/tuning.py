@@ -29,8 +29,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .decoding import LMDecoder
-from .metrics import cer, wer
+from .lm_decoder import LMDecoder
+from ..evaluation.metrics import cer, wer
 
 __all__ = [
     "TuneResult",

@@ -32,7 +32,8 @@ SCRIPTS = ["train.py", "pseudo_label.py", "evaluate.py", "tune_lm.py"]
 
 def time_run(script: str, runner: str, log: str) -> float:
     start = time.perf_counter()
-    code = run_script(os.path.join(REPO, "run_scripts", script), ["--help"], dict(os.environ), log, runner=runner)
+    code = run_script(f"modeling_mlpl.commands.{script.removesuffix('.py')}", ["--help"], dict(os.environ), log,
+                      runner=runner)
     if code != 0:
         raise SystemExit(f"{script} --help exited with {code} ({runner}); see {log}")
     return time.perf_counter() - start

@@ -1,69 +1,13 @@
 #!/usr/bin/env python
-"""Plot learning curves of one or more training runs: training loss and mean dev CER against updates.
-
-    python run_scripts/plot_training.py RUN_DIR [RUN_DIR ...] --out curves.png
-
-Reads each run's `log.jsonl` (written by run_scripts/train.py); per-language dev CER is drawn dashed
-when `--per_language` is given.
-"""
-
-from __future__ import annotations
+"""`python run_scripts/plot_training.py ...` (or `accelerate launch run_scripts/plot_training.py ...`) runs
+:mod:`modeling_mlpl.commands.plot_training`, also installed as `mlpl-plot-training`; `--help` explains."""
 
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # a checkout without install
 
-from modeling_mlpl.cli import ArgumentParser  # noqa: E402
-from modeling_mlpl.training.tracking import LOG_FILE, read_log  # noqa: E402
-
-
-def plot_runs(run_dirs: list[str], out: str, per_language: bool = False) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax_loss, ax_cer) = plt.subplots(1, 2, figsize=(11, 4))
-    for run in run_dirs:
-        records = read_log(run)
-        name = os.path.basename(os.path.normpath(run))
-        train = [r for r in records if r["type"] == "train"]
-        evals = [r for r in records if r["type"] == "eval"]
-        if train:
-            ax_loss.plot([r["step"] for r in train], [r["loss"] for r in train], label=name)
-        if evals:
-            line = ax_cer.plot([r["step"] for r in evals], [r["mean_cer"] for r in evals], marker="o", label=f"{name} mean")
-            if per_language:
-                langs = sorted({lang for r in evals for lang in r["per_language"] if lang != "all"})
-                for lang in langs:
-                    points = [(r["step"], r["per_language"][lang]["cer"]) for r in evals if lang in r["per_language"]]
-                    ax_cer.plot(*zip(*points), linestyle="--", color=line[0].get_color(), alpha=0.5, label=f"{name} {lang}")
-    ax_loss.set(xlabel="update", ylabel="training loss (CTC + gamma LID)", title="loss")
-    ax_cer.set(xlabel="update", ylabel="CER (greedy)", title="dev CER")
-    for ax in (ax_loss, ax_cer):
-        ax.grid(alpha=0.3)
-        if ax.lines:
-            ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("runs", nargs="+", help="training output folders (or their log.jsonl files)")
-    parser.add_argument("--out", default="training_curves.png", help="PNG to write")
-    parser.add_argument("--per_language", action="store_true", help="also draw each language's dev CER")
-    args = parser.parse_args(argv)
-    for run in args.runs:
-        path = os.path.join(run, LOG_FILE) if os.path.isdir(run) else run
-        if not os.path.isfile(path):
-            parser.error(f"no training log at {path}")
-    print(plot_runs(args.runs, args.out, args.per_language))
-    return 0
-
+from modeling_mlpl.commands.plot_training import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -27,11 +26,9 @@ from modeling_mlpl.tokenization_mlpl import transcript_characters
 from modeling_mlpl.training.train_data import load_disk_dataset
 
 def cli_main():
-    path = Path(__file__).resolve().parents[1] / "run_scripts" / "select_pseudo_labels.py"
-    spec = importlib.util.spec_from_file_location("select_pseudo_labels", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    from modeling_mlpl.commands.select_pseudo_labels import main
+
+    return main
 
 
 # save_to_disk sizes the audio files; the selection never reads them, so any existing file will do.

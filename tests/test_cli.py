@@ -1,6 +1,6 @@
 """Every script takes --foo_bar and --foo-bar alike (train.py through HfArgumentParser, the rest through ours)."""
 
-import importlib.util
+import importlib
 import os
 import re
 
@@ -39,10 +39,7 @@ def test_values_after_a_bare_double_dash_are_left_alone_and_unknown_options_stil
 
 
 def load_script(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "run_scripts", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module(f"modeling_mlpl.commands.{name}")
 
 
 def test_real_scripts_accept_the_other_spelling():
@@ -54,7 +51,7 @@ def test_real_scripts_accept_the_other_spelling():
 
 
 def test_no_script_builds_a_plain_argparse_parser():
-    for name in sorted(os.listdir(os.path.join(REPO, "run_scripts"))):
+    for name in sorted(os.listdir(os.path.join(REPO, "modeling_mlpl", "commands"))):
         if name.endswith(".py"):
-            source = open(os.path.join(REPO, "run_scripts", name), encoding="utf-8").read()
+            source = open(os.path.join(REPO, "modeling_mlpl", "commands", name), encoding="utf-8").read()
             assert not re.search(r"argparse\.ArgumentParser\(", source), name

@@ -1,9 +1,8 @@
 """Test-set evaluation: predictions JSONL (resumable), greedy vs LM tables, CLI errors."""
 
-import importlib.util
+import importlib
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 import soundfile as sf
@@ -88,11 +87,8 @@ def test_unreadable_audio_is_skipped_not_fatal(model_with_lm, audio_folder, tmp_
 
 
 def load_script(name):
-    """Import a run_scripts/ CLI as a module so its main() runs in-process (no interpreter start-up)."""
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "run_scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """A command module (run_scripts/NAME.py runs it), so its main() runs in-process (no interpreter start-up)."""
+    return importlib.import_module(f"modeling_mlpl.commands.{name}")
 
 
 def test_cli_reports_user_errors_in_one_line(tmp_path, capsys):

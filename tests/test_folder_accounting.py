@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 
 import pytest
 import soundfile as sf
 
-from helpers_pl import REPO
 from modeling_mlpl.audio import load_audio
 from modeling_mlpl.data import Accounting, get_load_report, load_audio_folder
 from modeling_mlpl.data.folder import AUDIO_EXTENSIONS, readable_extensions
 from tests import helpers_data as h
 
-sys.path.insert(0, str(REPO / "run_scripts"))
-import pseudo_label as pl_cli  # noqa: E402
+from modeling_mlpl.commands import pseudo_label as pl_cli  # noqa: E402
 from test_evaluation import load_script  # noqa: E402
 
 eval_cli = load_script("evaluate")

@@ -27,10 +27,7 @@ TRAIN_BLOCKS = ("stage1", "stage2", "stage4", "stage4b_scratch", "stage4b_finetu
 
 
 def _script(name: str):
-    spec = importlib.util.spec_from_file_location(f"_script_{name}", os.path.join(REPO, "run_scripts", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module(f"modeling_mlpl.commands.{name}")
 
 
 def test_recipe_lists_the_plan_of_the_gpu_config():

@@ -1,8 +1,7 @@
 """alpha/beta search: coarse-to-fine refinement, parallel == serial, the tune_lm.py flags."""
 
-import importlib.util
+import importlib
 import json
-import os
 
 import pytest
 from helpers_lm import TOY_LM_SENTENCES, build_toy_lm, char_vocab, simulated_dev_set
@@ -15,12 +14,8 @@ GRID = alpha_beta_grid([0.0, 0.5, 1.0, 1.5], [0.0, 1.0, 2.0, 3.0])
 
 
 def load_tune_lm():
-    """run_scripts/tune_lm.py as a module, so its main() runs in-process."""
-    spec = importlib.util.spec_from_file_location(
-        "tune_lm", os.path.join(os.path.dirname(__file__), "..", "run_scripts", "tune_lm.py"))  # fmt: skip
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The tune_lm command module, so its main() runs in-process."""
+    return importlib.import_module("modeling_mlpl.commands.tune_lm")
 
 
 def bowl(points):

@@ -30,3 +30,19 @@ def test_wheel_ships_every_subpackage_and_the_model_card_templates(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     module_file, template_dir = out.stdout.split()
     assert module_file.startswith(str(site)) and template_dir == str(site / "modeling_mlpl" / "model_cards")
+
+
+def test_every_command_is_a_console_entry_point_and_a_run_scripts_wrapper():
+    import importlib
+    import tomllib
+
+    with open(os.path.join(REPO, "pyproject.toml"), "rb") as f:
+        scripts = tomllib.load(f)["project"]["scripts"]
+    commands = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(REPO, "modeling_mlpl", "commands", "*.py"))
+                      if not p.endswith("__init__.py"))  # fmt: skip
+    assert sorted(scripts) == [f"mlpl-{c.replace('_', '-')}" for c in commands]
+    for name in commands:
+        assert scripts[f"mlpl-{name.replace('_', '-')}"] == f"modeling_mlpl.commands.{name}:main"
+        assert callable(importlib.import_module(f"modeling_mlpl.commands.{name}").main)
+        wrapper = open(os.path.join(REPO, "run_scripts", f"{name}.py"), encoding="utf-8").read()
+        assert f"from modeling_mlpl.commands.{name} import main" in wrapper

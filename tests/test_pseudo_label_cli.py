@@ -14,8 +14,7 @@ import pytest
 from helpers_pl import REPO, SCRIPT, disk_dataset, run_cli, write_audio_folder
 from modeling_mlpl.pseudo_labeling import read_shard, shard_path
 
-sys.path.insert(0, str(REPO / "run_scripts"))
-import pseudo_label as cli  # noqa: E402
+from modeling_mlpl.commands import pseudo_label as cli  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 
 import pytest
 from conftest import build_tiny_checkpoint
 
-from helpers_pl import REPO, write_audio_folder
+from helpers_pl import write_audio_folder
 from modeling_mlpl.run_inputs import RunMismatch, bind_run, model_identity, same_path
 
-sys.path.insert(0, str(REPO / "run_scripts"))
-import pseudo_label as pl_cli  # noqa: E402
+from modeling_mlpl.commands import pseudo_label as pl_cli  # noqa: E402
 from test_evaluation import load_script  # noqa: E402
 
 eval_cli = load_script("evaluate")

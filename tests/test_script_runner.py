@@ -1,4 +1,4 @@
-"""The recipe's script runner: a forked script behaves like `python script.py` (exit code, output, env, threads)."""
+"""The recipe's script runner: a forked command behaves like `python -m module` (exit code, output, env, threads)."""
 
 import pytest
 
@@ -24,15 +24,19 @@ if sys.argv[1:] == ["raise"]:
 
 @pytest.fixture
 def script(tmp_path):
-    path = tmp_path / "probe.py"
-    path.write_text(SCRIPT)
-    return str(path)
+    """A module `mlpl_probe` importable through the env's PYTHONPATH (as the recipe sets it)."""
+    (tmp_path / "mlpl_probe.py").write_text(SCRIPT)
+    return "mlpl_probe"
+
+
+def probe_env(tmp_path, **values) -> dict:
+    return {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tmp_path), **values}
 
 
 @pytest.mark.parametrize("runner", RUNNERS)
 def test_a_script_gets_its_argv_env_threads_and_writes_to_its_log(script, tmp_path, runner):
     log = tmp_path / "step.log"
-    env = {"MLPL_TEST_VALUE": "42", "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
+    env = probe_env(tmp_path, MLPL_TEST_VALUE="42", OMP_NUM_THREADS="1")
     assert run_script(script, ["a", "b"], env, str(log), runner=runner) == 0
     text = log.read_text()
     assert "argv ['a', 'b']" in text
@@ -45,7 +49,7 @@ def test_a_script_gets_its_argv_env_threads_and_writes_to_its_log(script, tmp_pa
 @pytest.mark.parametrize("runner", RUNNERS)
 def test_exit_codes_and_exceptions_are_returned_like_a_subprocess(script, tmp_path, runner):
     log = tmp_path / "step.log"
-    env = {"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
+    env = probe_env(tmp_path, OMP_NUM_THREADS="1")
     assert run_script(script, ["fail"], env, str(log), runner=runner) == 3
     assert run_script(script, ["raise"], env, str(log), runner=runner) == 1
     assert "RuntimeError: boom" in log.read_text()
@@ -53,7 +57,7 @@ def test_exit_codes_and_exceptions_are_returned_like_a_subprocess(script, tmp_pa
 
 def test_forked_runs_share_no_state_and_appended_logs_keep_every_run(script, tmp_path):
     log = tmp_path / "step.log"
-    env = {"OMP_NUM_THREADS": "2", "PATH": "/usr/bin:/bin"}
+    env = probe_env(tmp_path, OMP_NUM_THREADS="2")
     log.write_text("$ header written by the recipe\n")
     for _ in range(2):
         assert run_script(script, [], env, str(log), runner="fork") == 0

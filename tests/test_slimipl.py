@@ -2,7 +2,6 @@
 
 import json
 import os
-import sys
 
 import numpy as np
 import pytest
@@ -186,8 +185,7 @@ def test_bad_semi_supervised_values_are_rejected_in_one_line(corpus, tmp_path, o
 
 
 def test_help_documents_every_semi_supervised_flag_with_its_default(capsys):
-    sys.path.insert(0, os.path.join(REPO, "run_scripts"))
-    from train import parse_args
+    from modeling_mlpl.commands.train import parse_args
 
     with pytest.raises(SystemExit):
         parse_args(["--help"])

@@ -177,7 +177,7 @@ def test_another_seed_gives_other_text(tiny, tmp_path):
 
 
 def test_cli_reports_user_errors_in_one_line(tmp_path, capsys):
-    from run_scripts.make_synthetic_corpus import main
+    from modeling_mlpl.commands.make_synthetic_corpus import main
 
     assert main(["--preset", "tiny", "--out", str(tmp_path), "--languages", "xx"]) == 2
     assert "not in preset" in capsys.readouterr().err
@@ -309,7 +309,7 @@ def test_a_generator_1_0_folder_with_the_same_plan_is_completed(tiny, tmp_path):
 
 
 def test_cli_sets_or_clears_low_train_variants():
-    from run_scripts.make_synthetic_corpus import _parse_override
+    from modeling_mlpl.commands.make_synthetic_corpus import _parse_override
 
     assert _parse_override(PRESETS["tiny"], "low_train_variants=3").low_train_variants == 3
     assert _parse_override(PRESETS["demo"], "low_train_variants=none").low_train_variants is None

@@ -189,8 +189,7 @@ def test_data_language_unknown_to_the_checkpoint_is_rejected(trained, corpus, tm
 
 def test_cli_reads_a_config_file_and_reports_bad_values_in_one_line(corpus, tmp_path, capsys):
     # In process (a subprocess spends ~10 s importing on busy cores); main() returns the exit code.
-    sys.path.insert(0, os.path.join(REPO, "run_scripts"))
-    from train import main, parse_args
+    from modeling_mlpl.commands.train import main, parse_args
 
     config = tmp_path / "c.yaml"
     config.write_text(f"preset: tiny\ncv_root: {corpus / 'cv'}\noutput_dir: {tmp_path / 'o'}\nmax_steps: 2\n"
@@ -231,8 +230,7 @@ def test_two_cpu_processes_train_on_disjoint_data(corpus, tmp_path, model_flags)
 
 
 def test_plot_training_writes_a_png_of_loss_and_dev_cer(trained, tmp_path):
-    sys.path.insert(0, os.path.join(REPO, "run_scripts"))
-    from plot_training import plot_runs
+    from modeling_mlpl.commands.plot_training import plot_runs
 
     out = plot_runs([trained[0]], str(tmp_path / "curves.png"), per_language=True)
     with open(out, "rb") as f:

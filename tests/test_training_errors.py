@@ -2,7 +2,6 @@
 
 import logging
 import os
-import sys
 
 import pytest
 
@@ -78,8 +77,7 @@ def test_duplicate_ids_in_the_training_sources_are_refused(corpus, tmp_path):
 
 
 def test_help_prints_every_help_text_without_raw_argparse_internals(capsys):
-    sys.path.insert(0, os.path.join(REPO, "run_scripts"))
-    from train import parse_args
+    from modeling_mlpl.commands.train import parse_args
 
     with pytest.raises(SystemExit):
         parse_args(["--help"])

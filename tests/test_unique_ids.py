@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import sys
 
 import pytest
 from datasets import Dataset
 
-from helpers_pl import REPO
 from modeling_mlpl.data import DuplicateIdError, check_unique_ids, load_audio_folder, load_common_voice
 from modeling_mlpl.data import load_voxpopuli_unlabelled
 from modeling_mlpl.data.ids import StreamingIds, disambiguate
 from modeling_mlpl.training.train_data import load_disk_dataset
 from tests import helpers_data as h
 
-sys.path.insert(0, str(REPO / "run_scripts"))
-import pseudo_label as pl_cli  # noqa: E402
+from modeling_mlpl.commands import pseudo_label as pl_cli  # noqa: E402
 from test_evaluation import load_script  # noqa: E402
 
 eval_cli = load_script("evaluate")

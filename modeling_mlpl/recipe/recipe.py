@@ -11,7 +11,7 @@ Stages (PAPER.md "Recipe"):
   5 lm, eval      n-gram LMs, alpha/beta tuned on dev per model, every model on test, greedy and LM
   6 report        tables (markdown + JSON) and a plot, from the results manifest
 
-Each step runs a script of run_scripts/ in its own process (forked from a server that has imported torch
+Each step runs a command of modeling_mlpl.commands in its own process (forked from a server that has imported torch
 once: :mod:`.script_runner`), declares the steps it needs and the paths it
 writes, and leaves `<exp>/.done/<step>` when it succeeded; a finished step is skipped, an unfinished one
 is re-run with the script's own resume. Independent steps run side by side (`jobs`, :mod:`.scheduler`).
@@ -38,8 +38,9 @@ from .variants import BASE_ROWS, PL_SOURCES, REFERENCE_ROW, VARIANTS, Variant, i
 
 logger = logging.getLogger(__name__)
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SCRIPTS = os.path.join(REPO, "run_scripts")
+COMMANDS = "modeling_mlpl.commands"  # each step runs one of its modules (train, pseudo_label, ...)
+# Where this package is imported from: a subprocess step finds it there whether installed or in a checkout.
+PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MANIFEST = "manifest.json"
 STAGE2_MODES = ("supervised", "semi_supervised")
 # Config blocks handed to train.py (validated against its own argument dataclasses when loaded).
@@ -204,6 +205,7 @@ class Recipe:
         env.update(OMP_NUM_THREADS=str(self.step_threads),
                    PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false")  # fmt: skip
         env.setdefault("HF_HUB_OFFLINE", "1")
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (PACKAGE_PARENT, env.get("PYTHONPATH")) if p)
         return env
 
     @property
@@ -212,15 +214,16 @@ class Recipe:
         return current().threads if current().name else self.threads
 
     def script(self, name: str, *argv: str) -> None:
-        script = os.path.join(SCRIPTS, name)
-        cmd = [sys.executable, script, *argv]
+        """Run the command `name` (e.g. "train.py": modeling_mlpl.commands.train, as run_scripts/train.py runs it)."""
+        module = f"{COMMANDS}.{name.removesuffix('.py')}"
+        cmd = [sys.executable, "-m", module, *argv]
         log_path = current().log_path
         logger.info("$ %s", " ".join(cmd))
         if log_path is not None:
             os.makedirs(os.path.dirname(log_path), exist_ok=True)
             with open(log_path, "a", encoding="utf-8") as log:
                 log.write(f"$ {' '.join(cmd)}\n")
-        code = run_script(script, argv, self._env(), log_path, runner=self.runner)
+        code = run_script(module, argv, self._env(), log_path, runner=self.runner)
         if code != 0:
             where = f"; log: {log_path}" if log_path else ""
             raise RecipeError(f"{name} exited with code {code}{where}; command: {' '.join(cmd)}")

@@ -1,4 +1,4 @@
-"""Run the recipe's scripts without paying Python + torch + transformers start-up for each one.
+"""Run the recipe's commands without paying Python + torch + transformers start-up for each one.
 
 Why: a demo runs ~110 scripts (train, pseudo-label, evaluate, tune), and on these 2-core machines importing
 torch, transformers, datasets and this package takes 7-15 s per process, most of a short step (a 69-utterance
@@ -8,7 +8,8 @@ logging, RNG, exit code) but starts in milliseconds. The server is single-thread
 even though the recipe runs steps from several threads.
 
 ``runner="subprocess"`` (``recipe.py --script-runner subprocess``, or ``MLPL_SCRIPT_RUNNER=subprocess``) runs
-each script as a plain ``python script.py`` instead, e.g. where fork is unavailable.
+each command as a plain ``python -m module`` instead, e.g. where fork is unavailable. Commands are named by module
+(``modeling_mlpl.commands.train``), not by a checkout's path, so an installed package runs a recipe too.
 """
 
 from __future__ import annotations
@@ -57,8 +58,8 @@ def _fork_context():
     return _context
 
 
-def _run_in_child(script: str, argv: list[str], env: dict[str, str], log_path: str | None) -> None:
-    """Body of a forked child: become `python script argv...` with `env`, output appended to `log_path`."""
+def _run_in_child(module: str, argv: list[str], env: dict[str, str], log_path: str | None) -> None:
+    """Body of a forked child: become `python -m module argv...` with `env`, output appended to `log_path`."""
     os.environ.clear()
     os.environ.update(env)
     if log_path is not None:
@@ -71,18 +72,19 @@ def _run_in_child(script: str, argv: list[str], env: dict[str, str], log_path: s
     threads = env.get("OMP_NUM_THREADS")
     if threads and "torch" in sys.modules:  # libgomp read the server's value at import: set this step's own
         sys.modules["torch"].set_num_threads(int(threads))
-    sys.argv = [script, *argv]
-    sys.path.insert(0, os.path.dirname(os.path.abspath(script)))  # as `python script.py` does
-    runpy.run_path(script, run_name="__main__")  # SystemExit(code) becomes the process's exit code
+    # As a fresh interpreter would: $PYTHONPATH first (the server read its own at start-up).
+    sys.path[:0] = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p not in sys.path]
+    sys.argv = [module, *argv]
+    runpy.run_module(module, run_name="__main__", alter_sys=True)  # SystemExit(code) becomes the exit code
 
 
-def run_script(script: str, argv: Sequence[str], env: Mapping[str, str], log_path: str | None = None,
+def run_script(module: str, argv: Sequence[str], env: Mapping[str, str], log_path: str | None = None,
                runner: str | None = None) -> int:  # fmt: skip
-    """Run `python script *argv` with `env` (stdout + stderr appended to `log_path`, else inherited) and
+    """Run `python -m module *argv` with `env` (stdout + stderr appended to `log_path`, else inherited) and
     return its exit code."""
     runner = runner or default_runner()
     if runner == "subprocess":
-        cmd = [sys.executable, script, *argv]
+        cmd = [sys.executable, "-m", module, *argv]
         if log_path is None:
             return subprocess.run(cmd, env=dict(env)).returncode
         with open(log_path, "a", encoding="utf-8") as log:
@@ -90,8 +92,7 @@ def run_script(script: str, argv: Sequence[str], env: Mapping[str, str], log_pat
     if runner != "fork":
         raise ValueError(f"runner {runner!r}: use one of {', '.join(RUNNERS)}")
     context = _fork_context()
-    process = context.Process(target=_run_in_child, args=(script, list(argv), dict(env), log_path),
-                              name=os.path.basename(script))  # fmt: skip
+    process = context.Process(target=_run_in_child, args=(module, list(argv), dict(env), log_path), name=module)
     with _start_lock:  # multiprocessing's bookkeeping of children is not meant for concurrent starts
         process.start()
     process.join()

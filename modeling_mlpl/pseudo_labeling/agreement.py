@@ -43,7 +43,7 @@ from datasets import Dataset, DatasetInfo, load_from_disk
 from datasets.table import InMemoryTable
 
 from ..evaluation.metrics import ErrorCounts, cer, error_counts
-from ..text import normalize_transcript
+from ..text import longest_word_run, most_repeated_ngram, normalize_transcript
 from ..tokenization_mlpl import WORD_DELIMITER, transcript_characters
 from .merge import PL_FEATURES
 
@@ -189,21 +189,10 @@ def _words_between(words: Sequence[Mapping], start: float, end: float) -> list[i
 
 
 def _has_repetition(text: str, max_repeats: int, ngram: int) -> bool:
+    """A word `max_repeats` times in a row (when > 1), or a word `ngram`-gram occurring twice (when > 0)."""
     words = text.split()
-    if max_repeats > 1:
-        run = 1
-        for a, b in zip(words, words[1:]):
-            run = run + 1 if a == b else 1
-            if run >= max_repeats:
-                return True
-    if ngram > 0:
-        seen = set()
-        for i in range(len(words) - ngram + 1):
-            gram = tuple(words[i : i + ngram])
-            if gram in seen:
-                return True
-            seen.add(gram)
-    return False
+    return (max_repeats > 1 and longest_word_run(words) >= max_repeats) or (
+        ngram > 0 and most_repeated_ngram(words, ngram) >= 2)
 
 
 def _is_aligned(row: Mapping) -> bool:

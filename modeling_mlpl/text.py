@@ -148,16 +148,19 @@ _ANNOTATION = re.compile(r"\[[^\[\]]*\]|<\|[^|]*\|>|[\u2669-\u266f]")
 # Word-internal characters kept by the no-punctuation rules: apostrophes (ASCII, U+2019, modifier letter)
 # and hyphens (ASCII, U+2010, U+2011) between two letters or digits.
 _WORD_JOINERS = frozenset("'\u2019\u02bc-\u2010\u2011")
+# Punctuation by Unicode (category Po) that is read out ("10%": "ten per cent"): kept like symbols.
+_SPOKEN_PUNCTUATION = frozenset("%\u2030\u2031&@#\u00a7")
 # Languages whose dotted/dotless i pair lower-cases differently from Unicode's default (İ -> i, I -> ı).
 _DOTLESS_I_LANGUAGES = frozenset({"tr", "az"})
 
 
 def _strip_punctuation(text: str) -> str:
     """Punctuation (Unicode category P*) -> space, except apostrophes/hyphens inside a word. Symbols
-    (S*: "€", "%", "+") are words the speaker said and stay."""
+    (S*: "€", "+") and the punctuation that is read out (:data:`_SPOKEN_PUNCTUATION`: "%", "&", "@",
+    ...) are words the speaker said and stay."""
     out = []
     for i, c in enumerate(text):
-        if unicodedata.category(c).startswith("P"):
+        if unicodedata.category(c).startswith("P") and c not in _SPOKEN_PUNCTUATION:
             inside = 0 < i < len(text) - 1 and text[i - 1].isalnum() and text[i + 1].isalnum()
             if not (c in _WORD_JOINERS and inside):
                 c = " "

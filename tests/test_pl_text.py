@@ -224,7 +224,7 @@ def test_teacher_columns_reach_the_merged_dataset(tmp_path):
     rows = {r["id"]: r for r in dataset}
     assert rows["w"]["text_raw"] == " Olá." and rows["w"]["teacher"] == WHISPER
     assert rows["w"]["compression_ratio"] == 1.2 and rows["m"]["teacher"] is None
-    assert stats["teachers"] == {"mlpl:m": 1, "whisper:openai/whisper-tiny": 1}
+    assert stats["teachers"] == {"mlpl:m (greedy)": 1, "whisper:openai/whisper-tiny": 1}
 
 
 def test_rows_with_digits_are_counted_per_language(tmp_path):

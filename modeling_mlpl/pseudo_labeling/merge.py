@@ -16,6 +16,7 @@ import os
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 import pyarrow as pa
@@ -33,7 +34,7 @@ logger = logging.getLogger(__name__)
 LOAD_REPORT = "load_report.json"
 
 __all__ = ["LOAD_REPORT", "NO_SPEECH_LOGPROB", "PL_FEATURES", "MergeFilters", "load_student_vocab", "merge_pseudo_labels",
-           "merge_with_stats", "records_to_dataset"]
+           "merge_with_stats", "records_to_dataset", "teacher_name"]
 
 # Whisper's no-speech rule (openai/whisper transcribe.py): a window is silence when its no_speech_prob is
 # above the threshold AND its average log-probability is below this (Whisper's logprob_threshold); a
@@ -66,6 +67,10 @@ PL_COLUMNS = Features(
         "compression_ratio": Value("float64"),
         "no_speech_prob": Value("float64"),
         "segments": List({"start": Value("float64"), "end": Value("float64"), "text": Value("string")}),
+        # Rows selected by the consensus of two PL sets (pseudo_labeling/agreement.py): the teachers of the
+        # label and of the reference it was compared with, how (words / segments / recording) and the CER.
+        "consensus": {"labels": Value("string"), "reference": Value("string"), "level": Value("string"),
+                      "disagreement": Value("float64")},
     }
 )
 PL_FEATURES = Features({**FEATURES, **PL_COLUMNS})
@@ -240,12 +245,13 @@ def _apply_filters(records: list[dict], filters: MergeFilters) -> tuple[list[dic
     return kept, dict(dropped), unwritable
 
 
-def _teacher_name(row: dict) -> str:
-    """`kind:name_or_path` of the row's teacher; MLPL rows (no teacher field) by their model."""
+def teacher_name(row: Mapping) -> str:
+    """Who made a PL row, in one line: `kind:name_or_path` of its teacher; an MLPL row (no teacher
+    field) by its model and decoder (greedy and LM decodes of one model are two teachers)."""
     teacher = row.get("teacher") or {}
     if teacher:
         return f"{teacher.get('kind')}:{teacher.get('name_or_path')}"
-    return f"mlpl:{row.get('model')}"
+    return f"mlpl:{row.get('model')} ({row.get('decoder')})"
 
 
 def _hours(records: list[dict]) -> float:
@@ -374,7 +380,7 @@ def merge_with_stats(shard_dir: str | os.PathLike, output_dir: str | os.PathLike
         "duplicates": duplicates,
         "dropped": dropped,
         "unwritable_chars": unwritable,
-        "teachers": dict(sorted(Counter(_teacher_name(r) for r in records).items())),
+        "teachers": dict(sorted(Counter(teacher_name(r) for r in records).items())),
         "languages": languages,
         "confidence_quantiles": (
             {q: float(np.quantile(scores, q)) for q in (0.1, 0.25, 0.5, 0.75, 0.9)} if scores else {}

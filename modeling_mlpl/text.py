@@ -118,3 +118,109 @@ def filter_transcripts(
             continue
         result.kept.append(dict(row))
     return result
+
+
+# --- Teacher text -> student targets --------------------------------------------------------------
+# Pseudo-labels from teachers other than an MLPL model (MMS/wav2vec2 CTC adapters, Whisper) are written
+# in the teacher's conventions: MMS in lower case without punctuation, Whisper cased and punctuated with
+# digits, sometimes with non-speech annotations ("[Music]", "♪"). The student is trained on Common Voice
+# text as the paper keeps it (case and punctuation kept), so the default for an external teacher only
+# removes what is not speech; every other change is a rule the user picks per run (docs/teachers_text.md).
+
+# The rules, from least to most change. Each is "none" plus the steps named by its flags.
+PL_TEXT_RULES: dict[str, dict[str, bool]] = {
+    # NFC and whitespace only (:func:`normalize_transcript`): what every corpus gets.
+    "none": {"annotations": False, "nopunct": False, "lower": False},
+    # The default for external teachers: also remove non-speech annotations (square-bracketed tags such
+    # as Whisper's "[Music]" or "[BLANK_AUDIO]", leftover "<|...|>" special tokens, music symbols).
+    # Case, punctuation and digits stay: nothing that changes what was said.
+    "student": {"annotations": True, "nopunct": False, "lower": False},
+    # student + punctuation removed (word-internal apostrophes and hyphens kept: "l'homme", "twenty-one").
+    "nopunct": {"annotations": True, "nopunct": True, "lower": False},
+    # student + lower case.
+    "lower": {"annotations": True, "nopunct": False, "lower": True},
+    # student + lower case + punctuation removed: the MMS convention.
+    "lower_nopunct": {"annotations": True, "nopunct": True, "lower": True},
+}
+DEFAULT_PL_TEXT_RULE = "student"
+# Non-speech annotations: [tags], <|special tokens|>, and music symbols (Whisper marks sung/instrumental audio).
+_ANNOTATION = re.compile(r"\[[^\[\]]*\]|<\|[^|]*\|>|[\u2669-\u266f]")
+# Word-internal characters kept by the no-punctuation rules: apostrophes (ASCII, U+2019, modifier letter)
+# and hyphens (ASCII, U+2010, U+2011) between two letters or digits.
+_WORD_JOINERS = frozenset("'\u2019\u02bc-\u2010\u2011")
+# Punctuation by Unicode (category Po) that is read out ("10%": "ten per cent"): kept like symbols.
+_SPOKEN_PUNCTUATION = frozenset("%\u2030\u2031&@#\u00a7")
+# Languages whose dotted/dotless i pair lower-cases differently from Unicode's default (İ -> i, I -> ı).
+_DOTLESS_I_LANGUAGES = frozenset({"tr", "az"})
+
+
+def _strip_punctuation(text: str) -> str:
+    """Punctuation (Unicode category P*) -> space, except apostrophes/hyphens inside a word. Symbols
+    (S*: "€", "+") and the punctuation that is read out (:data:`_SPOKEN_PUNCTUATION`: "%", "&", "@",
+    ...) are words the speaker said and stay."""
+    out = []
+    for i, c in enumerate(text):
+        if unicodedata.category(c).startswith("P") and c not in _SPOKEN_PUNCTUATION:
+            inside = 0 < i < len(text) - 1 and text[i - 1].isalnum() and text[i + 1].isalnum()
+            if not (c in _WORD_JOINERS and inside):
+                c = " "
+        out.append(c)
+    return "".join(out)
+
+
+def normalize_pl_text(text: str | None, rule: str = DEFAULT_PL_TEXT_RULE, language: str | None = None) -> str:
+    """A teacher's transcript in the student's conventions, by one of :data:`PL_TEXT_RULES`.
+
+    "student" (the default) never changes what was said: NFC, whitespace, non-speech annotations
+    removed. Lower-casing and removing punctuation are the user's choice: a student trained on Common
+    Voice (case and punctuation kept, the paper's vocabulary) learns from an uncased teacher either
+    uncased targets for this language ("lower", "lower_nopunct": its case and punctuation outputs are
+    then untaught by the PLs) or targets whose casing disagrees with its labelled data ("student"). The
+    rule is picked per run, and the teacher's own text stays in each row's ``text_raw``.
+
+    Digits are kept (numbers are never spelled out: how to say "1984" depends on the language and the
+    context); the merge counts the rows that have them. `language` matters only when lower-casing
+    Turkish and Azerbaijani (dotted and dotless i).
+    """
+    if rule not in PL_TEXT_RULES:
+        raise ValueError(f"unknown text rule {rule!r}; one of {', '.join(PL_TEXT_RULES)}")
+    steps = PL_TEXT_RULES[rule]
+    text = normalize_transcript(text)
+    if steps["annotations"]:
+        text = _ANNOTATION.sub(" ", text)
+    if steps["nopunct"]:
+        text = _strip_punctuation(text)
+    if steps["lower"]:
+        if language in _DOTLESS_I_LANGUAGES:
+            text = text.replace("I", "ı").replace("İ", "i")
+        text = unicodedata.normalize("NFC", text.lower())
+    return _WHITESPACE.sub(" ", text).strip()
+
+
+def count_digits(text: str) -> int:
+    """Decimal digits (any script: Unicode category Nd) in `text`; the merge reports rows that have them."""
+    return sum(1 for c in text if unicodedata.category(c) == "Nd")
+
+
+# --- Decoder loops --------------------------------------------------------------------------------
+# CTC with an LM and seq2seq decoders (Whisper) can fall into loops ("the the the", a phrase repeated to
+# the end of the window). Two measures over a transcript's words, used by the agreement selection
+# (per segment) and by the merge's label-free filters (per recording).
+
+
+def longest_word_run(words: Sequence[str]) -> int:
+    """Length of the longest run of one word repeated back to back (0 without words)."""
+    best = run = 0
+    for i, w in enumerate(words):
+        run = run + 1 if i and w == words[i - 1] else 1
+        best = max(best, run)
+    return best
+
+
+def most_repeated_ngram(words: Sequence[str], n: int) -> int:
+    """How often the most frequent word `n`-gram occurs (overlapping occurrences count; 0 when the
+    text has fewer than `n` words)."""
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    counts = Counter(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
+    return max(counts.values(), default=0)

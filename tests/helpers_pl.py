@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -14,6 +15,8 @@ import torch
 from conftest import make_tone
 from modeling_mlpl.audio import write_audio
 from modeling_mlpl.data.common import make_row, rows_to_dataset
+from modeling_mlpl.pseudo_labeling.shards import shard_path
+from modeling_mlpl.tokenization_mlpl import transcript_characters
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "run_scripts" / "pseudo_label.py"
@@ -84,3 +87,22 @@ def run_cli(args: list[str], env: dict | None = None, timeout: float = 300, laun
                 "TOKENIZERS_PARALLELISM": "false", **(env or {})}  # fmt: skip
     cmd = (launcher or [sys.executable]) + [str(SCRIPT), *args, "--threads", "1"]
     return subprocess.run(cmd, cwd=REPO, env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+def write_shard(directory: Path, records: list[dict], rank: int = 0) -> None:
+    """`records` as the labeler writes them: one JSON line each in `directory`'s shard of `rank`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(shard_path(directory, rank), "w") as f:
+        for r in records:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+
+
+def pl_record(uid: str, text: str, confidence: float, language: str = "de", duration: float = 2.0, **extra) -> dict:
+    """A shard row of an MLPL (CTC) teacher: one time per CTC target, no words; `extra` adds or
+    replaces fields (an external teacher's text_raw, teacher, avg_logprob, ...)."""
+    n = len(transcript_characters(text))
+    row = {"id": uid, "audio": f"/a/{uid}.wav", "offset": 0.0, "duration": duration, "language": language,
+           "text": text, "token_times": [0.03 * i for i in range(n)], "words": [], "confidence": confidence,
+           "path_score": np.log(confidence), "ctc_score": np.log(confidence), "num_frames": 60,
+           "lid_top_k": [], "language_source": "given", "model": "m", "decoder": "greedy"}  # fmt: skip
+    return {**row, **extra}

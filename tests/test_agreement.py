@@ -20,6 +20,7 @@ from modeling_mlpl.pseudo_labeling.agreement import (
     score_segments,
     segment_truth_counts,
     select_by_agreement,
+    select_by_consensus,
 )
 from modeling_mlpl.pseudo_labeling.merge import records_to_dataset
 from modeling_mlpl.tokenization_mlpl import transcript_characters
@@ -271,3 +272,114 @@ def test_cli_rejects_both_threshold_rules(tmp_path, recordings, capsys):
     assert cli_main()(["--greedy", str(greedy), "--lm", str(lm), "--output_dir", str(tmp_path / "out"),
                  "--max_disagreement", "0.1", "--target_kept_fraction", "0.5"]) == 2  # fmt: skip
     assert "--target_kept_fraction" in capsys.readouterr().err
+
+
+# --- consensus of any two PL sets (e.g. an MMS set against a Whisper set) --------------------------
+
+MMS = {"kind": "ctc", "name_or_path": "facebook/mms-1b-all", "revision": "main", "weights_hash": "a1"}
+WHISPER = {"kind": "whisper", "name_or_path": "openai/whisper-small", "revision": "main", "weights_hash": "b2"}
+
+
+def mms(rec_id, words, duration, **kwargs):
+    return {**label(rec_id, words, duration, **kwargs), "teacher": MMS}
+
+
+def whisper(rec_id, text, duration, segments=(), offset=0.0):
+    """A Whisper row without word times: its text and, optionally, its segments (start, end, text)."""
+    return {"id": rec_id, "audio": AUDIO, "offset": offset, "duration": duration, "language": "pt", "text": text,
+            "teacher": WHISPER, "avg_logprob": -0.2, "compression_ratio": 1.3, "no_speech_prob": 0.01,
+            "segments": [{"start": s, "end": e, "text": t} for s, e, t in segments]}  # fmt: skip
+
+
+def segments_of(words, duration, join=()):
+    """Whisper-like segments: one per label segment (cut as the selection cuts), spanning its words;
+    label segments listed in `join` are one Whisper segment with the next."""
+    cuts = cut_segments([{"word": w, "start": s, "end": e} for w, s, e in words], duration, 10.0)
+    out = []
+    for k, (first, last, *_) in enumerate(cuts):
+        piece = (words[first][1], words[last - 1][2], " ".join(w for w, _, _ in words[first:last]))
+        if out and k - 1 in join:
+            start, _, text = out.pop()
+            piece = (start, piece[1], f"{text} {piece[2]}")
+        out.append(piece)
+    return out
+
+
+def consensus(tmp_path, label_records, reference_records, **config):
+    labels, reference = tmp_path / "mms", tmp_path / "whisper"
+    records_to_dataset(label_records).save_to_disk(str(labels))
+    records_to_dataset(reference_records).save_to_disk(str(reference))
+    config = {"min_cps": 0.0, "max_cps": 1000.0, "max_disagreement": 0.02, **config}
+    return select_by_consensus(labels, reference, tmp_path / "out", AgreementConfig(**config), plot=False)
+
+
+def test_consensus_of_two_teachers_keeps_the_agreeing_segments_and_drops_the_others(tmp_path, recordings):
+    labels = [mms("pt/a", timed(WORDS_A), 28.0), mms("pt/b", timed(WORDS_B), 9.0)]
+    other = [{**label("pt/a", replace(timed(WORDS_A), 11, "gente"), 28.0), "teacher": WHISPER},
+             {**label("pt/b", timed(WORDS_B), 9.0), "teacher": WHISPER}]  # fmt: skip
+    dataset, stats = consensus(tmp_path, labels, other)
+    assert stats["dropped"] == {"disagreement": 1} and stats["compared_by"] == {"words": 2}
+    assert "pessoas" not in " ".join(dataset["text"]) and len(dataset) == 3
+
+
+def test_output_rows_say_which_teachers_agreed_and_how(tmp_path):
+    labels = [mms("pt/b", timed(WORDS_B), 9.0)]
+    dataset, _ = consensus(tmp_path, labels, [{**labels[0], "teacher": WHISPER}])
+    assert dataset[0]["consensus"] == {"labels": "ctc:facebook/mms-1b-all", "reference": "whisper:openai/whisper-small",
+                                       "level": "words", "disagreement": 0.0}  # fmt: skip
+
+
+def test_a_reference_with_only_segment_times_is_compared_segment_by_segment(tmp_path):
+    words = timed(WORDS_A)
+    wrong = [(s, e, t.replace("pessoas", "gente")) for s, e, t in segments_of(words, 28.0)]
+    dataset, stats = consensus(tmp_path, [mms("pt/a", words, 28.0)], [whisper("pt/a", "", 28.0, wrong)])
+    assert stats["compared_by"] == {"segments": 1} and stats["segments"] == 3
+    assert stats["dropped"] == {"disagreement": 1} and "pessoas" not in " ".join(dataset["text"])
+    assert {r["consensus"]["level"] for r in dataset} == {"segments"}
+
+
+def test_a_reference_segment_across_a_cut_makes_both_segments_one_comparison(tmp_path):
+    words = timed(WORDS_A)
+    wrong = [(s, e, t.replace("pessoas", "gente")) for s, e, t in segments_of(words, 28.0, join=(0,))]
+    dataset, stats = consensus(tmp_path, [mms("pt/a", words, 28.0)], [whisper("pt/a", "", 28.0, wrong)])
+    assert stats["dropped"] == {"disagreement": 2} and dataset["id"] == ["pt/a#2"]
+
+
+def test_a_reference_with_only_a_text_is_compared_per_recording(tmp_path):
+    labels = [mms("pt/a", timed(WORDS_A), 28.0), mms("pt/b", timed(WORDS_B), 9.0)]
+    other = [whisper("pt/a", " ".join(WORDS_A).replace("pessoas", "gente"), 28.0),
+             whisper("pt/b", " ".join(WORDS_B), 9.0)]  # fmt: skip
+    dataset, stats = consensus(tmp_path, labels, other)
+    assert stats["compared_by"] == {"recording": 2}
+    assert stats["dropped"] == {"disagreement": 3} and dataset["id"] == ["pt/b#0"]
+
+
+def test_segments_of_one_comparison_share_its_disagreement_and_pool_it_once(tmp_path):
+    labels = [mms("pt/a", timed(WORDS_A), 28.0)]
+    other = [whisper("pt/a", " ".join(WORDS_A).replace("pessoas", "gente"), 28.0)]
+    _, stats = consensus(tmp_path, labels, other, max_disagreement=1.0)
+    whole = error_counts([" ".join(WORDS_A)], [other[0]["text"]], "char")
+    row = next(e for e in stats["threshold_table"]["pt"] if e["threshold"] == 1.0)
+    assert row["disagreement"] == pytest.approx(whole.rate)
+
+
+def test_a_label_set_without_word_times_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="the labels set has no word times"):
+        consensus(tmp_path, [whisper("pt/b", " ".join(WORDS_B), 9.0)], [mms("pt/b", timed(WORDS_B), 9.0)])
+
+
+def test_cli_labels_and_reference_select_by_consensus(tmp_path):
+    labels, reference = tmp_path / "mms", tmp_path / "whisper"
+    records_to_dataset([mms("pt/b", timed(WORDS_B), 9.0)]).save_to_disk(str(labels))
+    records_to_dataset([whisper("pt/b", " ".join(WORDS_B), 9.0)]).save_to_disk(str(reference))
+    assert cli_main()(["--labels", str(labels), "--reference", str(reference), "--output_dir", str(tmp_path / "out"),
+                       "--log_level", "warning"]) == 0  # fmt: skip
+    stats = json.loads((tmp_path / "out" / "stats.json").read_text())
+    assert stats["compared_by"] == {"recording": 1} and stats["kept"] == 1
+    assert "whisper:openai/whisper-small" in (tmp_path / "out" / "stats.md").read_text()
+
+
+def test_cli_rejects_both_spellings_at_once(tmp_path, capsys):
+    assert cli_main()(["--labels", "a", "--reference", "b", "--greedy", "c", "--lm", "d",
+                       "--output_dir", str(tmp_path)]) == 2  # fmt: skip
+    assert "either --labels/--reference or --greedy/--lm" in capsys.readouterr().err

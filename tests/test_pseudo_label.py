@@ -12,7 +12,8 @@ import pytest
 import torch
 
 import modeling_mlpl
-from helpers_pl import disk_dataset, pooled_hidden, set_lid_head, varying_audio, write_audio_folder
+from helpers_pl import (disk_dataset, pl_record, pooled_hidden, set_lid_head, varying_audio, write_audio_folder,
+                        write_shard)
 from modeling_mlpl.audio import write_audio
 from modeling_mlpl.data import load_audio_folder
 from modeling_mlpl.pseudo_labeling import (
@@ -277,30 +278,15 @@ def test_unknown_language_is_a_clear_error(tiny_checkpoint):
         PseudoLabeler.from_pretrained(tiny_checkpoint, PseudoLabelConfig(language="xx"))
 
 
-def _write_records(directory: Path, records: list[dict]) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(shard_path(directory, 0), "w") as f:
-        for r in records:
-            f.write(json.dumps(r) + "\n")
-
-
-def _record(uid: str, text: str, confidence: float, language: str = "de", duration: float = 2.0) -> dict:
-    n = len(transcript_characters(text))
-    return {"id": uid, "audio": f"/a/{uid}.wav", "offset": 0.0, "duration": duration, "language": language,
-            "text": text, "token_times": [0.03 * i for i in range(n)], "words": [], "confidence": confidence,
-            "path_score": np.log(confidence), "ctc_score": np.log(confidence), "num_frames": 60,
-            "lid_top_k": [], "language_source": "given", "model": "m", "decoder": "greedy"}  # fmt: skip
-
-
 def test_merge_filters_apply_at_merge_time(tmp_path):
     audio = tmp_path / "a.wav"
     audio.write_bytes(b"x")  # save_to_disk stats every referenced file
-    records = [_record(f"de{i}", "ab cd", 0.1 * i) for i in range(1, 9)]
-    records += [_record("empty", "", 0.9), _record("short", "a", 0.9), _record("tiny", "abc", 0.9, duration=0.2)]
-    records += [_record(f"pt{i}", "xy", 0.05 * i, language="pt") for i in range(1, 5)]
+    records = [pl_record(f"de{i}", "ab cd", 0.1 * i) for i in range(1, 9)]
+    records += [pl_record("empty", "", 0.9), pl_record("short", "a", 0.9), pl_record("tiny", "abc", 0.9, duration=0.2)]
+    records += [pl_record(f"pt{i}", "xy", 0.05 * i, language="pt") for i in range(1, 5)]
     for r in records:
         r["audio"] = str(audio)
-    _write_records(tmp_path / "pl", records)
+    write_shard(tmp_path / "pl", records)
     everything = merge_pseudo_labels(tmp_path / "pl", min_chars=0)
     assert len(everything) == len(records)
     confident, stats = merge_with_stats(tmp_path / "pl", tmp_path / "m1", MergeFilters(min_confidence=0.45))
@@ -321,9 +307,9 @@ def test_merge_filters_apply_at_merge_time(tmp_path):
 
 
 def test_merge_drops_duplicate_ids_and_partial_lines(tmp_path):
-    _write_records(tmp_path, [_record("a", "xx", 0.5), _record("b", "yy", 0.5)])
+    write_shard(tmp_path, [pl_record("a", "xx", 0.5), pl_record("b", "yy", 0.5)])
     with open(shard_path(tmp_path, 1), "w") as f:
-        f.write(json.dumps(_record("a", "zz", 0.9)) + "\n" + '{"id": "c", "te')
+        f.write(json.dumps(pl_record("a", "zz", 0.9)) + "\n" + '{"id": "c", "te')
     dataset, stats = merge_with_stats(tmp_path, None)
     assert sorted(dataset["id"]) == ["a", "b"] and stats["duplicates"] == 1
 

@@ -112,6 +112,25 @@ def build_parser() -> ArgumentParser:
     g.add_argument("--min_duration_s", type=float, default=0.0, help="drop shorter recordings")
     g.add_argument("--confidence_key", default="confidence", choices=["confidence", "path_score", "ctc_score"],
                    help="score used by --min_confidence and --top_percent")
+    # Teacher text and label-free filters (docs/teachers_text.md); each filter drops only rows carrying its score.
+    def threshold(value: str) -> float | None:  # a number, or 'none': the filter is off
+        return None if value.lower() == "none" else float(value)
+
+    g.add_argument("--student_vocab_from", default=None, metavar="MODEL_DIR",
+                   help="the student's model or processor folder: rows with characters its tokenizer cannot write "
+                        "are dropped and the characters counted per language (stats.json unwritable_chars)")
+    g.add_argument("--max_compression_ratio", type=threshold, default=2.4,
+                   help="drop rows whose gzip compression ratio is higher (seq2seq teachers; Whisper's 2.4; none: off)")
+    g.add_argument("--min_avg_logprob", type=threshold, default=-1.0,
+                   help="drop rows whose average token log-probability is lower (Whisper's -1.0; none: off)")
+    g.add_argument("--max_no_speech_prob", type=threshold, default=0.6,
+                   help="Whisper's silence rule: drop rows with no_speech_prob above this and avg_logprob below -1 "
+                        "(0.6; none: off)")
+    g.add_argument("--max_repeated_ngram", type=int, default=None,
+                   help="drop rows whose most repeated word n-gram occurs more often than this (a decoder loop; off)")
+    g.add_argument("--repeated_ngram_size", type=int, default=3, help="n of --max_repeated_ngram (default 3)")
+    g.add_argument("--max_chars_per_second", type=float, default=None,
+                   help="drop rows with more characters per second of audio (an implausible speaking rate; off)")
     add_hub_arguments(p)  # --push_to_hub --hub_model_id ...: the merged dataset as a dataset repo
     p.add_argument("--log_level", default="info", choices=["debug", "info", "warning", "error"])
     return p
@@ -193,10 +212,16 @@ def run_accounting(per_rank: list[dict], n_rows: int | None, report, independent
 
 def run_merge(args) -> dict:
     from modeling_mlpl.pseudo_labeling import MergeFilters, merge_with_stats
+    from modeling_mlpl.pseudo_labeling.merge import load_student_vocab
 
     filters = MergeFilters(min_confidence=args.min_confidence, top_percent=args.top_percent,
                            min_chars=args.min_chars, min_duration_s=args.min_duration_s,
-                           confidence_key=args.confidence_key)  # fmt: skip
+                           confidence_key=args.confidence_key,
+                           student_vocab=load_student_vocab(args.student_vocab_from) if args.student_vocab_from else None,
+                           max_compression_ratio=args.max_compression_ratio, min_avg_logprob=args.min_avg_logprob,
+                           max_no_speech_prob=args.max_no_speech_prob, max_repeated_ngram=args.max_repeated_ngram,
+                           repeated_ngram_size=args.repeated_ngram_size,
+                           max_chars_per_second=args.max_chars_per_second)  # fmt: skip
     merged_dir = Path(args.merged_dir or Path(args.output_dir) / "merged")
     dataset, stats = merge_with_stats(args.output_dir, merged_dir, filters)
     languages = sorted(stats["languages"])

@@ -1,4 +1,11 @@
-"""Select pseudo-label segments on which the greedy and the LM decodes agree (a post-processing step).
+"""Select pseudo-label segments on which two PL sets of the same audio agree (a post-processing step).
+
+Two spellings: --greedy A --lm B (the greedy and LM decodes of one MLPL model; --label_source says which
+is the label), or --labels A --reference B for any two teachers (e.g. an MMS set against a Whisper
+set). The label set needs word times (a CTC teacher's); the reference is compared by its words, by its
+segments (Whisper without word times) or as one whole-recording text, whichever its rows allow: the
+report counts the recordings compared each way, and each output row's `consensus` column names both
+teachers, the level and the disagreement.
 
 Both inputs are merged PL sets of the same recordings made by run_scripts/pseudo_label.py (the LM one
 with --lm_dir). Each recording is cut at the label's word times into segments of at most
@@ -13,6 +20,9 @@ Examples:
   # threshold from the agreement alone, and the kept-fraction/true-CER table on the synthetic corpus:
   python run_scripts/select_pseudo_labels.py --greedy exp/pl/pl-pt --lm exp/pl/pl_lm-pt \\
       --output_dir exp/pl/pl_agree-pt --max_disagreement auto --truth data/synthetic/voxpopuli
+  # two teachers: MMS (word times) labels, checked against Whisper:
+  python run_scripts/select_pseudo_labels.py --labels exp/pl/mms-pt --reference exp/pl/whisper-pt \\
+      --output_dir exp/pl/consensus-pt --max_disagreement 0.15
 
 --max_disagreement auto picks, per language, the largest kept set whose pooled greedy/LM disagreement
 is at most --auto_ratio times that of all candidate segments; --target_kept_fraction F the smallest
@@ -57,14 +67,37 @@ def max_disagreement(args) -> float | None:
     return number
 
 
+def pl_sets(args) -> tuple[str, str, str]:
+    """(mode, first, second): ("pair", labels, reference) or ("decodes", greedy, lm), from the flags."""
+    pair, decodes = (args.labels, args.reference), (args.greedy, args.lm)
+    if any(pair) and any(decodes):
+        raise ValueError("give either --labels/--reference or --greedy/--lm, not both")
+    if any(pair):
+        if not all(pair):
+            raise ValueError("--labels and --reference go together")
+        if args.label_source is not None:
+            raise ValueError("--label_source chooses between --greedy and --lm; with --labels/--reference the "
+                             "labels are --labels")  # fmt: skip
+        return ("pair", *pair)
+    if not all(decodes):
+        raise ValueError("give the two PL sets: --labels A --reference B (or --greedy A --lm B)")
+    return ("decodes", *decodes)
+
+
 def build_parser() -> ArgumentParser:
     p = ArgumentParser(description=__doc__)
-    p.add_argument("--greedy", required=True,
-                   help="greedy PLs: the merged dataset folder, or the PL folder holding merged/dataset")
-    p.add_argument("--lm", required=True, help="LM-decoded PLs of the same recordings (same form as --greedy)")
+    g = p.add_argument_group("the two PL sets (either --labels/--reference or --greedy/--lm)")
+    g.add_argument("--labels", default=None,
+                   help="PLs that become the labels (with word times): the merged dataset folder, or the PL folder "
+                        "holding merged/dataset")  # fmt: skip
+    g.add_argument("--reference", default=None,
+                   help="PLs of the same recordings by another teacher, compared with --labels (same form)")
+    g.add_argument("--greedy", default=None, help="greedy PLs of one model (same form as --labels)")
+    g.add_argument("--lm", default=None, help="LM-decoded PLs of the same model and recordings")
+    g.add_argument("--label_source", choices=["lm", "greedy"], default=None,
+                   help="with --greedy/--lm: which decode becomes the label; segments are cut at its word times "
+                        "(default lm)")  # fmt: skip
     p.add_argument("--output_dir", required=True, help="where dataset/ and the report go")
-    p.add_argument("--label_source", choices=["lm", "greedy"], default="lm",
-                   help="which decode becomes the label; segments are cut at its word times (default lm)")
     p.add_argument("--segment_seconds", type=float, default=10.0,
                    help="longest segment (default 10, the training crop)")
     p.add_argument("--pad_seconds", type=float, default=0.5,
@@ -98,27 +131,31 @@ def main(argv: list[str] | None = None) -> int:
     from datasets import load_from_disk
 
     from modeling_mlpl.data import load_unlabelled_truth
-    from modeling_mlpl.pseudo_labeling.agreement import AgreementConfig, pl_dataset_path, select_by_agreement
+    from modeling_mlpl.pseudo_labeling.agreement import (AgreementConfig, pl_dataset_path, select_by_agreement,
+                                                         select_by_consensus)
 
     try:
+        mode, first, second = pl_sets(args)
         config = AgreementConfig(
             segment_seconds=args.segment_seconds, pad_seconds=args.pad_seconds, max_disagreement=max_disagreement(args),
-            target_kept_fraction=args.target_kept_fraction, auto_ratio=args.auto_ratio, label_source=args.label_source,
+            target_kept_fraction=args.target_kept_fraction, auto_ratio=args.auto_ratio, label_source=args.label_source or "lm",
             max_repeats=args.max_repeats, repeat_ngram=args.repeat_ngram, min_cps=args.min_cps, max_cps=args.max_cps,
         )  # fmt: skip
         truth = None
         if args.truth:
-            languages = sorted(set(load_from_disk(str(pl_dataset_path(args.lm)))["language"]))
+            labels = first if mode == "pair" else (args.lm if config.label_source == "lm" else args.greedy)
+            languages = sorted(set(load_from_disk(str(pl_dataset_path(labels)))["language"]))
             truth = load_unlabelled_truth(args.truth, languages)
-        _, stats = select_by_agreement(args.greedy, args.lm, args.output_dir, config, truth=truth)
+        select = select_by_consensus if mode == "pair" else select_by_agreement
+        _, stats = select(first, second, args.output_dir, config, truth=truth)
     except (FileNotFoundError, ValueError) as err:
         logger.debug("details", exc_info=True)
         print(f"select_pseudo_labels.py: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     thresholds = {lang: round(s["threshold"], 4) for lang, s in stats["languages"].items()}
-    logger.info("kept %d of %d segments (%.2f of %.2f h) at max_disagreement %s; report %s", stats["kept"],
-                stats["segments"], stats["hours_kept"], stats["hours_in"], thresholds,
-                Path(args.output_dir) / "stats.md")  # fmt: skip
+    logger.info("kept %d of %d segments (%.2f of %.2f h) at max_disagreement %s; compared by %s; report %s",
+                stats["kept"], stats["segments"], stats["hours_kept"], stats["hours_in"], thresholds,
+                stats["compared_by"], Path(args.output_dir) / "stats.md")  # fmt: skip
     return EXIT_OK
 
 

@@ -19,11 +19,26 @@ only *reported*): a fixed `max_disagreement`, or one chosen per language from th
 disagreement is at most `auto_ratio` times that of all candidate segments). With the synthetic truth,
 :func:`threshold_table` tabulates kept fraction against the true PL CER of the kept segments.
 
+Any two PL sets of the same audio (:func:`select_by_consensus`), e.g. an MMS (CTC) set against a
+Whisper set, are compared the same way. The "label" set must have word times (it is cut, and its rows
+are what the student is taught); the "reference" set is compared at the finest level its rows allow
+(`Segment.level`, counted per recording in the report):
+- ``words``: it has word times; its words are assigned to the label's segments as above;
+- ``segments``: only segment times (Whisper's segments without word alignment): the label's segments are
+  grouped into comparison units whose boundaries no reference segment straddles, and each reference
+  segment's text goes to the unit holding its midpoint;
+- ``recording``: only a whole-recording text: one unit, the whole recording.
+Every label segment of a unit shares the unit's disagreement (its error counts are the unit's, shared
+out by label characters, so pooled rates count each unit once). The greedy/LM selection is the special
+case of two decodes of one model (:func:`select_by_agreement`, label = the `label_source` decode).
+
 Output rows have the merged PL schema (:data:`.merge.PL_FEATURES`): id ``<recording id>#<k>`` (k
 counts every segment of the recording, kept or not, so ids are stable across thresholds), offset and
 duration of the segment inside the recording's audio, token_times and words re-based to the segment
 start. confidence, path_score and ctc_score are the recording's (the decoders score recordings);
-num_frames is the segment's share of the recording's frames.
+num_frames is the segment's share of the recording's frames. Their `consensus` column names the
+label's and the reference's teachers (:func:`.merge.teacher_name`), the level compared and the
+segment's disagreement.
 """
 
 from __future__ import annotations
@@ -43,9 +58,9 @@ from datasets import Dataset, DatasetInfo, load_from_disk
 from datasets.table import InMemoryTable
 
 from ..evaluation.metrics import ErrorCounts, cer, error_counts
-from ..text import normalize_transcript
+from ..text import longest_word_run, most_repeated_ngram, normalize_transcript
 from ..tokenization_mlpl import WORD_DELIMITER, transcript_characters
-from .merge import PL_FEATURES
+from .merge import PL_FEATURES, teacher_name
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +80,8 @@ __all__ = [
     "segment_records",
     "pl_dataset_path",
     "select_by_agreement",
+    "select_by_consensus",
+    "LEVELS",
 ]
 
 # Default cps bounds: median cps of the language's segments / and * this factor. Speaking rates of
@@ -73,6 +90,8 @@ __all__ = [
 CPS_FACTOR = 2.0
 # The thresholds tabulated in stats.md (CER between the two decodes, 0..1).
 DEFAULT_THRESHOLDS = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, math.inf)
+# How finely the reference set was compared with the labels (see the module docstring), finest first.
+LEVELS = ("words", "segments", "recording")
 DROP_REASONS = ("unaligned", "empty", "repetition", "low_cps", "high_cps", "disagreement")
 
 
@@ -115,7 +134,8 @@ class AgreementConfig:
 @dataclass
 class Segment:
     """One cut of a recording: audio [start, end) in seconds from the recording's offset, the label's
-    words [first_word, last_word) and text, the other decode's text, and why it is dropped (None: kept)."""
+    words [first_word, last_word) and text, the other decode's text (at `level` "segments"/"recording":
+    the text of the segment's comparison unit), and why it is dropped (None: kept)."""
 
     recording_id: str
     index: int
@@ -130,6 +150,7 @@ class Segment:
     repetition: bool = False
     unaligned: bool = False
     reason: str | None = None
+    level: str = "words"
 
     @property
     def id(self) -> str:
@@ -189,21 +210,10 @@ def _words_between(words: Sequence[Mapping], start: float, end: float) -> list[i
 
 
 def _has_repetition(text: str, max_repeats: int, ngram: int) -> bool:
+    """A word `max_repeats` times in a row (when > 1), or a word `ngram`-gram occurring twice (when > 0)."""
     words = text.split()
-    if max_repeats > 1:
-        run = 1
-        for a, b in zip(words, words[1:]):
-            run = run + 1 if a == b else 1
-            if run >= max_repeats:
-                return True
-    if ngram > 0:
-        seen = set()
-        for i in range(len(words) - ngram + 1):
-            gram = tuple(words[i : i + ngram])
-            if gram in seen:
-                return True
-            seen.add(gram)
-    return False
+    return (max_repeats > 1 and longest_word_run(words) >= max_repeats) or (
+        ngram > 0 and most_repeated_ngram(words, ngram) >= 2)
 
 
 def _is_aligned(row: Mapping) -> bool:
@@ -216,15 +226,65 @@ def _is_aligned(row: Mapping) -> bool:
     return spelled == [normalize_transcript(w["word"]) for w in row["words"] or []]
 
 
+def reference_level(other: Mapping) -> str:
+    """How finely a reference row can be compared (:data:`LEVELS`): by its words when it has word
+    times, by its segments when it has segment times, else as one whole-recording text."""
+    if other.get("words"):
+        return "words"
+    if any(seg.get("start") is not None and seg.get("end") is not None for seg in other.get("segments") or []):
+        return "segments"
+    return "recording"
+
+
+def _share(counts: ErrorCounts, fraction: float) -> ErrorCounts:
+    """`fraction` of a comparison unit's counts (a segment's share: the unit's rate, pooled once)."""
+    return ErrorCounts(counts.substitutions * fraction, counts.deletions * fraction, counts.insertions * fraction,
+                       counts.hits * fraction)  # fmt: skip
+
+
+def _compare_units(segments: list[Segment], cuts: Sequence[tuple], other: Mapping, level: str, shift: float) -> None:
+    """Set the agreement of label segments compared by unit (level "segments" or "recording"): units
+    are runs of segments whose inner boundaries no reference segment straddles (`shift`: the reference's
+    offset minus the label's, so that both time axes agree)."""
+    if level == "recording":
+        units, other_texts = [segments], [normalize_transcript(other["text"])]
+    else:
+        spans = [(seg["start"] + shift, seg["end"] + shift, normalize_transcript(seg.get("text")))
+                 for seg in other["segments"] if seg.get("start") is not None and seg.get("end") is not None]  # fmt: skip
+        units = [[segments[0]]]
+        for k in range(1, len(segments)):
+            boundary = cuts[k][2]
+            if any(start < boundary < end for start, end, _ in spans):
+                units[-1].append(segments[k])
+            else:
+                units.append([segments[k]])
+        starts = [cuts[u[0].index][2] for u in units] + [math.inf]
+        other_texts = [" ".join(t for start, end, t in spans if starts[j] <= (start + end) / 2 < starts[j + 1] and t)
+                       for j in range(len(units))]  # fmt: skip
+        # A reference segment before the first territory (negative times after the shift) counts in the first unit.
+        early = " ".join(t for start, end, t in spans if (start + end) / 2 < starts[0] and t)
+        other_texts[0] = " ".join(filter(None, (early, other_texts[0])))
+    for unit, other_text in zip(units, other_texts):
+        text = " ".join(seg.text for seg in unit if seg.text)
+        counts = error_counts([text], [other_text], "char") if text else ErrorCounts()
+        n_chars = sum(len(seg.text) for seg in unit)
+        for seg in unit:
+            seg.other_text, seg.level = other_text, level
+            seg.agreement = _share(counts, len(seg.text) / n_chars) if n_chars else ErrorCounts()
+
+
 def score_recording(label: Mapping, other: Mapping, config: AgreementConfig) -> list[Segment]:
     """The segments of one recording (label row and other row: merged PL rows with the same id), with
     their agreement counts and repetition flags. Dropping is left to :func:`apply_selection`.
-    A label without a usable alignment is one segment, dropped as `unaligned` (it cannot be cut)."""
+    A label without a usable alignment is one segment, dropped as `unaligned` (it cannot be cut).
+    The other row is compared by words, segments or as a whole (:func:`reference_level`)."""
+    level = reference_level(other)
     if not _is_aligned(label):
         logger.warning("%s: the label has no usable token_times/words; dropped as unaligned", label["id"])
         return [Segment(label["id"], 0, label["language"], 0.0, float(label["duration"]), 0, 0, label["text"],
-                        other["text"], unaligned=True)]  # fmt: skip
-    label_words, other_words = list(label["words"] or []), list(other["words"] or [])
+                        other["text"], unaligned=True, level=level)]  # fmt: skip
+    label_words = list(label["words"] or [])
+    other_words = list(other["words"] or []) if level == "words" else []
     cut_words = label_words or other_words
     cuts = cut_segments(cut_words, float(label["duration"]), config.segment_seconds, config.pad_seconds)
     segments = []
@@ -244,28 +304,47 @@ def score_recording(label: Mapping, other: Mapping, config: AgreementConfig) -> 
             first_word=first, last_word=last, text=text, other_text=other_text, agreement=counts,
             repetition=_has_repetition(text, config.max_repeats, config.repeat_ngram),
         ))  # fmt: skip
+    if level != "words":
+        shift = float(other.get("offset") or 0.0) - float(label.get("offset") or 0.0)
+        _compare_units(segments, cuts, other, level, shift)
     return segments
 
 
 def _rows_by_id(dataset: Dataset, columns: Sequence[str] | None = None) -> dict[str, dict]:
-    if columns is not None:  # the other decode needs no audio bytes
-        dataset = dataset.select_columns(list(columns))
+    if columns is not None:  # the other decode needs no audio bytes (sets saved before a column existed lack it)
+        dataset = dataset.select_columns([c for c in columns if c in dataset.column_names])
     return {row["id"]: row for row in dataset.to_list()}
 
 
-def score_segments(greedy: Dataset, lm: Dataset, config: AgreementConfig) -> tuple[list[Segment], dict, dict]:
-    """Every segment of the recordings the two PL sets share; the label rows by id; id mismatches counted."""
-    label_set, other_set = (lm, greedy) if config.label_source == "lm" else (greedy, lm)
-    labels, others = _rows_by_id(label_set), _rows_by_id(other_set, ("id", "text", "words"))
+# What the comparison reads of the reference set.
+REFERENCE_COLUMNS = ("id", "text", "words", "segments", "offset", "teacher", "model", "decoder")
+
+
+def score_pair(label_set: Dataset, reference_set: Dataset, config: AgreementConfig,
+               names: tuple[str, str] = ("labels", "reference")) -> tuple[list[Segment], dict, dict, dict]:  # fmt: skip
+    """Every segment of the recordings two PL sets share, the label side cut at its word times; the label
+    rows by id; id mismatches counted (keys ``only_<name>``); the reference's teacher per recording id."""
+    labels, others = _rows_by_id(label_set), _rows_by_id(reference_set, REFERENCE_COLUMNS)
     common = sorted(labels.keys() & others.keys())
     if not common:
-        raise ValueError("the greedy and LM pseudo-label sets share no recording id (--greedy / --lm)")
-    names = ("only_lm", "only_greedy") if config.label_source == "lm" else ("only_greedy", "only_lm")
-    mismatch = {names[0]: len(labels.keys() - others.keys()), names[1]: len(others.keys() - labels.keys())}
+        raise ValueError(f"the {names[0]} and {names[1]} pseudo-label sets share no recording id")
+    if not any(r["words"] for r in labels.values()) and any(r["text"] for r in labels.values()):
+        raise ValueError(f"the {names[0]} set has no word times, so it cannot be cut into segments: give the set "
+                         f"with word times (a CTC teacher's) as the {names[0]} and this one as the {names[1]}")  # fmt: skip
+    mismatch = {f"only_{names[0]}": len(labels.keys() - others.keys()),
+                f"only_{names[1]}": len(others.keys() - labels.keys())}  # fmt: skip
     if any(mismatch.values()):
         logger.warning("ids in one PL set only (skipped): %s", mismatch)
     segments = [s for i in common for s in score_recording(labels[i], others[i], config)]
-    return segments, {i: labels[i] for i in common}, mismatch
+    return segments, {i: labels[i] for i in common}, mismatch, {i: teacher_name(others[i]) for i in common}
+
+
+def score_segments(greedy: Dataset, lm: Dataset, config: AgreementConfig) -> tuple[list[Segment], dict, dict]:
+    """:func:`score_pair` of a greedy and an LM decode, the label being the `config.label_source` one."""
+    pair = (lm, greedy) if config.label_source == "lm" else (greedy, lm)
+    names = ("lm", "greedy") if config.label_source == "lm" else ("greedy", "lm")
+    segments, labels, mismatch, _ = score_pair(*pair, config, names)
+    return segments, labels, mismatch
 
 
 def resolve_cps_bounds(segments: Iterable[Segment], config: AgreementConfig) -> dict[str, tuple[float, float]]:
@@ -423,8 +502,10 @@ def threshold_table(segments: Sequence[Segment], thresholds: Sequence[float] = D
     return table
 
 
-def segment_records(segments: Iterable[Segment], labels: Mapping[str, Mapping]) -> list[dict]:
-    """Kept segments -> merged-PL records (see the module docstring for what each field holds)."""
+def segment_records(segments: Iterable[Segment], labels: Mapping[str, Mapping],
+                    references: Mapping[str, str] | None = None) -> list[dict]:  # fmt: skip
+    """Kept segments -> merged-PL records (see the module docstring for what each field holds);
+    `references`: recording id -> the reference's teacher, for the `consensus` column."""
     records = []
     for s in segments:
         if s.reason is not None:
@@ -442,6 +523,8 @@ def segment_records(segments: Iterable[Segment], labels: Mapping[str, Mapping]) 
             **row, "id": s.id, "offset": float(row.get("offset") or 0.0) + s.start,
             "duration": s.duration, "text": s.text, "token_times": times, "words": words,
             "num_frames": int(round(rate * s.duration)),
+            "consensus": {"labels": teacher_name(row), "reference": (references or {}).get(s.recording_id),
+                          "level": s.level, "disagreement": s.disagreement},
         })  # fmt: skip
     return records
 
@@ -496,8 +579,14 @@ def _markdown(stats: dict) -> str:
     lines = [
         "# Pseudo-label selection by agreement",
         "",
-        f"Greedy `{stats['greedy']}`, LM `{stats['lm']}`; label: {config['label_source']}; "
-        f"config `{json.dumps(config)}`",
+        (f"Greedy `{stats['greedy']}`, LM `{stats['lm']}`; label: {config['label_source']}; " if "greedy" in stats
+         else f"Labels `{stats['labels']}` ({', '.join(stats['teachers']['labels'])}) against reference "
+              f"`{stats['reference']}` ({', '.join(stats['teachers']['reference'])}); ")
+        + f"config `{json.dumps(config)}`",
+        "",
+        "Recordings compared by the reference's " + ", ".join(f"{level}: {n}" for level, n in stats["compared_by"].items())
+        + " (words: word by word per segment; segments: per group of segments that no reference segment "
+          "straddles; recording: the whole recording's text).",
         "",
         "| language | segments in | hours in | kept | hours kept | threshold | cps bounds | "
         + " | ".join(f"dropped: {r}" for r in DROP_REASONS) + " |" + (" true PL CER kept % |" if truth else ""),
@@ -558,24 +647,27 @@ def _plot(table: Mapping[str, list[dict]], path: Path) -> None:
     plt.close(fig)
 
 
-def select_by_agreement(greedy: str | os.PathLike, lm: str | os.PathLike, output_dir: str | os.PathLike | None = None,
-                        config: AgreementConfig | None = None, truth: Mapping[str, str] | None = None,
-                        thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
-                        plot: bool = True) -> tuple[Dataset, dict]:  # fmt: skip
-    """Cut, score and select the segments of two merged PL sets of the same recordings.
+def select_by_consensus(labels: str | os.PathLike, reference: str | os.PathLike,
+                        output_dir: str | os.PathLike | None = None, config: AgreementConfig | None = None,
+                        truth: Mapping[str, str] | None = None, thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+                        plot: bool = True, names: tuple[str, str] = ("labels", "reference")) -> tuple[Dataset, dict]:  # fmt: skip
+    """Cut, score and select the segments of two merged PL sets of the same recordings, made by any two
+    teachers: `labels` (with word times: cut into segments, its rows become the output) against
+    `reference` (compared by words, segments or whole recordings: see the module docstring).
 
-    `greedy`/`lm`: merged PL datasets (save_to_disk folders, or PL folders with merged/dataset).
+    `labels`/`reference`: merged PL datasets (save_to_disk folders, or PL folders with merged/dataset).
     `truth`: id -> true transcript (:func:`modeling_mlpl.data.load_unlabelled_truth`), for the report only.
+    `names`: what the two sets are called in messages and stats (the greedy/LM selection passes its own).
     With `output_dir`: dataset/ (save_to_disk, the merged-PL schema), stats.json, stats.md, agreement.png.
     """
     config = config or AgreementConfig()
-    greedy_path, lm_path = pl_dataset_path(greedy), pl_dataset_path(lm)
-    greedy_set, lm_set = load_from_disk(str(greedy_path)), load_from_disk(str(lm_path))
-    segments, labels, mismatch = score_segments(greedy_set, lm_set, config)
+    label_path, reference_path = pl_dataset_path(labels), pl_dataset_path(reference)
+    label_set, reference_set = load_from_disk(str(label_path)), load_from_disk(str(reference_path))
+    segments, labels, mismatch, references = score_pair(label_set, reference_set, config, names)
     chosen = apply_selection(segments, config)
     truth_counts = segment_truth_counts(segments, labels, truth) if truth is not None else None
     table = threshold_table(segments, sorted({*thresholds, *chosen["thresholds"].values()}), truth_counts)
-    records = segment_records(segments, labels)
+    records = segment_records(segments, labels, references)
     dataset = records_to_pl_dataset(sorted(records, key=lambda r: r["id"]))
 
     languages = {}
@@ -583,8 +675,13 @@ def select_by_agreement(greedy: str | os.PathLike, lm: str | os.PathLike, output
         rows = [s for s in segments if s.language == lang]
         languages[lang] = {**_summary(rows, truth_counts), "threshold": chosen["thresholds"][lang],
                            "cps_bounds": chosen["cps_bounds"].get(lang)}  # fmt: skip
+    levels = {s.recording_id: s.level for s in segments}
     stats = {
-        "greedy": str(greedy_path), "lm": str(lm_path), "config": asdict(config),
+        "labels": str(label_path), "reference": str(reference_path), "names": list(names), "config": asdict(config),
+        "teachers": {"labels": sorted({teacher_name(r) for r in labels.values()}),
+                     "reference": sorted(set(references.values()))},
+        # How each recording was compared (finest first): by the reference's words, segments, or whole text.
+        "compared_by": {level: n for level in LEVELS if (n := sum(1 for v in levels.values() if v == level))},
         "recordings": len(labels), "id_mismatch": mismatch,
         "hours_recordings": sum(float(r["duration"]) for r in labels.values()) / 3600.0,
         **_summary(segments, truth_counts),
@@ -598,14 +695,34 @@ def select_by_agreement(greedy: str | os.PathLike, lm: str | os.PathLike, output
             for lang in languages if (ids := [i for i, r in labels.items() if r["language"] == lang])
         }  # fmt: skip
     if output_dir is not None:
-        output_dir = Path(output_dir)
-        output_dir.mkdir(parents=True, exist_ok=True)
-        dataset.save_to_disk(str(output_dir / "dataset"))
-        if plot and segments:
-            _plot(table, output_dir / "agreement.png")
-            stats["plot"] = "agreement.png"
-        (output_dir / "stats.json").write_text(json.dumps(stats, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        (output_dir / "stats.md").write_text(_markdown(stats), encoding="utf-8")
-    logger.info("agreement selection: %d of %d segments kept (%.2f of %.2f h); dropped %s", stats["kept"],
-                stats["segments"], stats["hours_kept"], stats["hours_in"], stats["dropped"])  # fmt: skip
+        _write_outputs(dataset, stats, Path(output_dir), plot)
+    logger.info("agreement selection: %d of %d segments kept (%.2f of %.2f h); dropped %s; compared by %s",
+                stats["kept"], stats["segments"], stats["hours_kept"], stats["hours_in"], stats["dropped"],
+                stats["compared_by"])  # fmt: skip
+    return dataset, stats
+
+
+def _write_outputs(dataset: Dataset, stats: dict, output_dir: Path, plot: bool) -> None:
+    """OUTPUT_DIR/{dataset/, stats.json, stats.md, agreement.png}."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    dataset.save_to_disk(str(output_dir / "dataset"))
+    if plot and stats["segments"]:
+        _plot(stats["threshold_table"], output_dir / "agreement.png")
+        stats["plot"] = "agreement.png"
+    (output_dir / "stats.json").write_text(json.dumps(stats, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    (output_dir / "stats.md").write_text(_markdown(stats), encoding="utf-8")
+
+
+def select_by_agreement(greedy: str | os.PathLike, lm: str | os.PathLike, output_dir: str | os.PathLike | None = None,
+                        config: AgreementConfig | None = None, truth: Mapping[str, str] | None = None,
+                        thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+                        plot: bool = True) -> tuple[Dataset, dict]:  # fmt: skip
+    """:func:`select_by_consensus` of the greedy and LM decodes of one model, the label being the
+    `config.label_source` decode; stats also name the two sets as "greedy" and "lm"."""
+    config = config or AgreementConfig()
+    pair, names = ((lm, greedy), ("lm", "greedy")) if config.label_source == "lm" else ((greedy, lm), ("greedy", "lm"))
+    dataset, stats = select_by_consensus(*pair, None, config, truth, thresholds, names=names)
+    stats = {"greedy": str(pl_dataset_path(greedy)), "lm": str(pl_dataset_path(lm)), **stats}
+    if output_dir is not None:
+        _write_outputs(dataset, stats, Path(output_dir), plot)
     return dataset, stats

@@ -310,6 +310,7 @@ class MMSTeacher(CTCTeacher):
 
 
 def _refuse_options(kind: str, options: dict) -> None:
-    given = [name for name, value in options.items() if value not in (None, False)]
+    # (max_loaded_models comes with models_per_language: naming the flag the user gave is enough)
+    given = [name for name, value in options.items() if value not in (None, False) and name != "max_loaded_models"]
     if given:
         raise TeacherError(f"{', '.join(given)} cannot be used with a {kind} teacher")

@@ -9,6 +9,9 @@ Examples:
   # unknown languages: the LID head picks, each recording goes to its language's fine-tuned model:
   python run_scripts/pseudo_label.py --model exp/stage1 --data folder:/audio --language auto \\
       --models_per_language "exp/finetune-{lang}" --output_dir exp/pl-auto
+  # another teacher: MMS with its Portuguese adapter, or any transformers CTC model (docs/teachers.md):
+  python run_scripts/pseudo_label.py --model facebook/mms-1b-all --data folder:/audio --language pt \
+      --output_dir exp/pl-mms-pt
   # re-filter the same raw labels without relabelling:
   python run_scripts/pseudo_label.py --merge_only --output_dir exp/pl-de --top_percent 75
 
@@ -31,9 +34,7 @@ recordings could not be read; 130 interrupted (rerun with --resume); 1 unexpecte
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -47,14 +48,22 @@ DATA_KINDS = ("voxpopuli", "cv", "disk", "folder", "hub")  # as spelt in --help 
 logger = logging.getLogger("pseudo_label")
 
 
-class UserError(Exception):
-    """A problem with the command line or the inputs: reported in one line, exit code 2."""
-
-
 def build_parser() -> ArgumentParser:
     p = ArgumentParser(description=__doc__)
     g = p.add_argument_group("what to label")
-    g.add_argument("--model", help="model folder or Hub id (a fine-tuned MLPLForCTC with its processor)")
+    g.add_argument("--model",
+                   help="the teacher: a model folder or Hub id. Its config.json says which kind: an mlpl checkpoint, "
+                        "any transformers CTC model (wav2vec2, HuBERT, WavLM, ...: AutoModelForCTC with its "
+                        "processor), MMS with per-language adapters (e.g. facebook/mms-1b-all), or Whisper; "
+                        "another kind is refused (see docs/teachers.md)")  # fmt: skip
+    g.add_argument("--revision", default=None, help="Hub branch, tag or commit of --model (recorded in pl_run.json)")
+    g.add_argument("--teacher_language", default=None,
+                   help="MMS: the adapter to use, 'por' for every recording or 'pt=por,nl=nld' per language "
+                        "(default: our code mapped to ISO 639-3 by modeling_mlpl.data.languages.ISO639_3)")  # fmt: skip
+    g.add_argument("--lid_model", default=None,
+                   help="with --language auto: an audio-classification LID model (folder or Hub id, e.g. "
+                        "facebook/mms-lid-126) that picks each recording's language, instead of the teacher's "
+                        "own (mlpl LID head, Whisper)")  # fmt: skip
     g.add_argument("--data", help="KIND:PATH, KIND one of " + ", ".join(DATA_KINDS))
     g.add_argument("--split", default="train", help="split for cv:, disk: (DatasetDict) and hub: (default: train)")
     g.add_argument("--data_languages", default=None,
@@ -62,7 +71,8 @@ def build_parser() -> ArgumentParser:
     g.add_argument("--streaming", action="store_true", help="read rows lazily (sorting then uses --sort_buffer)")
     g.add_argument("--limit", type=int, default=None, help="label only the first N rows (trial runs)")
     g.add_argument("--language", default=None,
-                   help="language code of the audio, 'auto' (the LID head decides per recording) or unset "
+                   help="language code of the audio, 'auto' (language identification decides per recording: "
+                        "--lid_model, else the teacher's own) or unset "
                         "(use the dataset's language column)")  # fmt: skip
     g.add_argument("--models_per_language", default=None,
                    help="path template with {lang}, e.g. 'exp/finetune-{lang}': after LID with --model, each "
@@ -136,80 +146,6 @@ def build_parser() -> ArgumentParser:
     return p
 
 
-def data_languages(args) -> list[str] | None:
-    """Languages to read from voxpopuli:/cv: data: --data_languages, else --language (unless auto), else all."""
-    if args.data_languages:
-        return args.data_languages.split(",")
-    return [args.language] if args.language and args.language != "auto" else None
-
-
-def data_spec(args):
-    """--data parsed (:func:`modeling_mlpl.data.parse_data_spec`); a bad one is a one-line usage error."""
-    from modeling_mlpl.data.specs import LABEL_INPUT_KINDS, parse_data_spec
-
-    return parse_data_spec(args.data or "", LABEL_INPUT_KINDS)
-
-
-def load_rows(args):
-    """The input dataset (rows with id, audio[, duration, offset, language]) and its loader report."""
-    from modeling_mlpl import data as mlpl_data
-
-    # Rows as saved (schema=False): a disk/hub input needs neither transcripts nor a language column.
-    ds = mlpl_data.open_dataset(data_spec(args), split=args.split, languages=data_languages(args),
-                                streaming=args.streaming, unlabelled=True, schema=False)  # fmt: skip
-    features = getattr(ds, "features", None) or {}
-    report = mlpl_data.get_load_report(ds)
-    # Before any work: a repeated id would lose a recording. Without an id column, the audio paths are the ids.
-    if features and "id" not in features and hasattr(ds, "data"):
-        paths = ds.data.column("audio").combine_chunks()
-        mlpl_data.check_unique_ids(paths.field("path").to_pylist() if hasattr(paths, "field") else paths.to_pylist(),
-                                   f"--data {args.data} (no id column: the audio paths are the ids)")  # fmt: skip
-    mlpl_data.check_unique_ids(ds, f"--data {args.data}")
-    if args.limit is not None:
-        ds = ds.take(args.limit) if args.streaming else ds.select(range(min(args.limit, len(ds))))
-    return ds, report
-
-
-def run_inputs(args) -> dict:
-    """What the labels depend on, keyed by flag (recorded in OUTPUT_DIR/pl_run.json; a --resume must
-    match). Left out: how the work is run (--threads, --io_threads, --sort_buffer, --num_shards, ...),
-    --limit (a trial run may be resumed by the full one) and the merge filters (applied later)."""
-    from modeling_mlpl.run_inputs import lm_identity, model_identity
-
-    spec = data_spec(args) if args.data else None
-    return {
-        "--model": model_identity(args.model), "--data": spec.normalized() if spec else ":",
-        "--split": args.split if spec and spec.kind in ("cv", "disk", "hub") else None,
-        "--data_languages": data_languages(args),
-        "--language": args.language, "--models_per_language": args.models_per_language,
-        "--lm_dir": lm_identity(args.lm_dir), "--beam_width": args.beam_width, "--window_s": args.window_s,
-        "--overlap_s": args.overlap_s, "--align_truth": args.align_truth, "--lid_top_k": args.lid_top_k,
-        "--dtype": args.dtype,
-    }  # fmt: skip
-
-
-def write_load_report(out: Path, report) -> None:
-    """OUTPUT_DIR/load_report.json: what the loader found and skipped (the merge's accounting reads it)."""
-    from modeling_mlpl.pseudo_labeling.merge import LOAD_REPORT
-
-    out.mkdir(parents=True, exist_ok=True)
-    (out / LOAD_REPORT).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
-
-
-def run_accounting(per_rank: list[dict], n_rows: int | None, report, independent: bool):
-    """Where every input went in this run, over all processes (`per_rank`: LabelStats dicts; rank 0's
-    first). `independent`: a --num_shards job, which sees only its own counts."""
-    from modeling_mlpl.data import Accounting
-
-    own = per_rank[0]
-    if n_rows is None:  # streamed: the main process met every row, its own or not
-        n_rows = own["labelled"] + own["failed"] + own["skipped_done"] + own["not_mine"]
-    return Accounting(found=n_rows + report.n_skipped, done=sum(s["labelled"] for s in per_rank),
-                      failed=sum(s["failed"] for s in per_rank), skipped=report.n_skipped,
-                      already_done=sum(s["skipped_done"] for s in per_rank),
-                      elsewhere=own["not_mine"] if independent else 0)  # fmt: skip
-
-
 def run_merge(args) -> dict:
     from modeling_mlpl.pseudo_labeling import MergeFilters, merge_with_stats
     from modeling_mlpl.pseudo_labeling.merge import load_student_vocab
@@ -234,124 +170,47 @@ def run_merge(args) -> dict:
     return stats
 
 
-def run_label(args) -> int:
-    import torch
-    from accelerate import PartialState
+def job_config(args):
+    """The flags as a :class:`~modeling_mlpl.pseudo_labeling.job.LabelJobConfig` (parses --data)."""
+    from modeling_mlpl.pseudo_labeling.job import LabelJobConfig
 
-    from modeling_mlpl import data as mlpl_data
-    from modeling_mlpl.decoding.lm_decoder import LMDecoder
-    from modeling_mlpl.pseudo_labeling import PseudoLabelConfig, PseudoLabeler, label_dataset
-    from modeling_mlpl.pseudo_labeling.shards import (FAILURE_PREFIX, RUN_FILE, read_rank_stats, shard_path,
-                                                      write_rank_stats)
-    from modeling_mlpl.run_inputs import check_run, write_run
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if (args.num_shards is None) != (args.shard_index is None):
-        raise UserError("--num_shards and --shard_index go together")
-    if args.num_shards is not None:
-        if not 0 <= args.shard_index < args.num_shards:
-            raise UserError(f"--shard_index must be in 0..{args.num_shards - 1}")
-        rank, world, device, is_main = args.shard_index, args.num_shards, None, args.shard_index == 0
-        state = None
-    else:
-        state = PartialState(cpu=not torch.cuda.is_available())  # else CPU-only torchrun runs are not distributed
-        rank, world, device, is_main = state.process_index, state.num_processes, state.device, state.is_main_process
-    if not is_main:
-        logging.getLogger().setLevel(logging.WARNING)
-    if not args.model:
-        raise UserError("--model is required (or use --merge_only)")
-    if not (os.path.isdir(args.model) or "/" in args.model):
-        raise UserError(f"--model {args.model}: no such folder")
-
-    if args.retry_failed and not args.resume:
-        raise UserError("--retry_failed continues an earlier run: add --resume")
-    out = Path(args.output_dir)
-    # Every process checks before the barrier, and nobody writes before it: no process can mistake
-    # another's fresh shard for an earlier run. (Independent --num_shards jobs only check their own.)
-    if not args.resume and state is not None and any(p.stat().st_size for p in out.glob("*-rank*.jsonl")):
-        raise UserError(f"{out} already holds pseudo-label shards: add --resume to continue that run, "
-                        "or choose a new --output_dir")  # fmt: skip
-    inputs = run_inputs(args)
-    if args.resume:  # every process checks before the barrier, so all of them stop together
-        check_run(out / RUN_FILE, inputs, "start afresh with a new --output_dir")
-    if state is not None:
-        state.wait_for_everyone()
-    own_shards = [shard_path(out, rank), shard_path(out, rank, FAILURE_PREFIX)]
-    if is_main and (args.resume or not any(p.exists() and p.stat().st_size for p in own_shards)):
-        write_run(out / RUN_FILE, inputs)  # (a fresh run into old shards is refused by label_dataset)
-    rows, report = load_rows(args)
-    n_rows = None if args.streaming else len(rows)
-    if report is None:  # disk:/hub: nothing skipped at load; the report still says how many rows came in
-        report = mlpl_data.LoadReport(source=args.data, loaded=n_rows or 0)
-    if is_main:
-        write_load_report(out, report)
-    sort_buffer = args.sort_buffer or (5000 if args.streaming else None)
-    config = PseudoLabelConfig(
-        language=args.language, window_s=args.window_s or None, overlap_s=args.overlap_s,
-        max_batch_seconds=args.max_batch_seconds, lid_top_k=args.lid_top_k,
-        models_per_language=args.models_per_language, beam_width=args.beam_width, sort_buffer=sort_buffer,
-        io_threads=args.io_threads, autocast_dtype=None if args.dtype == "fp32" else args.dtype,
-        fsync=not args.no_fsync,
+    return LabelJobConfig(
+        model=args.model, data=args.data, output_dir=args.output_dir, revision=args.revision, split=args.split,
+        data_languages=args.data_languages.split(",") if args.data_languages else None, streaming=args.streaming,
+        limit=args.limit, language=args.language, teacher_language=args.teacher_language, lid_model=args.lid_model,
+        models_per_language=args.models_per_language, resume=args.resume, retry_failed=args.retry_failed,
+        lm_dir=args.lm_dir, beam_width=args.beam_width, lm_workers=args.lm_workers, window_s=args.window_s,
+        overlap_s=args.overlap_s, max_batch_seconds=args.max_batch_seconds, align_truth=args.align_truth,
+        lid_top_k=args.lid_top_k, sort_buffer=args.sort_buffer, io_threads=args.io_threads, dtype=args.dtype,
+        threads=args.threads, fsync=not args.no_fsync, num_shards=args.num_shards, shard_index=args.shard_index,
     )  # fmt: skip
-    transcripts = None
-    if args.align_truth:
-        if args.lm_dir:
-            raise UserError("--align_truth aligns known transcripts: it takes no --lm_dir")
-        spec = data_spec(args)
-        if spec.kind != "vp":
-            raise UserError(f"--align_truth needs --data voxpopuli:ROOT (the synthetic corpus), got {args.data!r}")
-        try:
-            transcripts = mlpl_data.load_unlabelled_truth(spec.path, data_languages(args))
-        except (FileNotFoundError, ValueError) as err:
-            raise UserError(str(err)) from err
-        if not args.streaming:
-            missing = [uid for uid in rows["id"] if uid not in transcripts]
-            if missing:
-                raise UserError(f"--align_truth: {len(missing)} recording(s) have no true transcript, e.g. {missing[0]}")
-    lm_overrides = {} if args.lm_workers is None else {"num_workers": args.lm_workers}
-    lm = LMDecoder.from_pretrained(args.lm_dir, **lm_overrides) if args.lm_dir else None
-    try:
-        labeler = PseudoLabeler.from_pretrained(args.model, config, lm_decoder=lm, device=device,
-                                                transcripts=transcripts)
-    except OSError as err:
-        raise UserError(f"cannot load model {args.model}: {str(err).splitlines()[0]}") from err
-    stats = label_dataset(rows, args.output_dir, labeler, rank=rank, world_size=world, resume=args.resume,
-                          progress=is_main, retry_failed=args.retry_failed)  # fmt: skip
-    pad = labeler.padding_stats
-    logger.info("rank %d: labelled %d (%.1f s audio, %.1f s/s), %d failures, %d already done, padding %.1f%%",
-                rank, stats.labelled, stats.audio_seconds, stats.audio_seconds / max(stats.elapsed_s, 1e-9),
-                stats.failed, stats.skipped_done, 100 * pad.padding_fraction)  # fmt: skip
-    all_stats = [stats.to_dict()]
-    if state is not None and world > 1:
-        write_rank_stats(out, rank, stats.to_dict())
-        state.wait_for_everyone()
-        all_stats = read_rank_stats(out, world) if is_main else all_stats
-    if is_main:
-        accounting = run_accounting(all_stats, n_rows, report, independent=state is None and world > 1)
-        if n_rows is None and not report.loaded:  # a streamed disk:/hub: input: its rows are counted now
-            report.loaded = accounting.found
-        write_load_report(out, report)  # complete now also for a streamed input
-        logger.info("accounting: %s", accounting.line("labelled"))
-    if args.merge and is_main:
+
+
+def run_label(args) -> int:
+    from modeling_mlpl.pseudo_labeling.job import run_label_job
+
+    result = run_label_job(job_config(args))
+    if args.merge and result.is_main:
         run_merge(args)
-    attempted = stats.labelled + stats.failed
-    if attempted and stats.failed / attempted > args.max_failure_fraction:
-        logger.error("%d of %d recordings could not be read (see failures-rank%05d.jsonl)", stats.failed,
-                     attempted, rank)  # fmt: skip
+    if result.failure_fraction > args.max_failure_fraction:
+        logger.error("%d of %d recordings could not be read (see failures-rank%05d.jsonl)", result.stats.failed,
+                     result.stats.labelled + result.stats.failed, result.rank)  # fmt: skip
         return EXIT_FAILURES
     return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # weight-loading bars: stderr keeps the job's own bar and one-line errors
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         if args.merge_only:
             run_merge(args)
             return EXIT_OK
         return run_label(args)
-    except (UserError, HubError, FileExistsError, FileNotFoundError, ValueError) as err:
+    except (HubError, FileExistsError, FileNotFoundError, ValueError) as err:
         # Input and usage problems: one line, no traceback (use --log_level debug for one).
         logger.debug("details", exc_info=True)
         print(f"pseudo_label.py: error: {err}", file=sys.stderr)

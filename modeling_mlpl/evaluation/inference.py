@@ -28,12 +28,13 @@ ROW_KEYS = ("id", "language", "reference")  # what every decoded row carries (+ 
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
 
-def load_model(model_dir: str | os.PathLike, device: torch.device | str | None = None):
+def load_model(model_dir: str | os.PathLike, device: torch.device | str | None = None, revision: str | None = None):
     """(MLPLForCTC in eval mode, MLPLProcessor) from a saved folder or a Hub id (``owner/name``).
 
     A local folder must hold ``config.json``; a name that is no local folder is tried as a Hub id
     (from the local Hub cache when offline). Either failure is a FileNotFoundError naming the path,
-    so that scripts can print it as a one-line error. ``device=None`` leaves the model on the CPU.
+    so that scripts can print it as a one-line error. ``device=None`` leaves the model on the CPU;
+    ``revision`` picks a Hub branch, tag or commit.
     """
     from ..modeling_mlpl import MLPLForCTC
     from ..processing_mlpl import MLPLProcessor
@@ -44,8 +45,8 @@ def load_model(model_dir: str | os.PathLike, device: torch.device | str | None =
     if not usable:
         raise FileNotFoundError(f"no model (config.json) in {model_dir}")
     try:
-        model = MLPLForCTC.from_pretrained(name).eval()
-        processor = MLPLProcessor.from_pretrained(name)
+        model = MLPLForCTC.from_pretrained(name, revision=revision).eval()
+        processor = MLPLProcessor.from_pretrained(name, revision=revision)
     except OSError as err:
         if local:
             raise

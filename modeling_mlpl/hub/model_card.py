@@ -50,9 +50,6 @@ DECODER_LABELS = {"prediction": "greedy", "prediction_greedy": "greedy", "predic
                   "greedy": "greedy"}  # fmt: skip
 _NON_LANGUAGE_KEYS = {"all", "_meta", "meta", "dataset", "split", "config"}
 
-# Common Voice uses regional/variant codes; Hub `language` metadata wants ISO 639 codes.
-_CV_TO_ISO = {"fy-NL": "fy", "ga-IE": "ga", "pa-IN": "pa", "sv-SE": "sv", "zh-CN": "zh", "zh-HK": "zh",
-              "zh-TW": "zh", "rm-sursilv": "rm", "rm-vallader": "rm"}  # fmt: skip
 
 
 def validate_stage(stage: str) -> str:
@@ -72,7 +69,9 @@ def stage_template(stage: str) -> str:
 
 def hub_language_code(code: str) -> str:
     """Common Voice code -> ISO 639 code for Hub metadata ("sv-SE" -> "sv", "rm-sursilv" -> "rm")."""
-    return _CV_TO_ISO.get(code, code)
+    from ..data.languages import iso639_1
+
+    return iso639_1(code)
 
 
 def find_template_dir(template_dir: str | os.PathLike | None = None) -> Path:

@@ -26,6 +26,9 @@ __all__ = [
     "forced_align",
     "spans_to_label",
     "ctc_log_likelihood",
+    "ctc_scores",
+    "carry_times",
+    "words_from_characters",
     "label_from_log_probs",
 ]
 
@@ -156,7 +159,6 @@ def label_from_log_probs(log_probs: np.ndarray, id2token: Mapping[int, str], tok
       ctc_score: log p(label | x) over all alignments / frames (for LM text, how much the
       acoustic model agrees with it).
     """
-    T = log_probs.shape[0]
     unk_id = token2id.get(unk_token)
 
     def encode(t: str) -> list[int]:  # the training targets of a text, as the tokenizer encodes it
@@ -167,11 +169,50 @@ def label_from_log_probs(log_probs: np.ndarray, id2token: Mapping[int, str], tok
 
     spans = greedy_spans(log_probs, blank) if text is None else forced_align(log_probs, encode(text), blank)
     label = spans_to_label(spans, id2token, frame_seconds, blank=blank)
+    return label, ctc_scores(log_probs, encode(label.text), blank)
+
+
+def ctc_scores(log_probs: np.ndarray, tokens: Sequence[int], blank: int = 0) -> dict:
+    """The confidence scores of a label (`tokens`) on (T, V) log-probs, as every CTC teacher records
+    them (see :func:`label_from_log_probs`): confidence, path_score, ctc_score, num_frames."""
+    T = log_probs.shape[0]
     frame_max = log_probs.max(-1)  # (T,)
-    scores = {
+    return {
         "confidence": float(np.exp(frame_max).mean()) if T else 0.0,
         "path_score": float(frame_max.mean()) if T else -math.inf,
-        "ctc_score": ctc_log_likelihood(log_probs, encode(label.text), blank) / max(T, 1),
+        "ctc_score": ctc_log_likelihood(log_probs, tokens, blank) / max(T, 1),
         "num_frames": int(T),
     }
-    return label, scores
+
+
+def carry_times(source: str, target: str, *times: Sequence[float]) -> tuple[list[float], ...]:
+    """Per-character times of `source` carried over to `target`, a rewrite of it (stripped, NFC, case,
+    normalised spaces, ...): a character both share keeps its time, a new one takes the time of the next
+    shared one (the last one's at the end). One list per `times` (e.g. starts and ends)."""
+    if source == target:
+        return tuple(list(t) for t in times)
+    import difflib
+
+    index: list[int | None] = [None] * len(target)
+    matcher = difflib.SequenceMatcher(None, source.lower(), target.lower(), autojunk=False)
+    for a, b, size in matcher.get_matching_blocks():
+        for k in range(size):
+            index[b + k] = a + k
+    nxt = len(source) - 1
+    for j in range(len(target) - 1, -1, -1):  # unmatched characters: the next matched one's position
+        if index[j] is None:
+            index[j] = nxt
+        else:
+            nxt = index[j]
+    return tuple([list(t)[i] if 0 <= i < len(t) else 0.0 for i in index] for t in times)
+
+
+def words_from_characters(text: str, starts: Sequence[float], ends: Sequence[float]) -> list[dict]:
+    """Words of `text` (split at spaces) with the start of their first and the end of their last character."""
+    words, begin = [], 0
+    for i in range(len(text) + 1):
+        if i == len(text) or text[i] == " ":
+            if i > begin:
+                words.append({"word": text[begin:i], "start": round(starts[begin], 3), "end": round(ends[i - 1], 3)})
+            begin = i + 1
+    return words

@@ -1,12 +1,14 @@
-"""Stage 3 of the recipe: label unlabelled audio with a (fine-tuned) model, one shard per process.
+"""Stage 3 of the recipe: label unlabelled audio with a teacher model, one shard per process.
 
     labeler = PseudoLabeler.from_pretrained("exp/finetune-de", PseudoLabelConfig(language="de"))
     stats = label_dataset(dataset, "exp/pl-de", labeler, rank=0, world_size=1, resume=True)
 
 The paper greedy-decodes each language's VoxPopuli audio with that language's fine-tuned model.
-Beyond it: `language="auto"` lets the LID head pick the language per recording, and
-`models_per_language="dir/{lang}"` then re-decodes each recording with its language's model;
-an `LMDecoder` gives LM beam-search labels instead of greedy ones.
+The model is a :class:`~modeling_mlpl.pseudo_labeling.teachers.Teacher`: an mlpl checkpoint, any
+transformers CTC model, MMS with adapters or Whisper (the checkpoint's config says which). This module
+does what is the same for all of them: which language each recording gets (given, the dataset's, or
+language identification: the teacher's own, or a separate `lid` model), the row schema, text
+normalisation, and the sharded, resumable, length-bucketed job.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import hashlib
 import logging
 import os
 import time
-from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,9 +29,11 @@ from ..audio import AudioDecodeError, audio_duration, load_segment
 from ..data.ids import DuplicateIdError
 from ..data.sampler import pack_batches
 from ..evaluation.inference import load_model  # re-exported: modeling_mlpl.pseudo_labeling.load_model
-from ..evaluation.long_form import LongFormDecoder
-from .alignment import Label, label_from_log_probs
+from ..text import normalize_as
+from .alignment import carry_times, words_from_characters
 from .shards import FAILURE_PREFIX, ShardWriter, completed_ids, shard_of, shard_path
+from .teachers.base import DecodeOptions, Teacher, TeacherError, load_teacher
+from .teachers.mlpl import MLPLTeacher
 
 logger = logging.getLogger(__name__)
 
@@ -42,12 +45,14 @@ AUTO = "auto"
 
 @dataclass
 class PseudoLabelConfig:
-    """How to label. language: a code of the model's `config.languages`, "auto" (LID head picks per
+    """How to label. language: a code the teacher knows, "auto" (language identification picks per
     recording) or None (take each row's `language` column). window_s/overlap_s: long-form windows
     (window_s=None: whole recordings, as the paper). max_batch_seconds: audio per batch (recordings
     are length-sorted, so batches have little padding). sort_buffer: rows sorted together (None:
-    the whole shard; set it for streaming datasets). models_per_language: a path template with
-    `{lang}` whose existing folders take over after LID. beam_width: LM beam (when an LM is given)."""
+    the whole shard; set it for streaming datasets). models_per_language (mlpl teacher): a path
+    template with `{lang}` whose existing folders take over after LID. beam_width: LM beam (when an LM
+    is given). text_normalization: the rule (modeling_mlpl.text.TEXT_NORMALIZATIONS) that turns the
+    teacher's text (kept as `text_raw`) into the row's `text`."""
 
     language: str | None = None
     window_s: float | None = 10.0
@@ -61,6 +66,19 @@ class PseudoLabelConfig:
     io_threads: int = 4
     autocast_dtype: str | None = None  # "bf16" / "fp16" on GPU
     fsync: bool = True
+    text_normalization: str = "transcript"
+
+    def decode_options(self) -> DecodeOptions:
+        return DecodeOptions(window_s=self.window_s, overlap_s=self.overlap_s, max_batch_seconds=self.max_batch_seconds,
+                             autocast_dtype=self.autocast_dtype)  # fmt: skip
+
+    def mlpl_options(self, lm_decoder=None) -> dict:
+        """The options only an mlpl teacher takes, where set (another teacher refuses them)."""
+        options = {"lm_decoder": lm_decoder, "beam_width": self.beam_width if lm_decoder is not None else None,
+                   "models_per_language": self.models_per_language}  # fmt: skip
+        if self.models_per_language:
+            options["max_loaded_models"] = self.max_loaded_models
+        return {k: v for k, v in options.items() if v is not None}
 
 
 @dataclass
@@ -75,158 +93,125 @@ class Item:
     language: str = ""
 
 
-_DTYPES = {None: None, "fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-class _Decoder:
-    """A model with its windowed decoder and vocabulary tables."""
-
-    def __init__(self, name: str, model, processor, config: PseudoLabelConfig):
-        self.name = name
-        self.model = model
-        self.processor = processor
-        self.long_form = LongFormDecoder(
-            model, processor.feature_extractor, window_s=config.window_s, overlap_s=config.overlap_s,
-            max_batch_seconds=config.max_batch_seconds, autocast_dtype=_DTYPES[config.autocast_dtype],
-        )  # fmt: skip
-        tokenizer = processor.tokenizer
-        self.token2id = dict(tokenizer.get_vocab())
-        self.id2token = {i: t for t, i in self.token2id.items()}
-        for i in range(model.config.vocab_size):  # ids the model has but the vocabulary lacks
-            self.id2token.setdefault(i, tokenizer.unk_token)
-        self.blank = int(model.config.pad_token_id or 0)
-        self.frame_seconds = model.config.inputs_to_logits_ratio / processor.feature_extractor.sampling_rate
-
-
 class PseudoLabeler:
-    """Turns loaded audio into pseudo-label records (no I/O of its own except loading models)."""
+    """Turns loaded audio into pseudo-label records with a teacher (no I/O of its own except loading models)."""
 
-    def __init__(self, model, processor, config: PseudoLabelConfig | None = None, lm_decoder=None,
-                 model_name: str = "base", transcripts: Mapping[str, str] | None = None):  # fmt: skip
-        """`transcripts` (id -> known text): force-align these instead of decoding, so that known
-        long-form transcripts (the synthetic corpus's truth: the oracle) get token times and can be
-        cropped like PLs. Every labelled id must have one."""
+    def __init__(self, teacher, processor=None, config: PseudoLabelConfig | None = None, lm_decoder=None,
+                 model_name: str = "base", transcripts: Mapping[str, str] | None = None, lid=None):  # fmt: skip
+        """`teacher`: a :class:`Teacher`, or an MLPLForCTC with its `processor` (then `lm_decoder` and
+        `model_name` build its mlpl teacher). `transcripts` (id -> known text): force-align these
+        instead of decoding, so that known long-form transcripts (the synthetic corpus's truth: the
+        oracle) get token times and can be cropped like PLs; every labelled id must have one.
+        `lid`: a language identifier (``detect_languages(waveforms)``, e.g. :class:`.teachers.lid.AudioClassifierLID`)
+        used instead of the teacher's own where a recording's language must be found."""
         self.config = config or PseudoLabelConfig()
-        self.base = _Decoder(model_name, model, processor, self.config)
-        self.languages = list(model.config.languages)
-        self.lm_decoder = lm_decoder
+        if not isinstance(teacher, Teacher):  # an mlpl model: the mlpl teacher around it
+            teacher = MLPLTeacher(teacher, processor, self.config.decode_options(), name=model_name,
+                                  **self.config.mlpl_options(lm_decoder))  # fmt: skip
+        elif processor is not None or lm_decoder is not None:
+            raise TypeError("a Teacher comes with its own processor and decoder: pass only the teacher")
+        self.teacher = teacher
+        self.lid = lid
         self.transcripts = transcripts
-        self._routed: OrderedDict[str, _Decoder] = OrderedDict()
-        self._missing_models: set[str] = set()
         lang = self.config.language
-        if lang not in (None, AUTO) and lang not in self.languages:
-            raise ValueError(f"unknown language {lang!r}: this model knows {', '.join(self.languages)}")
-        if self.config.models_per_language and "{lang}" not in self.config.models_per_language:
-            raise ValueError("models_per_language must contain '{lang}', e.g. exp/finetune-{lang}")
+        if lang not in (None, AUTO):
+            teacher.check_languages([lang])
+        if transcripts is not None and not teacher.supports_forced_alignment:
+            raise TeacherError(f"a {teacher.kind} teacher cannot force-align known transcripts")
+        normalize_as("", self.config.text_normalization)  # an unknown rule fails now, not at the first batch
 
     @classmethod
     def from_pretrained(cls, model_dir: str, config: PseudoLabelConfig | None = None, lm_decoder=None,
-                        device: torch.device | str | None = None,
-                        transcripts: Mapping[str, str] | None = None) -> "PseudoLabeler":  # fmt: skip
-        model, processor = load_model(model_dir, device)
-        return cls(model, processor, config, lm_decoder, model_name=str(model_dir), transcripts=transcripts)
+                        device: torch.device | str | None = None, transcripts: Mapping[str, str] | None = None,
+                        revision: str | None = None, lid=None, **kind_options) -> "PseudoLabeler":  # fmt: skip
+        """The labeler of any checkpoint (its teacher kind read from its config, see
+        :func:`~.teachers.load_teacher`); `kind_options` go to the teacher (mms: teacher_language)."""
+        config = config or PseudoLabelConfig()
+        teacher = load_teacher(model_dir, revision=revision, device=device, options=config.decode_options(),
+                               **config.mlpl_options(lm_decoder), **kind_options)  # fmt: skip
+        return cls(teacher, config=config, transcripts=transcripts, lid=lid)
 
     @property
     def device(self) -> torch.device:
-        return self.base.long_form.device
+        return self.teacher.device
 
     @property
     def padding_stats(self):
-        return self.base.long_form.stats
+        return self.teacher.padding_stats
 
-    def _decoder_for(self, language: str) -> _Decoder:
-        """The language's fine-tuned model when `models_per_language` has one, else the base model."""
-        template = self.config.models_per_language
-        if not template or language in self._missing_models:
-            return self.base
-        if language in self._routed:
-            self._routed.move_to_end(language)
-            return self._routed[language]
-        path = template.format(lang=language)
-        if not os.path.isdir(path):
-            logger.warning("no model for language %r at %s: its recordings use the base model", language, path)
-            self._missing_models.add(language)
-            return self.base
-        if len(self._routed) >= self.config.max_loaded_models:
-            self._routed.popitem(last=False)  # least recently used
-        model, processor = load_model(path, self.device)
-        self._routed[language] = _Decoder(path, model, processor, self.config)
-        return self._routed[language]
+    def _best_supported(self, ranked: list[tuple[str, float]]) -> str:
+        """The most likely language the teacher can label (the most likely one if it can label none)."""
+        supported = self.teacher.languages
+        for lang, _ in ranked:
+            if supported is None or lang in supported:
+                return lang
+        return ranked[0][0]
 
-    def _language_of(self, item: Item, lid_log_probs: np.ndarray) -> tuple[str, str]:
-        """(language, where it came from)."""
-        if self.config.language == AUTO:
-            return self.languages[int(lid_log_probs.argmax())], "lid"
-        if self.config.language:
-            return self.config.language, "given"
-        if item.language:
-            return item.language, "dataset"
-        return self.languages[int(lid_log_probs.argmax())], "lid"  # nothing given: best guess, recorded
+    def _languages(self, items: list[Item], waveforms: list[np.ndarray]) -> tuple[list[str], list[str], list[list]]:
+        """(language, where it came from, LID top-k) per recording."""
+        cfg = self.config
+        need_lid = cfg.language == AUTO or (not cfg.language and not all(item.language for item in items))
+        ranked = None
+        if need_lid and self.lid is not None:
+            ranked = self.lid.detect_languages(waveforms)
+        elif need_lid or self.teacher.free_language_identification:
+            ranked = self.teacher.detect_languages(waveforms)
+        languages, sources, top_k = [], [], []
+        for i, item in enumerate(items):
+            if cfg.language == AUTO:
+                lang, source = self._best_supported(ranked[i]), "lid"
+            elif cfg.language:
+                lang, source = cfg.language, "given"
+            elif item.language:
+                lang, source = item.language, "dataset"
+            else:  # nothing given: best guess, recorded
+                lang, source = self._best_supported(ranked[i]), "lid"
+            languages.append(lang)
+            sources.append(source)
+            top_k.append([] if ranked is None else
+                         [{"language": code, "prob": round(float(p), 6)} for code, p in ranked[i][: cfg.lid_top_k]])  # fmt: skip
+        return languages, sources, top_k
+
+    def _normalized(self, result: dict) -> dict:
+        """`text` by the configured normalisation, the teacher's own as `text_raw`; times follow the text."""
+        raw = result["text"]
+        text = normalize_as(raw, self.config.text_normalization)
+        out = {"text": text, "text_raw": raw, **{k: v for k, v in result.items() if k != "text"}}
+        if text != raw and result.get("token_times"):
+            ends = [0.0] * len(raw)  # each character's word end, for the words of the new text
+            position = 0
+            for word in result.get("words") or []:
+                at = raw.find(word["word"], position)
+                if at >= 0:
+                    ends[at : at + len(word["word"])] = [word["end"]] * len(word["word"])
+                    position = at + len(word["word"])
+            starts, ends = carry_times(raw, text, result["token_times"], ends)
+            out["token_times"] = starts
+            out["words"] = words_from_characters(text, starts, ends)
+        return out
 
     def label(self, items: list[Item], waveforms: list[np.ndarray]) -> list[dict]:
         """Records for loaded, non-empty 16 kHz waveforms."""
-        base_out = self.base.long_form(waveforms)
-        k = min(self.config.lid_top_k, len(self.languages))
-        languages, sources, lid_top = [], [], []
-        for item, lid in zip(items, base_out.lid_log_probs):
-            lang, source = self._language_of(item, lid)
-            languages.append(lang)
-            sources.append(source)
-            top = np.argsort(-lid, kind="stable")[:k]
-            lid_top.append([{"language": self.languages[i], "prob": round(float(np.exp(lid[i])), 6)} for i in top])
-
-        # Route to per-language models; the base output is reused where no other model applies.
-        decoders = [self._decoder_for(lang) for lang in languages]
-        log_probs: list[np.ndarray] = list(base_out.log_probs)
-        for decoder in {id(d): d for d in decoders if d is not self.base}.values():
-            idx = [i for i, d in enumerate(decoders) if d is decoder]
-            out = decoder.long_form([waveforms[i] for i in idx])
-            for i, lp in zip(idx, out.log_probs):
-                log_probs[i] = lp
-
-        texts: list[str | None] = [None] * len(items)
-        method = "greedy"
+        languages, sources, lid_top = self._languages(items, waveforms)
+        extra = {}
         if self.transcripts is not None:
             missing = [item.id for item in items if item.id not in self.transcripts]
             if missing:
                 raise KeyError(f"no transcript to align for {len(missing)} recording(s), e.g. {missing[0]!r}")
-            texts, method = [self.transcripts[item.id] for item in items], "transcript"
-        elif self.lm_decoder is not None:
-            texts, method = self.lm_decoder.decode_batch(log_probs, languages, beam_width=self.config.beam_width), "lm"
-
+            extra["texts"] = [self.transcripts[item.id] for item in items]
+        results = self.teacher.label(waveforms, languages, **extra)
         records = []
-        for i, item in enumerate(items):
-            decoder = decoders[i]
-            try:
-                label, scores = label_from_log_probs(log_probs[i], decoder.id2token, decoder.token2id,
-                                                     decoder.frame_seconds, text=texts[i], blank=decoder.blank)
-                item_method = method
-            except ValueError as err:
-                label, scores = label_from_log_probs(log_probs[i], decoder.id2token, decoder.token2id,
-                                                     decoder.frame_seconds, blank=decoder.blank)
-                if method == "transcript":  # a known text is kept, without times (never cropped)
-                    logger.warning("%s: %s; transcript kept without token times", item.id, err)
-                    label, item_method = Label(text=texts[i], token_times=[], token_ids=[]), "transcript_unaligned"
-                else:  # LM text the acoustic frames cannot hold: keep the greedy label
-                    logger.warning("%s: %s; using the greedy label", item.id, err)
-                    item_method = "greedy_fallback"
+        for i, (item, result) in enumerate(zip(items, results)):
             records.append({
                 "id": item.id,
                 "audio": item.path,
                 "offset": float(item.offset),
-                "duration": round(len(waveforms[i]) / self.base.long_form.sampling_rate, 4),
+                "duration": round(len(waveforms[i]) / self.teacher.sampling_rate, 4),
                 "language": languages[i],
                 "language_source": sources[i],
-                "text": label.text,
-                "token_times": label.token_times,
-                "words": label.words,
-                "confidence": round(scores["confidence"], 6),
-                "path_score": round(scores["path_score"], 6),
-                "ctc_score": round(scores["ctc_score"], 6),
-                "num_frames": scores["num_frames"],
+                **self._normalized(result),
                 "lid_top_k": lid_top[i],
-                "model": decoder.name,
-                "decoder": item_method,
+                "teacher": self.teacher.identity,
             })  # fmt: skip
         return records
 
@@ -369,7 +354,7 @@ def label_dataset(
     done = completed_ids(output_dir, include_failures=not retry_failed) if resume else set()
     stats = LabelStats()
     start = time.perf_counter()
-    sampling_rate = labeler.base.long_form.sampling_rate
+    sampling_rate = labeler.teacher.sampling_rate
     cfg = labeler.config
     pending_failures: list[dict] = []
 

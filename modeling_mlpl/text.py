@@ -33,18 +33,6 @@ def normalize_transcript(text: str) -> str:
 
 # How pseudo-labels' text is normalised (the labeler's `text_normalization`): name -> function. A
 # teacher's own text (e.g. Whisper's cased, punctuated output) is kept as `text_raw` beside it.
-TEXT_NORMALIZATIONS: dict[str, Callable[[str], str]] = {"transcript": normalize_transcript}
-
-
-def normalize_as(text: str, normalization: str = "transcript") -> str:
-    """`text` normalised by the named rule of :data:`TEXT_NORMALIZATIONS`."""
-    try:
-        rule = TEXT_NORMALIZATIONS[normalization]
-    except KeyError:
-        raise ValueError(f"unknown text normalization {normalization!r}; known: {', '.join(TEXT_NORMALIZATIONS)}") from None
-    return rule(text)
-
-
 def model_output_frames(n_samples: int) -> int:
     """Output frames of the MLPL model for `n_samples` of 16 kHz audio (0 for < one 25 ms frame): the
     feature frames, then the stride-3 conv (padded, so ``(T - 1) // 3 + 1``)."""

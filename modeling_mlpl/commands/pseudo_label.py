@@ -41,6 +41,7 @@ from pathlib import Path
 
 from modeling_mlpl.cli import ArgumentParser
 from modeling_mlpl.hub import HubError, add_hub_arguments, maybe_push_to_hub
+from modeling_mlpl.text import PL_TEXT_RULES
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_FAILURES, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 DATA_KINDS = ("voxpopuli", "cv", "disk", "folder", "hub")  # as spelt in --help (data.specs.LABEL_INPUT_KINDS)
@@ -64,6 +65,10 @@ def build_parser() -> ArgumentParser:
                    help="with --language auto: an audio-classification LID model (folder or Hub id, e.g. "
                         "facebook/mms-lid-126) that picks each recording's language, instead of the teacher's "
                         "own (mlpl LID head, Whisper)")  # fmt: skip
+    g.add_argument("--text_rule", default=None, choices=sorted(PL_TEXT_RULES),
+                   help="how the teacher's text becomes the row's `text` (the teacher's own is kept as `text_raw`; "
+                        "docs/teachers_text.md): default 'none' for an mlpl teacher, 'student' for any other "
+                        "(annotations removed; case, punctuation and digits kept); 'lower_nopunct' is MMS's convention")  # fmt: skip
     g.add_argument("--data", help="KIND:PATH, KIND one of " + ", ".join(DATA_KINDS))
     g.add_argument("--split", default="train", help="split for cv:, disk: (DatasetDict) and hub: (default: train)")
     g.add_argument("--data_languages", default=None,
@@ -178,6 +183,7 @@ def job_config(args):
         model=args.model, data=args.data, output_dir=args.output_dir, revision=args.revision, split=args.split,
         data_languages=args.data_languages.split(",") if args.data_languages else None, streaming=args.streaming,
         limit=args.limit, language=args.language, teacher_language=args.teacher_language, lid_model=args.lid_model,
+        text_normalization=args.text_rule,
         models_per_language=args.models_per_language, resume=args.resume, retry_failed=args.retry_failed,
         lm_dir=args.lm_dir, beam_width=args.beam_width, lm_workers=args.lm_workers, window_s=args.window_s,
         overlap_s=args.overlap_s, max_batch_seconds=args.max_batch_seconds, align_truth=args.align_truth,

@@ -62,7 +62,7 @@ class LabelJobConfig:
     fsync: bool = True
     num_shards: int | None = None
     shard_index: int | None = None
-    text_normalization: str = "transcript"
+    text_normalization: str | None = None  # modeling_mlpl.text.PL_TEXT_RULES; None: by teacher kind
 
     def __post_init__(self):
         from ..data.specs import LABEL_INPUT_KINDS, parse_data_spec

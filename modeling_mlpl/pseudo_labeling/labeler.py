@@ -29,7 +29,7 @@ from ..audio import AudioDecodeError, audio_duration, load_segment
 from ..data.ids import DuplicateIdError
 from ..data.sampler import pack_batches
 from ..evaluation.inference import load_model  # re-exported: modeling_mlpl.pseudo_labeling.load_model
-from ..text import normalize_as
+from ..text import PL_TEXT_RULES, normalize_pl_text
 from .alignment import carry_times, words_from_characters
 from .shards import FAILURE_PREFIX, ShardWriter, completed_ids, shard_of, shard_path
 from .teachers.base import DecodeOptions, Teacher, TeacherError, load_teacher
@@ -51,8 +51,9 @@ class PseudoLabelConfig:
     are length-sorted, so batches have little padding). sort_buffer: rows sorted together (None:
     the whole shard; set it for streaming datasets). models_per_language (mlpl teacher): a path
     template with `{lang}` whose existing folders take over after LID. beam_width: LM beam (when an LM
-    is given). text_normalization: the rule (modeling_mlpl.text.TEXT_NORMALIZATIONS) that turns the
-    teacher's text (kept as `text_raw`) into the row's `text`."""
+    is given). text_normalization: the rule (modeling_mlpl.text.PL_TEXT_RULES) that turns the
+    teacher's text (kept as `text_raw`) into the row's `text`; None: "none" for an mlpl teacher (its text
+    is already in the student's conventions) and "student" for any other."""
 
     language: str | None = None
     window_s: float | None = 10.0
@@ -66,7 +67,7 @@ class PseudoLabelConfig:
     io_threads: int = 4
     autocast_dtype: str | None = None  # "bf16" / "fp16" on GPU
     fsync: bool = True
-    text_normalization: str = "transcript"
+    text_normalization: str | None = None
 
     def decode_options(self) -> DecodeOptions:
         return DecodeOptions(window_s=self.window_s, overlap_s=self.overlap_s, max_batch_seconds=self.max_batch_seconds,
@@ -118,7 +119,9 @@ class PseudoLabeler:
             teacher.check_languages([lang])
         if transcripts is not None and not teacher.supports_forced_alignment:
             raise TeacherError(f"a {teacher.kind} teacher cannot force-align known transcripts")
-        normalize_as("", self.config.text_normalization)  # an unknown rule fails now, not at the first batch
+        self.text_rule = self.config.text_normalization or ("none" if teacher.kind == "mlpl" else "student")
+        if self.text_rule not in PL_TEXT_RULES:  # fails now, not at the first batch
+            raise ValueError(f"unknown text normalization {self.text_rule!r}; one of {', '.join(PL_TEXT_RULES)}")
 
     @classmethod
     def from_pretrained(cls, model_dir: str, config: PseudoLabelConfig | None = None, lm_decoder=None,
@@ -172,10 +175,10 @@ class PseudoLabeler:
                          [{"language": code, "prob": round(float(p), 6)} for code, p in ranked[i][: cfg.lid_top_k]])  # fmt: skip
         return languages, sources, top_k
 
-    def _normalized(self, result: dict) -> dict:
+    def _normalized(self, result: dict, language: str) -> dict:
         """`text` by the configured normalisation, the teacher's own as `text_raw`; times follow the text."""
         raw = result["text"]
-        text = normalize_as(raw, self.config.text_normalization)
+        text = normalize_pl_text(raw, self.text_rule, language)
         out = {"text": text, "text_raw": raw, **{k: v for k, v in result.items() if k != "text"}}
         if text != raw and result.get("token_times"):
             ends = [0.0] * len(raw)  # each character's word end, for the words of the new text
@@ -209,7 +212,7 @@ class PseudoLabeler:
                 "duration": round(len(waveforms[i]) / self.teacher.sampling_rate, 4),
                 "language": languages[i],
                 "language_source": sources[i],
-                **self._normalized(result),
+                **self._normalized(result, languages[i]),
                 "lid_top_k": lid_top[i],
                 "teacher": self.teacher.identity,
             })  # fmt: skip

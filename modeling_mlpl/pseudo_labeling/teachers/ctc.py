@@ -17,7 +17,6 @@ The feature extractor normalises each window on its own (as it would a standalon
 from __future__ import annotations
 
 import logging
-import os
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Sequence

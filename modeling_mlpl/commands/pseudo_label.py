@@ -155,7 +155,7 @@ def run_inputs(args) -> dict:
     """What the labels depend on, keyed by flag (recorded in OUTPUT_DIR/pl_run.json; a --resume must
     match). Left out: how the work is run (--threads, --io_threads, --sort_buffer, --num_shards, ...),
     --limit (a trial run may be resumed by the full one) and the merge filters (applied later)."""
-    from modeling_mlpl.run_inputs import lm_identity, model_identity
+    from modeling_mlpl.resumable import lm_identity, model_identity
 
     spec = data_spec(args) if args.data else None
     return {
@@ -177,18 +177,15 @@ def write_load_report(out: Path, report) -> None:
     (out / LOAD_REPORT).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
 
 
-def run_accounting(per_rank: list[dict], n_rows: int | None, report, independent: bool):
-    """Where every input went in this run, over all processes (`per_rank`: LabelStats dicts; rank 0's
-    first). `independent`: a --num_shards job, which sees only its own counts."""
-    from modeling_mlpl.data import Accounting
+def run_accounting(per_rank: list[dict], report):
+    """Where every input went in this run: the processes' own accountings (`per_rank`, rank 0's first;
+    a --num_shards job has only its own) plus the rows the loader rejected before any process met them."""
+    from modeling_mlpl.resumable import Accounting
 
-    own = per_rank[0]
-    if n_rows is None:  # streamed: the main process met every row, its own or not
-        n_rows = own["labelled"] + own["failed"] + own["skipped_done"] + own["not_mine"]
-    return Accounting(found=n_rows + report.n_skipped, done=sum(s["labelled"] for s in per_rank),
-                      failed=sum(s["failed"] for s in per_rank), skipped=report.n_skipped,
-                      already_done=sum(s["skipped_done"] for s in per_rank),
-                      elsewhere=own["not_mine"] if independent else 0)  # fmt: skip
+    run = Accounting.over_processes([Accounting.from_dict(counts) for counts in per_rank])
+    run.found += report.n_skipped
+    run.skipped += report.n_skipped
+    return run
 
 
 def run_merge(args) -> dict:
@@ -216,9 +213,8 @@ def run_label(args) -> int:
     from modeling_mlpl import data as mlpl_data
     from modeling_mlpl.decoding.lm_decoder import LMDecoder
     from modeling_mlpl.pseudo_labeling import PseudoLabelConfig, PseudoLabeler, label_dataset
-    from modeling_mlpl.pseudo_labeling.shards import (FAILURE_PREFIX, RUN_FILE, read_rank_stats, shard_path,
-                                                      write_rank_stats)
-    from modeling_mlpl.run_inputs import check_run, write_run
+    from modeling_mlpl.pseudo_labeling.shards import FAILURE_PREFIX, LABEL_PREFIX, RUN_FILE
+    from modeling_mlpl.resumable import check_run, read_rank_stats, shard_path, write_rank_stats, write_run
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -252,7 +248,7 @@ def run_label(args) -> int:
         check_run(out / RUN_FILE, inputs, "start afresh with a new --output_dir")
     if state is not None:
         state.wait_for_everyone()
-    own_shards = [shard_path(out, rank), shard_path(out, rank, FAILURE_PREFIX)]
+    own_shards = [shard_path(out, rank, LABEL_PREFIX), shard_path(out, rank, FAILURE_PREFIX)]
     if is_main and (args.resume or not any(p.exists() and p.stat().st_size for p in own_shards)):
         write_run(out / RUN_FILE, inputs)  # (a fresh run into old shards is refused by label_dataset)
     rows, report = load_rows(args)
@@ -295,22 +291,22 @@ def run_label(args) -> int:
                           progress=is_main, retry_failed=args.retry_failed)  # fmt: skip
     pad = labeler.padding_stats
     logger.info("rank %d: labelled %d (%.1f s audio, %.1f s/s), %d failures, %d already done, padding %.1f%%",
-                rank, stats.labelled, stats.audio_seconds, stats.audio_seconds / max(stats.elapsed_s, 1e-9),
-                stats.failed, stats.skipped_done, 100 * pad.padding_fraction)  # fmt: skip
+                rank, stats.done, stats.audio_seconds, stats.audio_seconds / max(stats.elapsed_s, 1e-9),
+                stats.failed, stats.already_done, 100 * pad.padding_fraction)  # fmt: skip
     all_stats = [stats.to_dict()]
     if state is not None and world > 1:
         write_rank_stats(out, rank, stats.to_dict())
         state.wait_for_everyone()
         all_stats = read_rank_stats(out, world) if is_main else all_stats
     if is_main:
-        accounting = run_accounting(all_stats, n_rows, report, independent=state is None and world > 1)
+        accounting = run_accounting(all_stats, report)
         if n_rows is None and not report.loaded:  # a streamed disk:/hub: input: its rows are counted now
             report.loaded = accounting.found
         write_load_report(out, report)  # complete now also for a streamed input
         logger.info("accounting: %s", accounting.line("labelled"))
     if args.merge and is_main:
         run_merge(args)
-    attempted = stats.labelled + stats.failed
+    attempted = stats.done + stats.failed
     if attempted and stats.failed / attempted > args.max_failure_fraction:
         logger.error("%d of %d recordings could not be read (see failures-rank%05d.jsonl)", stats.failed,
                      attempted, rank)  # fmt: skip

@@ -19,9 +19,9 @@ from datasets import Dataset, DatasetInfo, Features, List, Value
 from datasets.table import InMemoryTable
 
 from ..data.common import FEATURES
-from ..data.load_report import Accounting
 from ..tokenization_mlpl import transcript_characters
-from .shards import FAILURE_PREFIX, LABEL_PREFIX, read_shards
+from ..resumable import Accounting, read_shards
+from .shards import FAILURE_PREFIX, LABEL_PREFIX
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ import pytest
 from conftest import build_tiny_checkpoint
 
 from helpers_pl import write_audio_folder
-from modeling_mlpl.run_inputs import RunMismatch, bind_run, model_identity, same_path
+from modeling_mlpl.resumable import RunMismatch, bind_run, model_identity, same_path
 
 from modeling_mlpl.commands import pseudo_label as pl_cli  # noqa: E402
 from test_evaluation import load_script  # noqa: E402
@@ -25,7 +25,7 @@ def two_models(tiny_checkpoint, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def audio(tmp_path_factory):
-    root = tmp_path_factory.mktemp("run_inputs_audio")
+    root = tmp_path_factory.mktemp("resumable_audio")
     write_audio_folder(root, durations=[1.0, 1.5, 2.0])
     for i, text in enumerate(["the cat", "on the mat", "sat"]):
         (root / f"rec{i:02d}.txt").write_text(text)

@@ -31,7 +31,7 @@ from modeling_mlpl.pseudo_labeling import (
     shard_of,
 )
 from modeling_mlpl.pseudo_labeling.shards import FAILURE_PREFIX, LABEL_PREFIX
-from modeling_mlpl.resumable import completed_ids, read_shard, shard_path
+from modeling_mlpl.resumable import Accounting, completed_ids, read_shard, shard_path
 from modeling_mlpl.tokenization_mlpl import transcript_characters
 
 
@@ -96,9 +96,9 @@ def test_plan_batches_sorts_longest_first_within_the_budget():
 def test_two_ranks_label_the_union_exactly_once(folder, labeler, reference, tmp_path):
     root, ids = folder
     ds = load_audio_folder(root, language="de")
-    for rank in (0, 1):
-        stats = label_dataset(ds, tmp_path, labeler, rank=rank, world_size=2)
-        assert stats.done > 0 and stats.elsewhere > 0
+    per_process = [label_dataset(ds, tmp_path, labeler, rank=rank, world_size=2) for rank in (0, 1)]
+    assert all(stats.done > 0 and stats.elsewhere > 0 for stats in per_process)
+    assert Accounting.over_processes(per_process) == Accounting(found=len(ids), done=len(ids))
     per_rank = [[r["id"] for r in read_shard(shard_path(tmp_path, r, LABEL_PREFIX))] for r in (0, 1)]
     assert not set(per_rank[0]) & set(per_rank[1])
     assert sorted(per_rank[0] + per_rank[1]) == sorted(ids)

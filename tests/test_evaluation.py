@@ -108,6 +108,10 @@ def test_cli_reports_user_errors_in_one_line(tmp_path, capsys):
     assert code == 2 and err.startswith("evaluate.py: error:") and len(err.strip().splitlines()) == 1
 
 
+def _metrics(out):
+    return json.loads((out / "metrics.json").read_text())
+
+
 def _evaluate_argv(model, folder, out):
     return ["--model", str(model), "--data", f"folder:{folder}", "--languages", "en", "--out", str(out),
             "--window-s", "0"]  # fmt: skip
@@ -127,7 +131,7 @@ def test_a_rerun_after_a_torn_last_line_redoes_that_utterance_and_equals_an_unin
     assert "accounting: found 3 = decoded 1 + failed 0 + skipped 0 + already done 2" in capsys.readouterr().out
     ids = [json.loads(line)["id"] for line in predictions.read_bytes().splitlines()]  # every line whole
     assert sorted(ids) == sorted({f"folder/audio/utt{i}" for i in range(3)})
-    assert json.loads((out / "metrics.json").read_text()) == json.loads((tmp_path / "whole" / "metrics.json").read_text())
+    assert _metrics(out) == _metrics(tmp_path / "whole")
 
 
 @pytest.mark.slow
@@ -159,7 +163,7 @@ def test_evaluate_killed_with_sigkill_mid_run_resumes_to_every_id_once_and_the_u
     assert len(ids) == len(set(ids)) == n
     sets = load_eval_sets([f"folder:{folder}"], languages=["en"])
     whole = evaluate_model(tiny_checkpoint, sets, tmp_path / "whole", use_lm=False, window_s=None, progress=False)
-    assert json.loads((out / "metrics.json").read_text()) == json.loads((tmp_path / "whole" / "metrics.json").read_text())
+    assert _metrics(out) == _metrics(tmp_path / "whole")
     assert whole["n_utterances"] == n
 
 

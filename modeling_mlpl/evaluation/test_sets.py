@@ -4,8 +4,8 @@ Every utterance's reference, greedy output and LM output is appended to ``predic
 soon as its batch is decoded (:class:`~modeling_mlpl.resumable.ShardWriter`: flushed and fsync'd per
 batch), so a killed run resumes where it stopped: ids already written are skipped, and a last line
 torn by the kill is removed and its utterance decoded again. Reports can be recomputed from that file
-alone (:func:`report_from_predictions`) without re-running the model. Greedy and LM decoding share one forward pass, so the two columns
-of the table differ only by the decoder.
+alone (:func:`report_from_predictions`) without re-running the model. Greedy and LM decoding share
+one forward pass, so the two columns of the table differ only by the decoder.
 
 Data specs (``KIND:PATH[@SPLIT]``): ``cv:DIR`` Common Voice layout, ``vp:DIR`` VoxPopuli
 ``transcribed_data``, ``librispeech:DIR`` (split names like ``test-clean``; default split

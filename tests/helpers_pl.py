@@ -15,7 +15,8 @@ import torch
 from conftest import make_tone
 from modeling_mlpl.audio import write_audio
 from modeling_mlpl.data.common import make_row, rows_to_dataset
-from modeling_mlpl.pseudo_labeling.shards import shard_path
+from modeling_mlpl.pseudo_labeling.shards import LABEL_PREFIX
+from modeling_mlpl.resumable import shard_path
 from modeling_mlpl.tokenization_mlpl import transcript_characters
 
 REPO = Path(__file__).resolve().parent.parent
@@ -92,7 +93,7 @@ def run_cli(args: list[str], env: dict | None = None, timeout: float = 300, laun
 def write_shard(directory: Path, records: list[dict], rank: int = 0) -> None:
     """`records` as the labeler writes them: one JSON line each in `directory`'s shard of `rank`."""
     directory.mkdir(parents=True, exist_ok=True)
-    with open(shard_path(directory, rank), "w") as f:
+    with open(shard_path(directory, rank, LABEL_PREFIX), "w") as f:
         for r in records:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
 

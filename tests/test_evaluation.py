@@ -2,7 +2,13 @@
 
 import importlib
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import soundfile as sf
@@ -12,6 +18,7 @@ from helpers_lm import build_toy_lm
 
 from modeling_mlpl.decoding.lm_decoder import LMDecoder, attach_lms
 from modeling_mlpl.evaluation.test_sets import evaluate_model, load_eval_sets, load_model, report_from_predictions
+from modeling_mlpl.resumable import read_shard
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +93,10 @@ def test_unreadable_audio_is_skipped_not_fatal(model_with_lm, audio_folder, tmp_
     assert summary["n_utterances"] == 2 and list(summary["decoders"]) == ["prediction"]
 
 
+REPO = Path(__file__).resolve().parent.parent
+SCRIPT = REPO / "run_scripts" / "evaluate.py"
+
+
 def load_script(name):
     """A command module (run_scripts/NAME.py runs it), so its main() runs in-process (no interpreter start-up)."""
     return importlib.import_module(f"modeling_mlpl.commands.{name}")
@@ -95,6 +106,65 @@ def test_cli_reports_user_errors_in_one_line(tmp_path, capsys):
     code = load_script("evaluate").main(["--model", str(tmp_path), "--data", f"cv:{tmp_path}/nope", "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("evaluate.py: error:") and len(err.strip().splitlines()) == 1
+
+
+def _metrics(out):
+    return json.loads((out / "metrics.json").read_text())
+
+
+def _evaluate_argv(model, folder, out):
+    return ["--model", str(model), "--data", f"folder:{folder}", "--languages", "en", "--out", str(out),
+            "--window-s", "0"]  # fmt: skip
+
+
+def test_a_rerun_after_a_torn_last_line_redoes_that_utterance_and_equals_an_uninterrupted_run(
+        model_with_lm, audio_folder, tmp_path, capsys):  # fmt: skip
+    evaluate = load_script("evaluate").main
+    assert evaluate(_evaluate_argv(model_with_lm, audio_folder, tmp_path / "whole")) == 0
+    out = tmp_path / "killed"
+    assert evaluate(_evaluate_argv(model_with_lm, audio_folder, out)) == 0
+    predictions = out / "predictions.jsonl"
+    lines = predictions.read_bytes().splitlines(keepends=True)
+    predictions.write_bytes(b"".join(lines[:-1]) + lines[-1][: len(lines[-1]) // 2])  # a kill in mid-write
+    capsys.readouterr()
+    assert evaluate(_evaluate_argv(model_with_lm, audio_folder, out)) == 0  # the same command resumes
+    assert "accounting: found 3 = decoded 1 + failed 0 + skipped 0 + already done 2" in capsys.readouterr().out
+    ids = [json.loads(line)["id"] for line in predictions.read_bytes().splitlines()]  # every line whole
+    assert sorted(ids) == sorted({f"folder/audio/utt{i}" for i in range(3)})
+    assert _metrics(out) == _metrics(tmp_path / "whole")
+
+
+@pytest.mark.slow
+def test_evaluate_killed_with_sigkill_mid_run_resumes_to_every_id_once_and_the_uninterrupted_metrics(
+        tiny_checkpoint, tmp_path):  # fmt: skip
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    n = 320  # 10 chunks of 32 (one append each): the kill lands after the first and before the last
+    for i in range(n):
+        sf.write(folder / f"utt{i:03d}.wav", make_tone(0.6 + 0.01 * (i % 40), frequency=150.0 + i, seed=i), 16000)
+        (folder / f"utt{i:03d}.txt").write_text(["the cat sat", "on the mat", "the mat"][i % 3])
+    out = tmp_path / "eval"
+    predictions = out / "predictions.jsonl"
+    command = [sys.executable, str(SCRIPT), *_evaluate_argv(tiny_checkpoint, folder, out), "--no-lm"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None and not (predictions.exists() and predictions.stat().st_size):
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    written = [r["id"] for r in read_shard(predictions)]
+    assert 0 < len(written) < n, "the kill must land mid-run"
+
+    resumed = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"decoded {n - len(written)} + failed 0 + skipped 0 + already done {len(written)}" in resumed.stdout
+    ids = [json.loads(line)["id"] for line in predictions.read_bytes().splitlines()]  # every line whole
+    assert len(ids) == len(set(ids)) == n
+    sets = load_eval_sets([f"folder:{folder}"], languages=["en"])
+    whole = evaluate_model(tiny_checkpoint, sets, tmp_path / "whole", use_lm=False, window_s=None, progress=False)
+    assert _metrics(out) == _metrics(tmp_path / "whole")
+    assert whole["n_utterances"] == n
 
 
 def test_cli_pipeline_build_lm_evaluate_tune(model_with_lm, audio_folder, tmp_path, capsys):

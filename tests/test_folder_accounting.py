@@ -9,8 +9,9 @@ import pytest
 import soundfile as sf
 
 from modeling_mlpl.audio import load_audio
-from modeling_mlpl.data import Accounting, get_load_report, load_audio_folder
+from modeling_mlpl.data import get_load_report, load_audio_folder
 from modeling_mlpl.data.folder import AUDIO_EXTENSIONS, readable_extensions
+from modeling_mlpl.resumable import Accounting
 from tests import helpers_data as h
 
 from modeling_mlpl.commands import pseudo_label as pl_cli  # noqa: E402

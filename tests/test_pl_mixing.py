@@ -6,14 +6,15 @@ import pytest
 
 from modeling_mlpl.pseudo_labeling import merge_with_stats
 from modeling_mlpl.pseudo_labeling.mixing import mix_with_truth, truth_ids
-from modeling_mlpl.pseudo_labeling.shards import ShardWriter, read_shards, shard_path
+from modeling_mlpl.pseudo_labeling.shards import LABEL_PREFIX
+from modeling_mlpl.resumable import ShardWriter, read_shards, shard_path
 
 IDS = [f"pt/rec{i:03d}" for i in range(40)]
 
 
 def _write(directory, texts: dict[str, str], rank: int = 0) -> None:
     directory.mkdir(parents=True, exist_ok=True)
-    with ShardWriter(shard_path(directory, rank)) as w:
+    with ShardWriter(shard_path(directory, rank, LABEL_PREFIX)) as w:
         w.write({"id": uid, "audio": f"{uid}.ogg", "text": text, "language": "pt", "duration": 12.0, "offset": 0.0,
                  "token_times": [0.1 * k for k in range(len(text))], "confidence": 0.5} for uid, text in texts.items())
 
@@ -38,7 +39,7 @@ def test_a_mix_keeps_every_recording_once_and_merges_like_a_labelling_run(tmp_pa
     (pl / "load_report.json").write_text(json.dumps({"found": 41, "skipped": {}}))
 
     counts = mix_with_truth(pl, truth, out, 0.5)
-    rows = {r["id"]: r for r in read_shards(out)}
+    rows = {r["id"]: r for r in read_shards(out, LABEL_PREFIX)}
     chosen = truth_ids(IDS, 0.5)
     assert sorted(rows) == IDS  # nothing dropped, nothing duplicated
     assert {uid for uid, r in rows.items() if r["text"] == "true text"} == chosen - {"pt/rec007"}
@@ -52,7 +53,7 @@ def test_a_mix_keeps_every_recording_once_and_merges_like_a_labelling_run(tmp_pa
 
     _write(out, {"pt/stale": "left over"}, rank=7)  # a re-run rebuilds the mix, it never appends
     mix_with_truth(pl, truth, out, 0.25)
-    assert sorted(r["id"] for r in read_shards(out)) == IDS
+    assert sorted(r["id"] for r in read_shards(out, LABEL_PREFIX)) == IDS
 
 
 def test_a_mix_needs_the_teachers_labels(tmp_path):

@@ -9,7 +9,7 @@ import pytest
 
 from helpers_pl import pl_record, write_shard
 from modeling_mlpl.pseudo_labeling.merge import MergeFilters, load_student_vocab, merge_with_stats
-from modeling_mlpl.pseudo_labeling.shards import read_shards
+from modeling_mlpl.resumable import read_shards
 from modeling_mlpl.text import (
     PL_TEXT_RULES,
     count_digits,

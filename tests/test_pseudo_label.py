@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,7 +21,6 @@ from modeling_mlpl.pseudo_labeling import (
     PseudoLabelConfig,
     PseudoLabeler,
     Span,
-    completed_ids,
     forced_align,
     greedy_spans,
     label_dataset,
@@ -30,11 +28,10 @@ from modeling_mlpl.pseudo_labeling import (
     merge_pseudo_labels,
     merge_with_stats,
     plan_batches,
-    read_shard,
-    repair_shard,
     shard_of,
-    shard_path,
 )
+from modeling_mlpl.pseudo_labeling.shards import FAILURE_PREFIX, LABEL_PREFIX
+from modeling_mlpl.resumable import Accounting, completed_ids, read_shard, shard_path
 from modeling_mlpl.tokenization_mlpl import transcript_characters
 
 
@@ -99,10 +96,10 @@ def test_plan_batches_sorts_longest_first_within_the_budget():
 def test_two_ranks_label_the_union_exactly_once(folder, labeler, reference, tmp_path):
     root, ids = folder
     ds = load_audio_folder(root, language="de")
-    for rank in (0, 1):
-        stats = label_dataset(ds, tmp_path, labeler, rank=rank, world_size=2)
-        assert stats.labelled > 0 and stats.not_mine > 0
-    per_rank = [[r["id"] for r in read_shard(shard_path(tmp_path, r))] for r in (0, 1)]
+    per_process = [label_dataset(ds, tmp_path, labeler, rank=rank, world_size=2) for rank in (0, 1)]
+    assert all(stats.done > 0 and stats.elsewhere > 0 for stats in per_process)
+    assert Accounting.over_processes(per_process) == Accounting(found=len(ids), done=len(ids))
+    per_rank = [[r["id"] for r in read_shard(shard_path(tmp_path, r, LABEL_PREFIX))] for r in (0, 1)]
     assert not set(per_rank[0]) & set(per_rank[1])
     assert sorted(per_rank[0] + per_rank[1]) == sorted(ids)
     _assert_same_labels(merge_pseudo_labels(tmp_path, min_chars=0), reference[2])
@@ -111,35 +108,24 @@ def test_two_ranks_label_the_union_exactly_once(folder, labeler, reference, tmp_
 def test_resume_after_a_crash_mid_write_gives_the_uninterrupted_dataset(folder, labeler, reference, tmp_path):
     ds = load_audio_folder(folder[0], language="de")
     first = label_dataset(ds, tmp_path, labeler, max_batches=2)
-    assert first.interrupted and 0 < first.labelled < len(folder[1])
-    shard = shard_path(tmp_path, 0)
+    assert first.interrupted and 0 < first.done < len(folder[1])
+    shard = shard_path(tmp_path, 0, LABEL_PREFIX)
     with open(shard, "ab") as f:  # what a kill during the next write leaves: a line without its end
         f.write(b'{"id": "rec03", "audio": "/x.wav", "text": "hal')
-    assert "rec03" not in completed_ids(tmp_path)  # the partial line does not count as done
+    assert "rec03" not in completed_ids(tmp_path, [LABEL_PREFIX])  # the partial line does not count as done
     second = label_dataset(ds, tmp_path, labeler, resume=True)
-    assert second.skipped_done == first.labelled
-    assert first.labelled + second.labelled == len(folder[1])
+    assert second.already_done == first.done
+    assert first.done + second.done == len(folder[1])
     lines = shard.read_bytes().splitlines()
     assert all(json.loads(line) for line in lines) and len(lines) == len(folder[1])
     _assert_same_labels(merge_pseudo_labels(tmp_path, min_chars=0), reference[2])
     third = label_dataset(ds, tmp_path, labeler, resume=True)
-    assert third.labelled == 0 and third.skipped_done == len(folder[1])
+    assert third.done == 0 and third.already_done == len(folder[1])
 
 
 def test_refuses_to_append_to_an_existing_run_without_resume(folder, labeler, reference):
     with pytest.raises(FileExistsError, match="resume"):
         label_dataset(load_audio_folder(folder[0], language="de"), reference[0], labeler)
-
-
-def test_repair_shard_truncates_only_a_partial_last_line(tmp_path):
-    path = tmp_path / "pl-rank00000.jsonl"
-    path.write_bytes(b'{"id": "a"}\n{"id": "b"}\n{"id": "c", "te')
-    assert repair_shard(path) == len(b'{"id": "c", "te')
-    assert path.read_bytes() == b'{"id": "a"}\n{"id": "b"}\n'
-    assert repair_shard(path) == 0
-    path.write_bytes(b'{"id": "only", "partial')
-    repair_shard(path)
-    assert path.read_bytes() == b""
 
 
 def test_unreadable_and_empty_audio_is_counted_and_the_job_continues(folder, labeler, tmp_path):
@@ -151,28 +137,28 @@ def test_unreadable_and_empty_audio_is_counted_and_the_job_continues(folder, lab
     ds = disk_dataset(root, bad=bad)
     out = tmp_path / "pl"
     stats = label_dataset(ds, out, labeler)
-    failures = list(read_shard(shard_path(out, 0, "failures")))
-    assert stats.labelled == 1 and stats.failed == 4
+    failures = list(read_shard(shard_path(out, 0, FAILURE_PREFIX)))
+    assert stats.done == 1 and stats.failed == 4
     assert sorted(f["id"] for f in failures) == ["garbage", "missing", "silent_empty", "zero"]
     assert all(f["error"] for f in failures)
     _, merged = merge_with_stats(out, tmp_path / "merged")
     assert merged["failures"] == 4 and merged["records"] == 1
     # Failed ids are done too: a resumed run does not retry them forever (nor count them twice).
     again = label_dataset(ds, out, labeler, resume=True)
-    assert again.failed == 0 and again.skipped_done == 5
+    assert again.failed == 0 and again.already_done == 5
     # Unless asked to: the repaired file is labelled, the still-broken ones fail again, and the merge
     # counts each id once, a label winning over its older failure.
     write_audio(root / "garbage.wav", varying_audio(1.5))
     retried = label_dataset(disk_dataset(root, bad={"zero.flac": b"", "missing.ogg": None}), out, labeler,
                             resume=True, retry_failed=True)  # fmt: skip
-    assert retried.labelled == 1 and retried.failed == 3 and retried.skipped_done == 1
+    assert retried.done == 1 and retried.failed == 3 and retried.already_done == 1
     _, merged = merge_with_stats(out, tmp_path / "merged-again")
     assert merged["records"] == 2 and merged["failures"] == 3
 
 
 def test_records_keep_the_training_contract(reference, folder):
     _, stats, dataset = reference
-    assert stats.labelled == len(folder[1]) and stats.failed == 0
+    assert stats.done == len(folder[1]) and stats.failed == 0
     for row in dataset:
         times = row["token_times"]
         assert len(times) == len(transcript_characters(row["text"]))
@@ -249,7 +235,7 @@ def test_auto_language_routes_each_recording_by_the_lid_argmax(tiny_checkpoint, 
     labeler = PseudoLabeler(base, processor, config)
     out = tmp_path / "pl"
     label_dataset(load_audio_folder(root), out, labeler)
-    rows = {r["id"]: r for r in read_shard(shard_path(out, 0))}
+    rows = {r["id"]: r for r in read_shard(shard_path(out, 0, LABEL_PREFIX))}
     expected = base.identify_language(**fe([*low, *high], return_tensors="pt"), top_k=4)
     pt_model = modeling_mlpl.MLPLForCTC.from_pretrained(str(tmp_path / "ft-pt")).eval()
     for i in range(6):
@@ -308,7 +294,7 @@ def test_merge_filters_apply_at_merge_time(tmp_path):
 
 def test_merge_drops_duplicate_ids_and_partial_lines(tmp_path):
     write_shard(tmp_path, [pl_record("a", "xx", 0.5), pl_record("b", "yy", 0.5)])
-    with open(shard_path(tmp_path, 1), "w") as f:
+    with open(shard_path(tmp_path, 1, LABEL_PREFIX), "w") as f:
         f.write(json.dumps(pl_record("a", "zz", 0.9)) + "\n" + '{"id": "c", "te')
     dataset, stats = merge_with_stats(tmp_path, None)
     assert sorted(dataset["id"]) == ["a", "b"] and stats["duplicates"] == 1
@@ -324,7 +310,7 @@ def test_beam_search_labels_are_force_aligned_to_the_frames(tiny_checkpoint, fol
     labeler = PseudoLabeler(model, processor, PseudoLabelConfig(language="de"), lm_decoder=decoder)
     ds = load_audio_folder(folder[0], language="de").select(range(4))
     label_dataset(ds, tmp_path, labeler)
-    rows = list(read_shard(shard_path(tmp_path, 0)))
+    rows = list(read_shard(shard_path(tmp_path, 0, LABEL_PREFIX)))
     assert len(rows) == 4
     for row in rows:
         assert row["decoder"] == "lm"
@@ -344,7 +330,7 @@ def test_audio_embedded_as_bytes_is_written_out_and_referenced(labeler, tmp_path
     rows = [{"id": "cv/clip1", "audio": {"bytes": buffer.getvalue(), "path": "clip1.wav"}, "text": "",
              "language": "de", "duration": 1.5}]  # fmt: skip
     label_dataset(rows_to_dataset(rows), tmp_path, labeler)
-    (row,) = read_shard(shard_path(tmp_path, 0))
+    (row,) = read_shard(shard_path(tmp_path, 0, LABEL_PREFIX))
     assert row["audio"].startswith(str(tmp_path / "embedded_audio")) and os.path.getsize(row["audio"]) > 0
     assert row["duration"] == pytest.approx(1.5)
 
@@ -362,7 +348,7 @@ def test_known_transcripts_are_force_aligned_instead_of_decoded(tiny_checkpoint,
     processor = modeling_mlpl.MLPLProcessor.from_pretrained(tiny_checkpoint)
     labeler = PseudoLabeler(model, processor, PseudoLabelConfig(language="de"), transcripts=transcripts)
     label_dataset(ds, tmp_path / "ok", labeler)
-    rows = _rows(read_shard(shard_path(tmp_path / "ok", 0)))
+    rows = _rows(read_shard(shard_path(tmp_path / "ok", 0, LABEL_PREFIX)))
     for uid in ids[:2]:
         assert rows[uid]["text"] == transcripts[uid] and rows[uid]["decoder"] == "transcript"
         times = rows[uid]["token_times"]

@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 from helpers_pl import REPO, SCRIPT, run_cli, write_audio_folder
-from modeling_mlpl.pseudo_labeling import read_shards
+from modeling_mlpl.resumable import read_shards
 from test_folder_accounting import every_case
 
 

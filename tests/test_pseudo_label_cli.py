@@ -12,7 +12,8 @@ import time
 import pytest
 
 from helpers_pl import REPO, SCRIPT, disk_dataset, run_cli, write_audio_folder
-from modeling_mlpl.pseudo_labeling import read_shard, shard_path
+from modeling_mlpl.pseudo_labeling.shards import FAILURE_PREFIX, LABEL_PREFIX
+from modeling_mlpl.resumable import read_shard, shard_path
 
 from modeling_mlpl.commands import pseudo_label as cli  # noqa: E402
 
@@ -62,7 +63,7 @@ def test_label_merge_and_refilter_without_relabelling(folder, tiny_checkpoint, t
     # A second run into the same folder without --resume would duplicate labels: refused.
     assert cli.main(common) == cli.EXIT_USAGE
     assert cli.main(common + ["--resume"]) == cli.EXIT_OK  # nothing left to do
-    assert len(list(read_shard(shard_path(out, 0)))) == len(folder[1])
+    assert len(list(read_shard(shard_path(out, 0, LABEL_PREFIX)))) == len(folder[1])
     code = cli.main(["--merge_only", "--output_dir", str(out), "--merged_dir", str(tmp_path / "top"),
                      "--top_percent", "50", "--min_chars", "0"])  # fmt: skip
     assert code == cli.EXIT_OK
@@ -78,7 +79,7 @@ def test_mostly_unreadable_input_exits_3(tiny_checkpoint, tmp_path):
     code = cli.main(["--model", tiny_checkpoint, "--data", f"disk:{tmp_path / 'ds'}", "--language", "de",
                      "--output_dir", str(tmp_path / "o"), "--threads", "1"])  # fmt: skip
     assert code == cli.EXIT_FAILURES
-    assert len(list(read_shard(shard_path(tmp_path / "o", 0, "failures")))) == 3
+    assert len(list(read_shard(shard_path(tmp_path / "o", 0, FAILURE_PREFIX)))) == 3
 
 
 def _merged_rows(directory) -> dict:
@@ -94,7 +95,7 @@ def test_two_real_processes_label_the_union_exactly_once(folder, tiny_checkpoint
     result = run_cli(["--model", tiny_checkpoint, "--data", f"folder:{folder[0]}", "--language", "de",
                       "--output_dir", str(out), "--merge", "--min_chars", "0"], launcher=launcher)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    per_rank = [[r["id"] for r in read_shard(shard_path(out, rank))] for rank in (0, 1)]
+    per_rank = [[r["id"] for r in read_shard(shard_path(out, rank, LABEL_PREFIX))] for rank in (0, 1)]
     assert per_rank[0] and per_rank[1], "both processes must get work"
     assert not set(per_rank[0]) & set(per_rank[1])
     assert sorted(per_rank[0] + per_rank[1]) == sorted(folder[1])
@@ -114,7 +115,7 @@ def test_kill_9_mid_run_then_resume_gives_the_uninterrupted_dataset(tiny_checkpo
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen([sys.executable, str(SCRIPT), *args, "--output_dir", str(out), "--threads", "1"],
                             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    shard = shard_path(out, 0)
+    shard = shard_path(out, 0, LABEL_PREFIX)
     deadline = time.time() + 120
     while time.time() < deadline and not (shard.exists() and shard.stat().st_size > 0):
         time.sleep(0.01)

@@ -15,10 +15,10 @@ from helpers_pl import run_cli, write_audio_folder
 from helpers_teachers import build_ctc_teacher, build_mms_teacher, build_unsupported_checkpoint
 from modeling_mlpl.commands.pseudo_label import main
 from modeling_mlpl.data.common import make_row, rows_to_dataset
-from modeling_mlpl.pseudo_labeling import PseudoLabelConfig, PseudoLabeler, label_dataset, read_shard, shard_path
-from modeling_mlpl.pseudo_labeling.shards import read_shards
+from modeling_mlpl.pseudo_labeling import PseudoLabelConfig, PseudoLabeler, label_dataset
+from modeling_mlpl.pseudo_labeling.shards import LABEL_PREFIX
 from modeling_mlpl.pseudo_labeling.teachers import TeacherError, load_teacher, teacher_kind
-from modeling_mlpl.run_inputs import file_hash
+from modeling_mlpl.resumable import file_hash, read_shard, read_shards, shard_path
 from modeling_mlpl.text import normalize_transcript
 from modeling_mlpl.tokenization_mlpl import transcript_characters
 
@@ -60,7 +60,7 @@ def _pipeline_text(model_dir, wave, adapter=None) -> str:
 
 
 def _rows(out) -> dict[str, dict]:
-    return {r["id"]: r for r in read_shards(out)}
+    return {r["id"]: r for r in read_shards(out, LABEL_PREFIX)}
 
 
 def _args(model, root, out, *extra) -> list[str]:
@@ -112,7 +112,7 @@ def test_mms_adapters_switch_per_language_within_one_run(mms, audio, tmp_path):
             for uid in ids[:3] for lang in ("pt", "nl")]  # fmt: skip
     labeler = PseudoLabeler.from_pretrained(mms, PseudoLabelConfig(io_threads=1))
     label_dataset(rows_to_dataset(rows), tmp_path, labeler)
-    out = {r["id"]: r for r in read_shard(shard_path(tmp_path, 0))}
+    out = {r["id"]: r for r in read_shard(shard_path(tmp_path, 0, LABEL_PREFIX))}
     for uid in ids[:3]:
         pt, nl = out[f"pt-{uid}"], out[f"nl-{uid}"]
         assert (pt["adapter"], nl["adapter"]) == ("por", "nld") and pt["teacher"]["kind"] == "mms"
@@ -175,9 +175,9 @@ def test_interrupted_run_resumes_with_every_id_once(wav2vec2, audio, tmp_path):
     out = tmp_path / "pl"
     args = _args(wav2vec2, root, out, "--language", "pt", "--max_batch_seconds", "3")
     assert main(args + ["--limit", "2"]) == 0  # a run stopped early (a trial run's --limit is resumable)
-    assert 0 < len(list(read_shards(out))) < len(ids)
+    assert 0 < len(list(read_shards(out, LABEL_PREFIX))) < len(ids)
     assert main(args + ["--resume"]) == 0
-    labelled = [r["id"] for r in read_shards(out)]
+    labelled = [r["id"] for r in read_shards(out, LABEL_PREFIX)]
     assert sorted(labelled) == sorted(ids)
 
 
@@ -185,10 +185,10 @@ def test_resume_with_another_teacher_is_refused(wav2vec2, hubert, audio, tmp_pat
     root, _ = audio
     out = tmp_path / "pl"
     assert main(_args(wav2vec2, root, out, "--language", "pt", "--limit", "2")) == 0
-    before = sorted(r["id"] for r in read_shards(out))
+    before = sorted(r["id"] for r in read_shards(out, LABEL_PREFIX))
     assert main(_args(hubert, root, out, "--language", "pt", "--resume")) == 2
     assert "was started with" in capsys.readouterr().err
-    assert sorted(r["id"] for r in read_shards(out)) == before
+    assert sorted(r["id"] for r in read_shards(out, LABEL_PREFIX)) == before
 
 
 @pytest.mark.slow
@@ -201,6 +201,6 @@ def test_two_processes_label_disjoint_complete_shards_with_a_ctc_teacher(wav2vec
     result = run_cli(["--model", wav2vec2, "--data", f"folder:{root}", "--language", "pt", "--output_dir", str(out)],
                      launcher=launcher, env={"ACCELERATE_USE_CPU": "1"})  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    per_rank = [[r["id"] for r in read_shard(shard_path(out, rank))] for rank in (0, 1)]
+    per_rank = [[r["id"] for r in read_shard(shard_path(out, rank, LABEL_PREFIX))] for rank in (0, 1)]
     assert per_rank[0] and per_rank[1] and not set(per_rank[0]) & set(per_rank[1])
     assert sorted(per_rank[0] + per_rank[1]) == sorted(ids)

@@ -1,8 +1,9 @@
 """Evaluate a saved model on test sets: per-language CER/WER, greedy and LM decoding side by side.
 
-Writes OUT/predictions.jsonl (one line per utterance: reference, greedy and LM output; a rerun
-resumes after the ids already there, and is refused if the model, data or decoding options differ from
-those recorded in OUT/eval_run.json: --overwrite starts afresh), OUT/metrics.json and OUT/metrics.md. The LM comes from
+Writes OUT/predictions.jsonl (one line per utterance: reference, greedy and LM output, fsync'd per batch;
+a rerun of the same command, also after a kill, resumes after the ids already there and decodes again a
+line the kill cut short; it is refused if the model, data or decoding options differ from those recorded
+in OUT/eval_run.json: --overwrite starts afresh), OUT/metrics.json and OUT/metrics.md. The LM comes from
 --lm-dir (a processor directory with language_model/, see build_lm.py) or the model directory.
 --report-only recomputes the tables from an existing predictions.jsonl.
 

@@ -200,7 +200,7 @@ def run_label(args) -> int:
         run_merge(args)
     if result.failure_fraction > args.max_failure_fraction:
         logger.error("%d of %d recordings could not be read (see failures-rank%05d.jsonl)", result.stats.failed,
-                     result.stats.labelled + result.stats.failed, result.rank)  # fmt: skip
+                     result.stats.done + result.stats.failed, result.rank)  # fmt: skip
         return EXIT_FAILURES
     return EXIT_OK
 

@@ -16,7 +16,6 @@ printed at the end and written into the report. Results: EXP/seedN/report/report
 from __future__ import annotations
 
 import logging
-import os
 import sys
 
 

@@ -16,13 +16,12 @@ from .folder import load_audio_folder
 from .ids import DuplicateIdError, check_unique_ids
 from .languages import CV_LANGUAGES, VP_LANGUAGES, VP_TO_CV, validate_languages
 from .librispeech import load_librispeech
-from .load_report import Accounting, LoadReport
+from .load_report import LoadReport
 from .specs import DataSpec, DataSpecError, open_dataset, parse_data_spec
 from .sampler import LengthBucketBatchSampler, pack_batches, padding_fraction, random_batches
 from .voxpopuli import load_unlabelled_truth, load_voxpopuli_transcribed, load_voxpopuli_unlabelled
 
 __all__ = [
-    "Accounting",
     "CV_LANGUAGES",
     "DataSpec",
     "DataSpecError",

@@ -1,4 +1,7 @@
-"""A summary of what a loader skipped and why: bad input is counted and logged, never silent."""
+"""A summary of what a loader skipped and why: bad input is counted and logged, never silent.
+
+A run's accounting of every input (:class:`modeling_mlpl.resumable.Accounting`) counts these skips as `skipped`.
+"""
 
 from __future__ import annotations
 
@@ -85,38 +88,3 @@ class LoadReport:
                     logger.warning("  %s e.g. %s", reason, "; ".join(self.examples[reason]))
         else:
             logger.info(self.summary())
-
-
-@dataclass
-class Accounting:
-    """Where every input of a run went: ``found == done + failed + skipped + already_done + elsewhere +
-    remaining``. `done`: handled by this run (labelled, decoded); `failed`: unreadable at decode time;
-    `skipped`: rejected by the loader (see :class:`LoadReport`); `already_done`: by an earlier run
-    (resume); `elsewhere`: other jobs' share (``--num_shards``); `remaining`: not reached (interrupted).
-    """
-
-    found: int
-    done: int = 0
-    failed: int = 0
-    skipped: int = 0
-    already_done: int = 0
-    elsewhere: int = 0
-
-    @property
-    def remaining(self) -> int:
-        return self.found - self.done - self.failed - self.skipped - self.already_done - self.elsewhere
-
-    def to_dict(self, done_name: str = "done") -> dict[str, int]:
-        return {"found": self.found, done_name: self.done, "failed": self.failed, "skipped": self.skipped,
-                "already_done": self.already_done, "elsewhere": self.elsewhere,
-                "remaining": self.remaining}  # fmt: skip
-
-    def line(self, done_name: str = "done") -> str:
-        """E.g. ``found 12 = labelled 7 + failed 1 + skipped 3 + already done 1``."""
-        parts = [f"{done_name} {self.done}", f"failed {self.failed}", f"skipped {self.skipped}",
-                 f"already done {self.already_done}"]  # fmt: skip
-        if self.elsewhere:
-            parts.append(f"other jobs' share {self.elsewhere}")
-        if self.remaining:
-            parts.append(f"not reached {self.remaining}")
-        return f"found {self.found} = " + " + ".join(parts)

@@ -56,7 +56,7 @@ class DataSpec:
 
     def normalized(self) -> str:
         """The spec with its path resolved, so that one input given two ways is one input."""
-        from ..run_inputs import same_path
+        from ..resumable import same_path
 
         path = self.path if self.kind == "hub" else same_path(self.path)
         split = "" if self.split is None else (":" if self.kind == "disk" else "@") + self.split

@@ -1,10 +1,11 @@
 """Test-set evaluation: a saved model (+ optional LMs) -> per-utterance predictions and CER/WER tables.
 
 Every utterance's reference, greedy output and LM output is appended to ``predictions.jsonl`` as
-soon as its batch is decoded, so a killed run resumes where it stopped (ids already written are
-skipped) and reports can be recomputed from that file alone (:func:`report_from_predictions`)
-without re-running the model. Greedy and LM decoding share one forward pass, so the two columns
-of the table differ only by the decoder.
+soon as its batch is decoded (:class:`~modeling_mlpl.resumable.ShardWriter`: flushed and fsync'd per
+batch), so a killed run resumes where it stopped: ids already written are skipped, and a last line
+torn by the kill is removed and its utterance decoded again. Reports can be recomputed from that file
+alone (:func:`report_from_predictions`) without re-running the model. Greedy and LM decoding share
+one forward pass, so the two columns of the table differ only by the decoder.
 
 Data specs (``KIND:PATH[@SPLIT]``): ``cv:DIR`` Common Voice layout, ``vp:DIR`` VoxPopuli
 ``transcribed_data``, ``librispeech:DIR`` (split names like ``test-clean``; default split
@@ -25,12 +26,11 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from ..audio import AudioDecodeError, load_segment, row_segment
-from ..data.load_report import Accounting
 from ..data.specs import EVAL_KINDS, DataSpec
 from ..decoding.lm_decoder import CONFIG_NAME, LM_SUBFOLDER, LMDecoder
 from .inference import decode_rows, load_model
 from .metrics import first_per_language, mean_over_groups, metrics_to_markdown, per_language_metrics
-from ..run_inputs import check_run, lm_identity, model_identity, write_run
+from ..resumable import Accounting, ShardWriter, check_run, lm_identity, model_identity, read_shard, write_run
 from ..text import normalize_transcript
 
 __all__ = [
@@ -46,7 +46,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 PREDICTIONS_NAME = "predictions.jsonl"
-RUN_NAME = "eval_run.json"  # what predictions.jsonl was started with (modeling_mlpl.run_inputs)
+RUN_NAME = "eval_run.json"  # what predictions.jsonl was started with (modeling_mlpl.resumable.bind_run)
 PREDICTION_LABELS = {"prediction": "greedy", "prediction_lm": "LM"}
 RECORD_KEYS = ("id", "set", "language", "group", "reference", "duration")  # + prediction(s), per line
 
@@ -192,7 +192,7 @@ def evaluate_model(
 
     ``out_dir/eval_run.json`` records the model (path + weights hash), test sets, LM and decoding
     options (plus the caller's `run_inputs`, e.g. the CLI's data specs); a run into an ``out_dir``
-    whose predictions came from other ones raises :class:`~modeling_mlpl.run_inputs.RunMismatch`
+    whose predictions came from other ones raises :class:`~modeling_mlpl.resumable.RunMismatch`
     unless `overwrite` (which starts the predictions afresh).
     """
     out_dir = Path(out_dir)
@@ -230,10 +230,8 @@ def evaluate_model(
         check_run(out_dir / RUN_NAME, inputs, "pass --overwrite (or choose a new --out) to start afresh")
     write_run(out_dir / RUN_NAME, inputs)
     done: set[str] = set()
-    if predictions_path.exists():
-        for line in predictions_path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                done.add(json.loads(line)["id"])
+    if predictions_path.exists():  # a torn last line is not done: the writer removes it, and it is redone
+        done = {record["id"] for record in read_shard(predictions_path)}
         logger.info("resuming: %d utterances already in %s", len(done), predictions_path)
     accounting = Accounting(found=sum(s.found if s.found is not None else len(s.dataset) for s in sets),
                             skipped=sum(s.skipped for s in sets))  # fmt: skip
@@ -255,7 +253,7 @@ def evaluate_model(
         bar = tqdm(total=max(total, 0), desc="evaluate", unit="utt")
     kept_logits: list[np.ndarray] = []
     kept_rows: list[dict] = []
-    with open(predictions_path, "a", encoding="utf-8") as out:
+    with ShardWriter(predictions_path) as out:
         for chunk in decode_rows(model, processor, _readable(todo, failures), **forward_kwargs):
             rows, log_probs = chunk.rows, chunk.log_probs
             accounting.done += len(rows)
@@ -265,9 +263,7 @@ def evaluate_model(
                                                 beam_width=beam_width, num_workers=num_workers)  # fmt: skip
                 for record, text in zip(records, lm_texts):
                     record["prediction_lm"] = text
-            for record in records:
-                out.write(json.dumps(record, ensure_ascii=False) + "\n")
-            out.flush()
+            out.write(records)
             if save_logits_to is not None:
                 kept_logits += log_probs
                 kept_rows += rows
@@ -296,7 +292,7 @@ def report_from_predictions(
 
     Writes ``metrics.json`` and ``metrics.md`` into ``out_dir`` when given.
     """
-    rows = [json.loads(line) for line in Path(predictions_path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = list(read_shard(predictions_path))  # (a last line torn by a kill is not a prediction)
     if not rows:
         raise ValueError(f"{predictions_path} has no predictions")
     keys = ["prediction"] + (["prediction_lm"] if all("prediction_lm" in r for r in rows) else [])

@@ -77,16 +77,16 @@ class LabelJobConfig:
 class JobResult:
     """What this process did (`stats`) and, on the main process, where every input went (`accounting`)."""
 
-    stats: object  # labeler.LabelStats
+    stats: object  # labeler.LabelStats (this process's Accounting + time and audio)
     rank: int
     world_size: int
     is_main: bool
-    accounting: object | None = None  # data.Accounting (main process only)
+    accounting: object | None = None  # resumable.Accounting over all processes (main process only)
     teacher: dict = field(default_factory=dict)
 
     @property
     def failure_fraction(self) -> float:
-        attempted = self.stats.labelled + self.stats.failed
+        attempted = self.stats.done + self.stats.failed
         return self.stats.failed / attempted if attempted else 0.0
 
 
@@ -114,7 +114,7 @@ def run_inputs(config: LabelJobConfig, teacher, lid) -> dict:
     """What the labels depend on, keyed by flag (recorded in OUTPUT_DIR/pl_run.json; a --resume must
     match). Left out: how the work is run (--threads, --io_threads, --sort_buffer, --num_shards, ...),
     --limit (a trial run may be resumed by the full one) and the merge filters (applied later)."""
-    from ..run_inputs import lm_identity, model_identity
+    from ..resumable import lm_identity, model_identity
 
     spec = config.spec
     return {
@@ -141,18 +141,15 @@ def _write_load_report(out: Path, report) -> None:
     (out / LOAD_REPORT).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
 
 
-def _accounting(per_rank: list[dict], n_rows: int | None, report, independent: bool):
-    """Where every input went in this run, over all processes (`per_rank`: LabelStats dicts; rank 0's
-    first). `independent`: a --num_shards job, which sees only its own counts."""
-    from ..data import Accounting
+def _accounting(per_rank: list[dict], report):
+    """Where every input went in this run: the processes' own accountings (`per_rank`, rank 0's first; a
+    --num_shards job has only its own) plus the rows the loader rejected before any process met them."""
+    from ..resumable import Accounting
 
-    own = per_rank[0]
-    if n_rows is None:  # streamed: the main process met every row, its own or not
-        n_rows = own["labelled"] + own["failed"] + own["skipped_done"] + own["not_mine"]
-    return Accounting(found=n_rows + report.n_skipped, done=sum(s["labelled"] for s in per_rank),
-                      failed=sum(s["failed"] for s in per_rank), skipped=report.n_skipped,
-                      already_done=sum(s["skipped_done"] for s in per_rank),
-                      elsewhere=own["not_mine"] if independent else 0)  # fmt: skip
+    run = Accounting.over_processes([Accounting.from_dict(counts) for counts in per_rank])
+    run.found += report.n_skipped
+    run.skipped += report.n_skipped
+    return run
 
 
 def _processes(config: LabelJobConfig):
@@ -205,9 +202,9 @@ def run_label_job(config: LabelJobConfig) -> JobResult:
     import torch
 
     from .. import data as mlpl_data
-    from ..run_inputs import check_run, write_run
+    from ..resumable import check_run, read_rank_stats, shard_path, write_rank_stats, write_run
     from .labeler import PseudoLabelConfig, PseudoLabeler, label_dataset
-    from .shards import FAILURE_PREFIX, RUN_FILE, read_rank_stats, shard_path, write_rank_stats
+    from .shards import FAILURE_PREFIX, LABEL_PREFIX, RUN_FILE
     from .teachers.base import TeacherError, load_teacher
 
     if config.threads:
@@ -270,7 +267,7 @@ def run_label_job(config: LabelJobConfig) -> JobResult:
     labeler = PseudoLabeler(teacher, config=label_config, transcripts=transcripts, lid=lid)
     if state is not None:
         state.wait_for_everyone()
-    own_shards = [shard_path(out, rank), shard_path(out, rank, FAILURE_PREFIX)]
+    own_shards = [shard_path(out, rank, LABEL_PREFIX), shard_path(out, rank, FAILURE_PREFIX)]
     if is_main and (config.resume or not any(p.exists() and p.stat().st_size for p in own_shards)):
         write_run(out / RUN_FILE, inputs)  # (a fresh run into old shards is refused by label_dataset)
     n_rows = None if config.streaming else len(rows)
@@ -283,8 +280,8 @@ def run_label_job(config: LabelJobConfig) -> JobResult:
                           progress=is_main, retry_failed=config.retry_failed)  # fmt: skip
     pad = labeler.padding_stats
     logger.info("rank %d: labelled %d (%.1f s audio, %.1f s/s), %d failures, %d already done%s", rank,
-                stats.labelled, stats.audio_seconds, stats.audio_seconds / max(stats.elapsed_s, 1e-9), stats.failed,
-                stats.skipped_done, "" if pad is None else f", padding {100 * pad.padding_fraction:.1f}%")  # fmt: skip
+                stats.done, stats.audio_seconds, stats.audio_seconds / max(stats.elapsed_s, 1e-9), stats.failed,
+                stats.already_done, "" if pad is None else f", padding {100 * pad.padding_fraction:.1f}%")  # fmt: skip
     all_stats = [stats.to_dict()]
     if state is not None and world > 1:
         write_rank_stats(out, rank, stats.to_dict())
@@ -292,7 +289,7 @@ def run_label_job(config: LabelJobConfig) -> JobResult:
         all_stats = read_rank_stats(out, world) if is_main else all_stats
     result = JobResult(stats=stats, rank=rank, world_size=world, is_main=is_main, teacher=teacher.identity)
     if is_main:
-        result.accounting = _accounting(all_stats, n_rows, report, independent=state is None and world > 1)
+        result.accounting = _accounting(all_stats, report)
         if n_rows is None and not report.loaded:  # a streamed disk:/hub: input: its rows are counted now
             report.loaded = result.accounting.found
         _write_load_report(out, report)  # complete now also for a streamed input

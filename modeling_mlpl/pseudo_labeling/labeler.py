@@ -29,9 +29,10 @@ from ..audio import AudioDecodeError, audio_duration, load_segment
 from ..data.ids import DuplicateIdError
 from ..data.sampler import pack_batches
 from ..evaluation.inference import load_model  # re-exported: modeling_mlpl.pseudo_labeling.load_model
+from ..resumable import Accounting, ShardWriter, completed_ids, shard_path
 from ..text import PL_TEXT_RULES, normalize_pl_text
 from .alignment import carry_times, words_from_characters
-from .shards import FAILURE_PREFIX, ShardWriter, completed_ids, shard_of, shard_path
+from .shards import FAILURE_PREFIX, LABEL_PREFIX, shard_of
 from .teachers.base import DecodeOptions, Teacher, TeacherError, load_teacher
 from .teachers.mlpl import MLPLTeacher
 
@@ -273,19 +274,15 @@ def _load(item: Item, sampling_rate: int) -> np.ndarray | str:
 
 
 @dataclass
-class LabelStats:
-    labelled: int = 0
-    failed: int = 0
-    skipped_done: int = 0
-    not_mine: int = 0
+class LabelStats(Accounting):
+    """One process's run: its :class:`~modeling_mlpl.resumable.Accounting` (found: rows it met; done:
+    labelled; already_done: by an earlier run; elsewhere: other processes' ids), plus time and audio."""
+
     audio_seconds: float = 0.0
     elapsed_s: float = 0.0
     batches: int = 0
     interrupted: bool = False
     failures: list = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "failures"}
 
 
 def _materialise(item: Item, directory: Path) -> None:
@@ -308,15 +305,16 @@ def _shard_items(rows: Iterable[dict], rank: int, world_size: int, done: set[str
                  failures: list[dict], audio_dir: Path) -> Iterator[Item]:  # fmt: skip
     seen: set[str] = set()
     for item in rows_to_items(rows):
+        stats.found += 1
         if shard_of(item.id, world_size) != rank:
-            stats.not_mine += 1
+            stats.elsewhere += 1
             continue
         if item.id in seen:  # a checked dataset cannot get here; a stream can only be checked as it goes
             raise DuplicateIdError(f"the input repeats id {item.id!r}: every recording needs its own id "
                                    "(ids key labels and resumes)")  # fmt: skip
         seen.add(item.id)
         if item.id in done:
-            stats.skipped_done += 1
+            stats.already_done += 1
             continue
         if item.duration is None:  # unknown length: the header gives it cheaply (and catches bad files)
             try:
@@ -350,11 +348,12 @@ def label_dataset(
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    own = [shard_path(output_dir, rank), shard_path(output_dir, rank, FAILURE_PREFIX)]
+    own = [shard_path(output_dir, rank, LABEL_PREFIX), shard_path(output_dir, rank, FAILURE_PREFIX)]
     if not resume and any(p.exists() and p.stat().st_size for p in own):
         raise FileExistsError(f"{output_dir} already holds this process's shards: pass resume=True (--resume) "
                               "to continue that run, or choose a new output directory")  # fmt: skip
-    done = completed_ids(output_dir, include_failures=not retry_failed) if resume else set()
+    done_kinds = (LABEL_PREFIX,) if retry_failed else (LABEL_PREFIX, FAILURE_PREFIX)
+    done = completed_ids(output_dir, done_kinds) if resume else set()
     stats = LabelStats()
     start = time.perf_counter()
     sampling_rate = labeler.teacher.sampling_rate
@@ -379,7 +378,7 @@ def label_dataset(
         bar = tqdm(unit="s audio", desc=f"pseudo-labeling (rank {rank})", dynamic_ncols=True)
     seconds_done = 0.0  # the bar counts whole seconds: tqdm prints float counts with every decimal
 
-    with ShardWriter(shard_path(output_dir, rank), fsync=cfg.fsync) as writer, \
+    with ShardWriter(shard_path(output_dir, rank, LABEL_PREFIX), fsync=cfg.fsync) as writer, \
             ShardWriter(shard_path(output_dir, rank, FAILURE_PREFIX), fsync=cfg.fsync) as failure_writer, \
             ThreadPoolExecutor(max(1, cfg.io_threads)) as pool:  # fmt: skip
 
@@ -413,7 +412,7 @@ def label_dataset(
                 failure_writer.write(failures)
                 stats.failures.extend(failures)
                 stats.failed += len(failures)
-                stats.labelled += len(records)
+                stats.done += len(records)
                 seconds = sum(len(w) for w in waves) / sampling_rate
                 stats.audio_seconds += seconds
                 stats.batches += 1

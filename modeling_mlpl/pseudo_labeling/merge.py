@@ -24,10 +24,10 @@ from datasets import Dataset, DatasetInfo, Features, List, Value
 from datasets.table import InMemoryTable
 
 from ..data.common import FEATURES
-from ..data.load_report import Accounting
+from ..resumable import Accounting, read_shards
 from ..text import count_digits, find_oov, most_repeated_ngram
 from ..tokenization_mlpl import WORD_DELIMITER, transcript_characters
-from .shards import FAILURE_PREFIX, LABEL_PREFIX, read_shards
+from .shards import FAILURE_PREFIX, LABEL_PREFIX
 
 logger = logging.getLogger(__name__)
 

@@ -18,8 +18,9 @@ import os
 import shutil
 from pathlib import Path
 
+from ..resumable import ShardWriter, read_shards, shard_path
 from .merge import LOAD_REPORT
-from .shards import FAILURE_PREFIX, LABEL_PREFIX, ShardWriter, read_shards, shard_path, stable_hash
+from .shards import FAILURE_PREFIX, LABEL_PREFIX, stable_hash
 
 __all__ = ["truth_ids", "mix_with_truth"]
 
@@ -56,7 +57,7 @@ def mix_with_truth(pl_dir: str | os.PathLike, truth_dir: str | os.PathLike, out_
         shutil.rmtree(out)
     out.mkdir(parents=True)
     use_truth = chosen & truth_rows.keys()
-    with ShardWriter(shard_path(out, 0)) as writer:
+    with ShardWriter(shard_path(out, 0, LABEL_PREFIX)) as writer:
         writer.write(truth_rows[uid] if uid in use_truth else row for uid, row in sorted(pl_rows.items()))
     for failures in Path(pl_dir).glob(f"{FAILURE_PREFIX}-rank*.jsonl"):
         shutil.copy(failures, out / failures.name)

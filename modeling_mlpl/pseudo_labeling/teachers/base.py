@@ -147,9 +147,9 @@ def load_teacher(name_or_path: str, revision: str | None = None, device=None, op
 
 
 def weights_hash(name_or_path: str, revision: str | None = None) -> str | None:
-    """blake2b of the checkpoint's weights file (the hash :mod:`modeling_mlpl.run_inputs` records), from
+    """blake2b of the checkpoint's weights file (the hash :mod:`modeling_mlpl.resumable` records), from
     the local folder or the local Hub cache; None when no weights file is found there."""
-    from ...run_inputs import WEIGHT_FILES, file_hash
+    from ...resumable import WEIGHT_FILES, file_hash
 
     for name in WEIGHT_FILES + ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
         path = Path(name_or_path, name)
@@ -168,7 +168,7 @@ def weights_hash(name_or_path: str, revision: str | None = None) -> str | None:
 
 def identity(kind: str, name_or_path: str, revision: str | None) -> dict:
     """The `teacher` field of a row: kind, where it came from (resolved path, or Hub id + revision), weights."""
-    from ...run_inputs import same_path
+    from ...resumable import same_path
 
     local = Path(name_or_path).exists()
     return {"kind": kind, "name_or_path": same_path(name_or_path) if local else str(name_or_path),

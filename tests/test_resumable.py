@@ -1,4 +1,5 @@
-"""A resumable output is bound to its inputs: a resume or re-run with others is refused in one line."""
+"""One resumable run (modeling_mlpl.resumable): rows survive a kill, every input is accounted for, and
+an output is bound to its inputs (a resume or re-run with others is refused in one line)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,18 @@ import pytest
 from conftest import build_tiny_checkpoint
 
 from helpers_pl import write_audio_folder
-from modeling_mlpl.run_inputs import RunMismatch, bind_run, model_identity, same_path
+from modeling_mlpl.resumable import (
+    Accounting,
+    RunMismatch,
+    ShardWriter,
+    bind_run,
+    completed_ids,
+    model_identity,
+    read_shard,
+    repair_shard,
+    same_path,
+    shard_path,
+)
 
 from modeling_mlpl.commands import pseudo_label as pl_cli  # noqa: E402
 from test_evaluation import load_script  # noqa: E402
@@ -25,11 +37,67 @@ def two_models(tiny_checkpoint, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def audio(tmp_path_factory):
-    root = tmp_path_factory.mktemp("run_inputs_audio")
+    root = tmp_path_factory.mktemp("resumable_audio")
     write_audio_folder(root, durations=[1.0, 1.5, 2.0])
     for i, text in enumerate(["the cat", "on the mat", "sat"]):
         (root / f"rec{i:02d}.txt").write_text(text)
     return root
+
+
+def test_repair_shard_truncates_only_a_partial_last_line(tmp_path):
+    path = tmp_path / "pl-rank00000.jsonl"
+    path.write_bytes(b'{"id": "a"}\n{"id": "b"}\n{"id": "c", "te')
+    assert repair_shard(path) == len(b'{"id": "c", "te')
+    assert path.read_bytes() == b'{"id": "a"}\n{"id": "b"}\n'
+    assert repair_shard(path) == 0
+    path.write_bytes(b'{"id": "only", "partial')
+    repair_shard(path)
+    assert path.read_bytes() == b""
+
+
+def test_a_torn_last_line_is_not_read_and_the_next_writer_replaces_it(tmp_path):
+    path = tmp_path / "predictions.jsonl"
+    with ShardWriter(path) as writer:
+        writer.write([{"id": "a"}, {"id": "b"}])
+    with open(path, "ab") as f:  # what a kill during the next batch's write leaves
+        f.write(b'{"id": "c", "predic')
+    assert [r["id"] for r in read_shard(path)] == ["a", "b"]
+    with ShardWriter(path) as writer:
+        writer.write([{"id": "c"}])
+    assert path.read_bytes() == b'{"id": "a"}\n{"id": "b"}\n{"id": "c"}\n'
+
+
+def test_completed_ids_are_those_of_every_rank_of_the_kinds_asked_for(tmp_path):
+    for rank, prefix, uid in [(0, "pl", "a"), (3, "pl", "b"), (1, "failures", "c"), (0, "other", "d")]:
+        with ShardWriter(shard_path(tmp_path, rank, prefix)) as writer:
+            writer.write([{"id": uid}])
+    assert completed_ids(tmp_path, ["pl"]) == {"a", "b"}
+    assert completed_ids(tmp_path, ["pl", "failures"]) == {"a", "b", "c"}
+
+
+def _process(found, done, failed=0, already_done=0, elsewhere=0):
+    return Accounting(found=found, done=done, failed=failed, already_done=already_done, elsewhere=elsewhere)
+
+
+def test_accounting_over_all_processes_leaves_no_input_elsewhere():
+    # 10 inputs met by both processes: rank 0 owns 6 (4 labelled, 1 failed, 1 from an earlier run), rank 1 owns 4.
+    ranks = [_process(10, done=4, failed=1, already_done=1, elsewhere=4), _process(10, done=4, elsewhere=6)]
+    run = Accounting.over_processes(ranks)
+    assert run == Accounting(found=10, done=8, failed=1, already_done=1)
+    assert run.remaining == 0
+
+
+def test_accounting_of_one_independent_job_keeps_the_other_jobs_share_elsewhere():
+    run = Accounting.over_processes([_process(10, done=5, elsewhere=4)])  # one of its 6 not reached
+    assert (run.elsewhere, run.remaining) == (4, 1)
+    assert run.line("labelled") == ("found 10 = labelled 5 + failed 0 + skipped 0 + already done 0 + "
+                                    "other jobs' share 4 + not reached 1")  # fmt: skip
+
+
+def test_accounting_survives_its_dict_form_under_any_name_for_done():
+    acc = Accounting(found=9, done=3, failed=2, skipped=1, already_done=2, elsewhere=1)
+    assert acc.to_dict("decoded")["decoded"] == 3 and acc.to_dict("decoded")["remaining"] == 0
+    assert Accounting.from_dict(acc.to_dict("decoded"), "decoded") == acc
 
 
 def test_bind_run_records_then_refuses_a_difference_naming_it(tmp_path):

@@ -163,7 +163,7 @@ def render(rows: list[dict]) -> str:
             ref_peak, ref_time = f"{ref['process_peak_mb']} MB", f"{ref['time_s']} s"
             same = "yes" if all(ref[k] == new[k] for k in ("text_crc", "times_sum")) else "NO"
             same += f" (ctc_score {ref['ctc_score']} vs {new['ctc_score']})"
-        lines.append(f"| {s:g} s | {mode} | {new['frames']} | {ref_peak} | {new['peak_mb']} MB | {ref_time} | "
+        lines.append(f"| {s:g} s | {mode} | {new['frames']} | {ref_peak} | {new['process_peak_mb']} MB | {ref_time} | "
                      f"{new['time_s']} s | {same} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 

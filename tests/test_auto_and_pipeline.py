@@ -126,3 +126,21 @@ def test_batch_decode_with_the_outputs_lengths_reads_no_padding_frames(tiny_chec
 def test_batch_decode_of_the_model_output_takes_its_lengths(tiny_checkpoint):
     processor, outputs, alone = _padded_batch_and_alone(tiny_checkpoint)
     assert processor.batch_decode(outputs) == alone
+
+
+def test_pipeline_refuses_a_zero_sampling_rate_in_a_dict_input(tiny_checkpoint):
+    asr = pipeline("automatic-speech-recognition", model=tiny_checkpoint)
+    with pytest.raises(ValueError, match="sampling_rate must be a positive number"):
+        asr({"raw": make_tone(0.5), "sampling_rate": 0})
+
+
+def test_pipeline_refuses_a_zero_sampling_rate_argument(tiny_checkpoint):
+    asr = pipeline("automatic-speech-recognition", model=tiny_checkpoint)
+    with pytest.raises(ValueError, match="sampling_rate must be a positive number"):
+        asr(make_tone(0.5), sampling_rate=0)
+
+
+def test_pipeline_sampling_rate_argument_is_the_arrays_rate(tiny_checkpoint):
+    asr = pipeline("automatic-speech-recognition", model=tiny_checkpoint)
+    audio_8k = make_tone(1.0, sampling_rate=8000)
+    assert asr(audio_8k, sampling_rate=8000)["text"] == asr({"raw": audio_8k, "sampling_rate": 8000})["text"]

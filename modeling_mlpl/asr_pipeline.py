@@ -6,6 +6,10 @@ dependency (its wheels pin torch builds); every other mlpl stage resamples with 
 (:mod:`modeling_mlpl.audio`). So importing mlpl makes the task's pipeline class this subclass, which,
 for mlpl models only, resamples such inputs with soxr before handing them on; every other model,
 and every input already at the model's rate, goes through transformers' code unchanged.
+
+For mlpl models a ``sampling_rate=`` call argument is the rate of array inputs (transformers would
+pass it to the model and ignore it), and a rate that is no positive number is a ValueError naming
+it (transformers divides by it).
 """
 
 from __future__ import annotations
@@ -25,14 +29,33 @@ __all__ = ["MLPLSpeechRecognitionPipeline", "register_asr_pipeline"]
 class MLPLSpeechRecognitionPipeline(asr.AutomaticSpeechRecognitionPipeline):
     """transformers' ASR pipeline; for mlpl models, dict inputs at another rate are resampled with soxr."""
 
-    def preprocess(self, inputs: Any, *args: Any, **kwargs: Any):
-        if getattr(self.model.config, "model_type", None) == "mlpl" and isinstance(inputs, dict):
-            inputs = self._at_model_rate(inputs)
+    def _is_mlpl(self) -> bool:
+        return getattr(self.model.config, "model_type", None) == "mlpl"
+
+    def _sanitize_parameters(self, sampling_rate=None, **kwargs):
+        if sampling_rate is not None and not self._is_mlpl():
+            return super()._sanitize_parameters(sampling_rate=sampling_rate, **kwargs)  # transformers' own way
+        preprocess_params, forward_params, postprocess_params = super()._sanitize_parameters(**kwargs)
+        if sampling_rate is not None:
+            preprocess_params["sampling_rate"] = sampling_rate
+        return preprocess_params, forward_params, postprocess_params
+
+    def preprocess(self, inputs: Any, *args: Any, sampling_rate: Any = None, **kwargs: Any):
+        if self._is_mlpl():
+            if sampling_rate is not None:
+                if isinstance(inputs, (str, bytes, dict)):
+                    raise ValueError("sampling_rate= is the rate of an array input; a file carries its own and a "
+                                     "dict input gives it as {'raw': ..., 'sampling_rate': ...}")  # fmt: skip
+                inputs = {"raw": inputs, "sampling_rate": sampling_rate}
+            if isinstance(inputs, dict):
+                inputs = self._at_model_rate(inputs)
         return super().preprocess(inputs, *args, **kwargs)
 
     def _at_model_rate(self, inputs: dict) -> dict:
         target = self.feature_extractor.sampling_rate
         rate = inputs.get("sampling_rate")
+        if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float, np.number)) or rate <= 0):
+            raise ValueError(f"sampling_rate must be a positive number of samples per second, got {rate!r}")
         audio = inputs.get("raw", inputs.get("array"))
         if rate is None or audio is None or rate == target:
             return inputs  # transformers' own checks and messages apply

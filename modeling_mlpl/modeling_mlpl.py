@@ -36,6 +36,10 @@ class MLPLCTCOutput(ModelOutput):
     """`loss` = `ctc_loss` + lid_loss_weight * `lid_loss` (each present only when its labels are given).
 
     logits: (B, T_out, vocab) CTC scores; lid_logits: (B, num_languages) utterance-level LID scores.
+    output_lengths: (B,) valid frames of each row of `logits` (from the attention mask, by
+    `get_output_lengths`); frames beyond are padding, and decoding them adds characters, so pass them
+    on: `processor.batch_decode(out.logits, output_lengths=out.output_lengths)` (or `batch_decode(out)`).
+    Last, so the fields before keep their tuple positions.
     """
 
     loss: torch.FloatTensor | None = None
@@ -45,6 +49,7 @@ class MLPLCTCOutput(ModelOutput):
     lid_loss: torch.FloatTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
     attentions: tuple[torch.FloatTensor, ...] | None = None
+    output_lengths: torch.LongTensor | None = None
 
 
 class ScalarAffine(nn.Module):
@@ -343,6 +348,7 @@ class MLPLForCTC(MLPLPreTrainedModel):
             lid_loss=lid_loss,
             hidden_states=encoded.hidden_states,
             attentions=encoded.attentions,
+            output_lengths=output_mask.sum(-1),
         )
 
     def ctc_loss(self, logits: torch.Tensor, output_lengths: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

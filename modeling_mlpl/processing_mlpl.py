@@ -22,8 +22,9 @@ class MLPLProcessor(ProcessorMixin):
     r"""Bundles [`MLPLFeatureExtractor`] and [`MLPLTokenizer`], plus an optional n-gram LM decoder.
 
     `processor(audio=..., text=..., sampling_rate=16000)` gives model inputs (+ `labels` padded with -100);
-    `processor.batch_decode(logits)` CTC-decodes logits: with the LM beam search when the processor folder
-    has a `language_model/` (run_scripts/build_lm.py), else greedy. Token ids go to the tokenizer.
+    `processor.batch_decode(model(**inputs))` CTC-decodes the output's logits over each utterance's
+    valid frames: with the LM beam search when the processor folder has a `language_model/`
+    (run_scripts/build_lm.py), else greedy. Token ids go to the tokenizer.
     """
 
     def __init__(self, feature_extractor, tokenizer):
@@ -80,9 +81,18 @@ class MLPLProcessor(ProcessorMixin):
                      beam_width: int | None = None, num_workers: int | None = None, **kwargs) -> list[str]:  # fmt: skip
         """Float (B, T, V) logits are CTC-decoded; integer ids are passed to the tokenizer.
 
+        A padded batch's short rows end in padding frames, which decode to extra characters, so give
+        each row's valid frames: pass the model output itself (``batch_decode(model(**batch))`` reads
+        its ``logits`` and ``output_lengths``) or ``output_lengths=outputs.output_lengths``. With
+        neither (bare logits, no ``output_lengths``), every row is decoded over all its T frames: right
+        for one utterance or a batch of equal lengths only.
         use_lm: None = the LM when this processor has one, True = require it, False = greedy.
         languages: one code per utterance (or one for all): which language's LM to use.
         """
+        if _is_ctc_output(logits_or_ids):
+            if output_lengths is None:
+                output_lengths = logits_or_ids.output_lengths
+            logits_or_ids = logits_or_ids.logits
         if not _is_float_array(logits_or_ids):
             return self.tokenizer.batch_decode(logits_or_ids, **kwargs)
         if use_lm and self.lm_decoder is None:
@@ -92,14 +102,21 @@ class MLPLProcessor(ProcessorMixin):
                                                 beam_width=beam_width, num_workers=num_workers)  # fmt: skip
         return self.greedy_decode(logits_or_ids, output_lengths)
 
-    def decode(self, logits_or_ids, **kwargs) -> str:
+    def decode(self, logits_or_ids, output_lengths=None, **kwargs) -> str:
+        """One utterance: (T, V) logits (``output_lengths``: its valid frames, an int) or token ids."""
         if _is_float_array(logits_or_ids):
-            return self.batch_decode(logits_or_ids[None], **kwargs)[0]
+            lengths = None if output_lengths is None else [int(output_lengths)]
+            return self.batch_decode(logits_or_ids[None], output_lengths=lengths, **kwargs)[0]
         return self.tokenizer.decode(logits_or_ids, **kwargs)
 
     @property
     def model_input_names(self):
         return self.feature_extractor.model_input_names + ["labels"]
+
+
+def _is_ctc_output(x) -> bool:
+    """A model output (MLPLCTCOutput or alike) rather than a logits array."""
+    return hasattr(x, "logits") and hasattr(x, "output_lengths") and not _is_float_array(x)
 
 
 def _is_float_array(x) -> bool:

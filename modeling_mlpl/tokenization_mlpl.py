@@ -29,6 +29,11 @@ class MLPLTokenizer(Wav2Vec2CTCTokenizer):
 
     Unknown characters map to `<unk>` and are counted in `unknown_characters` (a `Counter`), so a data
     pipeline can report or filter them instead of silently training on `<unk>`.
+
+    Transcript text is characters only: a literal `<pad>` (or `<unk>`, `<s>`, ...) in it is split into
+    its characters (`split_special_tokens=True`), never the special id; `<pad>` would otherwise be the
+    CTC blank inside training targets, and the spaces around it would be lost. Characters the
+    vocabulary lacks become `<unk>` and are counted as above (the data filters drop those rows).
     """
 
     vocab_files_names = {"vocab_file": "vocab.json"}
@@ -38,6 +43,7 @@ class MLPLTokenizer(Wav2Vec2CTCTokenizer):
                  bos_token=None, eos_token=None, **kwargs):  # fmt: skip
         self.unknown_characters: Counter = Counter()
         kwargs.pop("do_lower_case", None)  # case is kept (paper); saved configs carry the key back
+        kwargs["split_special_tokens"] = True  # text never spells a special token (see the class docstring)
         super().__init__(
             vocab_file,
             bos_token=bos_token,

@@ -103,3 +103,44 @@ def test_pipeline_resamples_other_rates_with_soxr_like_load_audio(tiny_checkpoin
     assert asr({"array": audio_8k, "sampling_rate": 8000, "path": "x.wav"})["text"] == expected
     chunked = asr({"raw": np.tile(audio_8k, 8), "sampling_rate": 8000}, chunk_length_s=4, stride_length_s=1)
     assert isinstance(chunked["text"], str)
+
+
+def _padded_batch_and_alone(tiny_checkpoint):
+    """A random model's output on a padded batch (0.4 s + 2 s tones) and each tone's text decoded alone."""
+    model = AutoModelForCTC.from_pretrained(tiny_checkpoint).eval()
+    processor = AutoProcessor.from_pretrained(tiny_checkpoint)
+    audios = [make_tone(0.4, seed=1), make_tone(2.0, frequency=330.0, seed=2)]
+    with torch.no_grad():
+        outputs = model(**processor(audio=audios, sampling_rate=16000))
+        alone = [processor.batch_decode(model(**processor(audio=a, sampling_rate=16000)).logits)[0] for a in audios]
+    # The test needs padding frames that decode to characters (else it could not fail).
+    assert processor.batch_decode(outputs.logits)[0] != alone[0]
+    return processor, outputs, alone
+
+
+def test_batch_decode_with_the_outputs_lengths_reads_no_padding_frames(tiny_checkpoint):
+    processor, outputs, alone = _padded_batch_and_alone(tiny_checkpoint)
+    assert processor.batch_decode(outputs.logits, output_lengths=outputs.output_lengths) == alone
+
+
+def test_batch_decode_of_the_model_output_takes_its_lengths(tiny_checkpoint):
+    processor, outputs, alone = _padded_batch_and_alone(tiny_checkpoint)
+    assert processor.batch_decode(outputs) == alone
+
+
+def test_pipeline_refuses_a_zero_sampling_rate_in_a_dict_input(tiny_checkpoint):
+    asr = pipeline("automatic-speech-recognition", model=tiny_checkpoint)
+    with pytest.raises(ValueError, match="sampling_rate must be a positive number"):
+        asr({"raw": make_tone(0.5), "sampling_rate": 0})
+
+
+def test_pipeline_refuses_a_zero_sampling_rate_argument(tiny_checkpoint):
+    asr = pipeline("automatic-speech-recognition", model=tiny_checkpoint)
+    with pytest.raises(ValueError, match="sampling_rate must be a positive number"):
+        asr(make_tone(0.5), sampling_rate=0)
+
+
+def test_pipeline_sampling_rate_argument_is_the_arrays_rate(tiny_checkpoint):
+    asr = pipeline("automatic-speech-recognition", model=tiny_checkpoint)
+    audio_8k = make_tone(1.0, sampling_rate=8000)
+    assert asr(audio_8k, sampling_rate=8000)["text"] == asr({"raw": audio_8k, "sampling_rate": 8000})["text"]

@@ -113,3 +113,22 @@ def test_a_disk_set_of_cut_segments_is_evaluated_on_the_segments_not_the_whole_f
         predictions[name] = {json.loads(line)["id"].rsplit("/", 1)[-1]: json.loads(line)["prediction"] for line in lines}
     assert predictions["segments"] == predictions["cut"]
     assert predictions["whole"]["whole"] not in (predictions["cut"]["seg0"], predictions["cut"]["seg1"])
+
+
+def test_load_model_names_a_missing_vocab_json(tiny_checkpoint, tmp_path):
+    import shutil
+
+    folder = shutil.copytree(tiny_checkpoint, tmp_path / "model")
+    (folder / "vocab.json").unlink()
+    with pytest.raises(FileNotFoundError, match=r"lacks vocab\.json .*processor"):
+        load_model(folder)
+
+
+def test_load_model_names_missing_processor_files(tiny_checkpoint, tmp_path):
+    import shutil
+
+    folder = shutil.copytree(tiny_checkpoint, tmp_path / "model")
+    for name in ("vocab.json", "processor_config.json", "preprocessor_config.json", "tokenizer_config.json"):
+        (folder / name).unlink(missing_ok=True)
+    with pytest.raises(FileNotFoundError, match=r"lacks vocab\.json .* and the feature extractor's config"):
+        load_model(folder)

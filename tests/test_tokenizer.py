@@ -53,3 +53,17 @@ def test_ctc_decoding_keeps_repeats_separated_by_a_blank(tmp_path):
     ids = [a, a, blank, a, sep, b, b]
     assert tok.decode(ids) == "aa b"
     assert tok.decode(ids, skip_special_tokens=True) == "aa b"
+
+
+def test_a_literal_special_token_in_text_is_spelled_as_characters_never_the_blank(tmp_path):
+    tok = MLPLTokenizer.build_from_texts(["a <pad> b", "x"], save_directory=str(tmp_path))
+    ids = tok("a <pad> b", add_special_tokens=False)["input_ids"]
+    assert tok.pad_token_id not in ids
+    assert tok.convert_ids_to_tokens(ids) == ["a", "|", "<", "p", "a", "d", ">", "|", "b"]
+
+
+def test_a_special_token_spelled_with_characters_outside_the_vocabulary_is_counted_as_unknown(tmp_path):
+    tok = MLPLTokenizer.build_from_texts(["unk s"], save_directory=str(tmp_path))
+    ids = tok("<unk>", add_special_tokens=False)["input_ids"]
+    assert ids == [tok.unk_token_id, *tok.convert_tokens_to_ids(list("unk")), tok.unk_token_id]
+    assert tok.unknown_characters == {"<": 1, ">": 1}

@@ -84,3 +84,11 @@ def test_help_prints_every_help_text_without_raw_argparse_internals(capsys):
     text = capsys.readouterr().out
     assert "option_strings" not in text and "{'" not in text
     assert "about 15 percent of their speed" in " ".join(text.split())
+
+
+def test_a_header_only_train_tsv_is_named_in_the_error(tmp_path):
+    root = write_tone_cv(str(tmp_path / "cv"), languages=("pt",), n_train=2, n_dev=1)
+    with open(os.path.join(root, "pt", "train.tsv"), "w") as f:
+        f.write("client_id\tpath\tsentence\n")
+    with pytest.raises(ConfigError, match=r"no usable rows .*pt/train\.tsv"):
+        train(*tiny_training_args(str(tmp_path / "out"), cv_root=root, max_steps=1))

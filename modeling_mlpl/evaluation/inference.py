@@ -25,6 +25,11 @@ from .long_form import LongFormDecoder
 __all__ = ["load_model", "DecodedChunk", "decode_rows", "ROW_KEYS"]
 
 ROW_KEYS = ("id", "language", "reference")  # what every decoded row carries (+ "prediction")
+# The processor's files in a model folder (MLPLProcessor.save_pretrained): any one of each group.
+PROCESSOR_FILES = {
+    "vocab.json (the tokenizer's characters)": ("vocab.json",),
+    "the feature extractor's config": ("preprocessor_config.json", "processor_config.json"),
+}
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
 
@@ -33,7 +38,8 @@ def load_model(model_dir: str | os.PathLike, device: torch.device | str | None =
 
     A local folder must hold ``config.json``; a name that is no local folder is tried as a Hub id
     (from the local Hub cache when offline). Either failure is a FileNotFoundError naming the path,
-    so that scripts can print it as a one-line error. ``device=None`` leaves the model on the CPU;
+    so that scripts can print it as a one-line error; so is a local folder that lacks the
+    processor's files (:data:`PROCESSOR_FILES`). ``device=None`` leaves the model on the CPU;
     ``revision`` picks a Hub branch, tag or commit.
     """
     from ..modeling_mlpl import MLPLForCTC
@@ -44,6 +50,13 @@ def load_model(model_dir: str | os.PathLike, device: torch.device | str | None =
     usable = Path(name, "config.json").is_file() if local else bool(_HUB_ID.fullmatch(name))
     if not usable:
         raise FileNotFoundError(f"no model (config.json) in {model_dir}")
+    if local:
+        missing = [what for what, names in PROCESSOR_FILES.items() if not any(Path(name, n).is_file() for n in names)]
+        if missing:
+            raise FileNotFoundError(
+                f"{model_dir} has a model but lacks {' and '.join(missing)}: copy the processor files from the "
+                f"training output the model came from, or save its processor there (processor.save_pretrained)"
+            )
     try:
         model = MLPLForCTC.from_pretrained(name, revision=revision).eval()
         processor = MLPLProcessor.from_pretrained(name, revision=revision)

@@ -49,52 +49,86 @@ def greedy_spans(log_probs: np.ndarray, blank: int = 0) -> list[Span]:
     return best_path(log_probs, blank)
 
 
-def forced_align(log_probs: np.ndarray, tokens: Sequence[int], blank: int = 0) -> list[Span]:
+# Cells (frames x alignment states) up to which the alignment keeps whole-recording tables; beyond it,
+# memory must not grow with frames x label length (an hour is ~120k frames x ~100k states).
+DENSE_CELLS = 1 << 24
+
+
+def _ctc_states(tokens: Sequence[int], blank: int) -> tuple[np.ndarray, np.ndarray]:
+    """The CTC state sequence blank, t1, blank, t2, ..., blank and where a skip from s-2 is allowed
+    (into a token that differs from the token two states back)."""
+    states = [blank]
+    for tok in tokens:
+        states += [int(tok), blank]
+    states_arr = np.asarray(states, dtype=np.int64)
+    skip = np.zeros(len(states), dtype=bool)
+    skip[2:] = (states_arr[2:] != blank) & (states_arr[2:] != states_arr[:-2])
+    return states_arr, skip
+
+
+def _viterbi_step(score: np.ndarray, skip: np.ndarray, emit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One frame of the Viterbi recursion: (new scores, back-pointers 0 stay / 1 from s-1 / 2 from s-2)."""
+    stay = score
+    step = np.concatenate([[-np.inf], score[:-1]])
+    jump = np.where(skip, np.concatenate([[-np.inf, -np.inf], score[:-2]]), -np.inf)
+    choice = np.stack([stay, step, jump])  # (3, S)
+    back = choice.argmax(0).astype(np.int8)
+    return choice.max(0) + emit, back
+
+
+def forced_align(log_probs: np.ndarray, tokens: Sequence[int], blank: int = 0,
+                 max_cells: int | None = None) -> list[Span]:  # fmt: skip
     """Viterbi CTC alignment of `tokens` to (T, V) log-probs -> one span per token.
 
+    Memory is bounded for long recordings: the forward pass keeps the (S,) score vector of every
+    K-th frame only, and the backtrace recomputes one K-frame segment's int8 back-pointers at a time
+    (K x S bytes), last segment first. K = T while T x S <= ``max_cells`` (None: ``DENSE_CELLS``;
+    one segment: the whole
+    table, as before); beyond that K ~ sqrt(8 T), which balances the checkpoints' and the segment's
+    memory. The recursion is the same either way, so the alignment is too.
     Raises ValueError when the tokens cannot fit (T < len(tokens) + repeated neighbours).
     """
-    log_probs = np.asarray(log_probs, dtype=np.float64)
+    log_probs = np.asarray(log_probs)
     T = log_probs.shape[0]
     if not tokens:
         return []
-    states = [blank]
-    for tok in tokens:
-        states += [int(tok), blank]  # blank, t1, blank, t2, ..., blank
+    states, skip = _ctc_states(tokens, blank)
     S = len(states)
-    emit = log_probs[:, states]  # (T, S)
-    # A skip from s-2 to s is allowed into a token that differs from the token two states back.
-    skip = np.zeros(S, dtype=bool)
-    for s in range(2, S):
-        skip[s] = states[s] != blank and states[s] != states[s - 2]
+    dense = T * S <= (DENSE_CELLS if max_cells is None else max_cells)
+    K = T if dense else max(1, int(math.sqrt(8 * T)))
+
+    def emit(t: int) -> np.ndarray:  # (S,) float64, one frame at a time (no (T, S) copy)
+        return log_probs[t, states].astype(np.float64)
+
     score = np.full(S, -np.inf)
-    score[0] = emit[0, 0]
-    if S > 1:
-        score[1] = emit[0, 1]
-    back = np.zeros((T, S), dtype=np.int8)  # 0 stay, 1 from s-1, 2 from s-2
+    score[:2] = emit(0)[:2]
+    checkpoints = {0: score}  # frame -> scores after that frame
     for t in range(1, T):
-        stay = score
-        step = np.concatenate([[-np.inf], score[:-1]])
-        jump = np.where(skip, np.concatenate([[-np.inf, -np.inf], score[:-2]]), -np.inf)
-        choice = np.stack([stay, step, jump])  # (3, S)
-        back[t] = choice.argmax(0)
-        score = choice.max(0) + emit[t]
-    end = S - 1 if score[S - 1] >= score[S - 2] else S - 2
+        score, _ = _viterbi_step(score, skip, emit(t))
+        if t % K == 0:
+            checkpoints[t] = score
+    end = S - 1 if S == 1 or score[S - 1] >= score[S - 2] else S - 2
     if not np.isfinite(score[end]):
         raise ValueError(f"{len(tokens)} tokens cannot be aligned to {T} frames")
     path = np.empty(T, dtype=np.int64)
-    s = end
-    for t in range(T - 1, -1, -1):
-        path[t] = s
-        s -= int(back[t, s])
+    path[T - 1] = s = end
+    for first in range(((T - 2) // K) * K, -1, -K):  # checkpoint frames, last first
+        last = min(first + K, T - 1)
+        back = np.zeros((last - first, S), dtype=np.int8)  # frames first+1 .. last
+        score = checkpoints[first]
+        for t in range(first + 1, last + 1):
+            score, back[t - first - 1] = _viterbi_step(score, skip, emit(t))
+        for t in range(last, first, -1):
+            s -= int(back[t - first - 1, s])
+            path[t - 1] = s
     spans: list[Span] = []
     for t, s in enumerate(path.tolist()):
         if s % 2 == 1:  # a token state
             index = s // 2
             if len(spans) == index:
-                spans.append(Span(states[s], t, t))
+                spans.append(Span(int(states[s]), t, t))
             else:
-                spans[index] = Span(states[s], spans[index].first, t)
+                spans[index] = Span(int(states[s]), spans[index].first, t)
     return spans
 
 
@@ -138,13 +172,36 @@ def _spread(text: str, firsts: list[int], pieces: list[str], frame_seconds: floa
     return times[: len(transcript_characters(text))]
 
 
-def ctc_log_likelihood(log_probs: np.ndarray, tokens: Sequence[int], blank: int = 0) -> float:
-    """log p(tokens | x) summed over all CTC alignments (-inf if they cannot fit)."""
+def ctc_log_likelihood(log_probs: np.ndarray, tokens: Sequence[int], blank: int = 0,
+                       max_cells: int | None = None) -> float:  # fmt: skip
+    """log p(tokens | x) summed over all CTC alignments (-inf if they cannot fit).
+
+    Up to ``max_cells`` (None: ``DENSE_CELLS``) frames x states: torch's CTC loss (it keeps the whole (T, S) forward table
+    for its backward pass). Beyond: the same forward recursion in float64 keeping one (S,) vector,
+    so an hour-long recording costs memory linear in its label, not frames x label.
+    """
+    if log_probs.shape[0] * (2 * len(tokens) + 1) > (DENSE_CELLS if max_cells is None else max_cells):
+        return _streaming_log_likelihood(log_probs, tokens, blank)
     lp = torch.from_numpy(np.ascontiguousarray(log_probs, dtype=np.float32))[:, None, :]  # (T, 1, V)
     targets = torch.tensor([list(tokens)], dtype=torch.long) if tokens else torch.zeros((1, 0), dtype=torch.long)
     loss = F.ctc_loss(lp, targets, torch.tensor([lp.shape[0]]), torch.tensor([len(tokens)]), blank=blank,
                       reduction="sum", zero_infinity=False)  # fmt: skip
     return -float(loss)
+
+
+def _streaming_log_likelihood(log_probs: np.ndarray, tokens: Sequence[int], blank: int) -> float:
+    """The CTC forward (alpha) recursion with O(S) memory: log-sum-exp where Viterbi takes the max."""
+    states, skip = _ctc_states(tokens, blank)
+    S = len(states)
+    alpha = np.full(S, -np.inf)
+    alpha[:2] = np.asarray(log_probs[0, states[:2]], dtype=np.float64)
+    no_skip = np.where(skip, 0.0, -np.inf)
+    with np.errstate(invalid="ignore"):  # -inf - -inf where no path reaches a state yet
+        for t in range(1, log_probs.shape[0]):
+            step = np.concatenate([[-np.inf], alpha[:-1]])
+            jump = np.concatenate([[-np.inf, -np.inf], alpha[:-2]]) + no_skip
+            alpha = np.logaddexp(np.logaddexp(alpha, step), jump) + log_probs[t, states]
+    return float(np.logaddexp(alpha[-1], alpha[-2])) if S > 1 else float(alpha[-1])
 
 
 def label_from_log_probs(log_probs: np.ndarray, id2token: Mapping[int, str], token2id: Mapping[str, int],

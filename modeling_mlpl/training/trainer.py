@@ -95,6 +95,21 @@ def load_sources(data_args: DataArguments, split_kind: str = "train") -> tuple[l
             ds = load_common_voice(data_args.cv_root, data_args.cv_languages, split=cv_split)
         except (ValueError, FileNotFoundError) as err:
             raise ConfigError(str(err)) from None
+        # A header-only {split}.tsv would otherwise surface later as an empty MLPLConfig.languages.
+        present = set(ds["language"]) if len(ds) else set()
+        # Named languages must each have rows; with none named, only an empty whole is an error.
+        if data_args.cv_languages:
+            empty = [lang for lang in data_args.cv_languages if lang not in present]
+        elif not present:
+            root = str(data_args.cv_root)
+            empty = sorted(d for d in os.listdir(root) if os.path.isfile(os.path.join(root, d, f"{cv_split}.tsv")))
+            empty = empty or ["*"]
+        else:
+            empty = []
+        if empty:
+            where = ", ".join(os.path.join(str(data_args.cv_root), lang, f"{cv_split}.tsv") for lang in empty)
+            raise ConfigError(f"no usable rows in Common Voice split {cv_split!r}: {where} (header only, or every "
+                              "row skipped by the loader's checks)")  # fmt: skip
         datasets.append(ds)
         names.append(f"common_voice[{cv_split}]")
     specs = data_args.train_datasets if split_kind == "train" else data_args.eval_datasets
@@ -104,6 +119,9 @@ def load_sources(data_args: DataArguments, split_kind: str = "train") -> tuple[l
                               default_kind="disk", flag=f"--{split_kind}_datasets")  # fmt: skip
         except (ValueError, FileNotFoundError) as err:
             raise ConfigError(str(err)) from None
+        if hasattr(ds, "num_rows") and ds.num_rows == 0:
+            raise ConfigError(f"--{split_kind}_datasets {spec}: no rows in its "
+                              f"{'train' if split_kind == 'train' else 'validation'} split")  # fmt: skip
         datasets.append(ds)
         names.append(spec)
     if split_kind == "train" and data_args.max_train_samples is not None:

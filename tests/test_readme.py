@@ -108,7 +108,7 @@ def test_relative_links_point_to_existing_files():
 
 
 def cited_docs() -> list[tuple[str, str, str | None]]:
-    """(citing file, docs/NAME.md, section or None) for every `docs/NAME.md` or `docs/NAME.md "Section"` cited."""
+    """(citing file, document, section or None) for every `docs/NAME.md ["Section"]` or `README "Section"` cited."""
     files = []
     for top in CITING_PATHS:
         path = os.path.join(REPO, top)
@@ -121,12 +121,14 @@ def cited_docs() -> list[tuple[str, str, str | None]]:
             text = re.sub(r"\s*\n\s*#?\s*", " ", f.read())  # a citation may wrap onto a comment's next line
         for doc, title in re.findall(r"(docs/[\w-]+\.md)(?:,? \"([^\"]+)\")?", text):
             citations.append((os.path.relpath(path, REPO), doc, title or None))
+        for title in re.findall(r"\bREADME,? \"([^\"]+)\"", text):  # `see README, "Environment"`
+            citations.append((os.path.relpath(path, REPO), "README.md", title))
     return citations
 
 
 def test_code_cites_docs_and_sections_that_exist():
     citations = cited_docs()
-    assert any(doc == "docs/paper.md" for _, doc, _ in citations)  # the parser finds the code's citations
+    assert {"docs/paper.md", "README.md"} <= {doc for _, doc, _ in citations}  # the parser finds the code's citations
     wrong = []
     for source, doc, title in citations:
         if not os.path.isfile(os.path.join(REPO, doc)):

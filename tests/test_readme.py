@@ -89,6 +89,15 @@ def test_quickstart_trains_on_the_corpus_it_generates():
     assert os.path.normpath(quickstart_config()["cv_root"]) == os.path.join(os.path.normpath(corpus.group(1)), "cv")
 
 
+def test_quickstart_config_is_a_valid_training_config():
+    from modeling_mlpl.commands.train import parse_args
+
+    config = re.search(r"run_scripts/train.py (\S+\.yaml)", make_recipe("quickstart")).group(1)
+    model_args, data_args, training_args = parse_args([os.path.join(REPO, config)])
+    assert training_args.output_dir == snippet_model_dir()
+    assert model_args.preset == "tiny"
+
+
 def test_first_screen_names_the_quickstart_and_its_model():
     first_screen = "\n".join(read("README.md").splitlines()[:30])
     assert "make quickstart" in first_screen

@@ -20,7 +20,7 @@ optimizer and logging, with timers around the trainer's own functions (patched f
 after; trainer.py is not changed). Results: benchmarks/results/train.md and .json.
 
 Data: a small espeak-ng corpus (tiny preset languages, a few minutes each; generated under data/ if
-missing). Run it on idle cores: with another process on a core, 2 threads collapse (DEMO_NOTES.md).
+missing). Run it on idle cores: with another process on a core, 2 threads collapse (docs/results.md, "The prototype").
 On a GPU the timers measure launch, not execution, unless `--sync_cuda` is given (costs a sync each).
 """
 

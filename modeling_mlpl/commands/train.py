@@ -7,7 +7,7 @@ Runs the same on one CPU, several CPU processes and GPUs:
 
 Every field is listed by `--help`; a config file gives defaults that command-line flags override.
 
-Recipe stages (PAPER.md "Recipe"), as invocations of this one script:
+Recipe stages (docs/paper.md "Recipe"), as invocations of this one script:
 
     # 1. multilingual theta on Common Voice (tokenizer and LID classes from the data)
     train.py --preset large --cv_root CV --output_dir theta

@@ -1,6 +1,6 @@
 """The paper's recipe as staged, idempotent glue over the project's own entry points (icefall style).
 
-Stages (PAPER.md "Recipe"):
+Stages (docs/paper.md "Recipe"):
   0 corpus        embedded espeak-ng corpus (or the user's Common Voice / VoxPopuli copies)
   1 stage1        multilingual theta on labeled data, loss = CTC + gamma * LID
   2 stage2-<L>    fine-tune theta -> theta'_L per low-resource target L: supervised (the baseline) and,

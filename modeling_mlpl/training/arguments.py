@@ -1,6 +1,6 @@
 """Arguments of `run_scripts/train.py` as dataclasses (HfArgumentParser), with the paper's defaults.
 
-Defaults are the paper's large-scale schedule (PAPER.md "Training"): Adagrad, lr 0.01, 64k warm-up
+Defaults are the paper's large-scale schedule (docs/paper.md "Training"): Adagrad, lr 0.01, 64k warm-up
 updates, gradient clipping 0.1, SpecAugment from update 50k, 10 s random crops for the first 10k
 updates, ~35 s of audio per batch and device. CPU demos override the step counts (see configs/).
 Every field's `help` is what `train.py --help` prints. `validate_arguments` turns bad values into
@@ -73,7 +73,7 @@ class ModelArguments:
     layer_norm_first: bool | None = field(
         default=None,
         metadata={"help": "With --preset: pre-LayerNorm layers instead of the paper's post-LN (small models on a "
-                  "CPU leave the all-blank CTC plateau much sooner; see README)."},
+                  'CPU leave the all-blank CTC plateau much sooner; see docs/results.md, "Limits of the demo").'},
     )
 
     def config_overrides(self) -> dict:

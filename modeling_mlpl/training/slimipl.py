@@ -1,7 +1,7 @@
 """Semi-supervised fine-tuning in the style of slimIPL (Likhomanenko et al. 2021): recipe stage 2.
 
 The paper's stage 2 fine-tunes theta "with semi-supervised learning on a target language"; its
-authors' slimIPL is that method (PAPER.md, Recipe step 2). What runs here, per process, follows
+authors' slimIPL is that method (docs/paper.md, "Recipe", step 2). What runs here, per process, follows
 flashlight's `recipes/slimIPL` ("fixed-pre-cache" type):
 
 1. Updates before `--pl_start_step`: supervised, as any run.

@@ -7,9 +7,6 @@ import re
 import yaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Written on parallel branches and linked from the README already; a name leaves this set once its file is
-# merged (until then it is the only link allowed to dangle).
-DOCS_ON_OTHER_BRANCHES = {"docs/teachers.md", "docs/usage_batch.md"}
 # Where code, configs and scripts live (they may cite docs/<name>.md "Section"); tests/ cites nothing.
 CITING_PATHS = ["modeling_mlpl", "run_scripts", "configs", "benchmarks", "model_cards", "Makefile", "pyproject.toml"]
 
@@ -111,7 +108,7 @@ def test_relative_links_point_to_existing_files():
             if re.match(r"[a-z]+:", target) or target.startswith("#"):
                 continue  # a URL or an anchor in the same page
             path = os.path.normpath(os.path.join(os.path.dirname(rel), target.split("#")[0]))
-            if not os.path.exists(os.path.join(REPO, path)) and path not in DOCS_ON_OTHER_BRANCHES:
+            if not os.path.exists(os.path.join(REPO, path)):
                 missing.append(f"{rel}: {target}")
     assert not missing, f"links to missing files: {missing}"
 

@@ -1,0 +1,365 @@
+"""Whisper as a pseudo-labeling teacher (kind "whisper").
+
+    teacher = WhisperTeacher("openai/whisper-large-v3", device="cuda")
+    teacher.check_languages(["pt", "nl"])            # TeacherError before any work
+    rows = teacher.label([wave_pt, wave_nl], ["pt", "nl"])
+
+The language is forced (our codes map to Whisper's ISO 639-1 tokens: `fy-NL` -> `<|fy|>`), the task
+is "transcribe", and many recordings are decoded at once: recordings are length-sorted and packed
+into batches of `batch_size_s` padded seconds.
+
+Long recordings (> 30 s) use transformers' sequential long-form generation (openai/whisper's
+algorithm): each 30 s window is decoded with timestamps, and the next window starts at the last
+*complete* segment's end timestamp, so no word is cut at a window edge and nothing is decoded
+twice. The other way, fixed <= 30 s windows decoded as one batch and stitched at their overlaps
+(the pipeline's `chunk_length_s`), cuts words at window edges and relies on a token-sequence
+merge to undo it; it is faster on a batch-hungry GPU, but its text is not what Whisper writes for
+the recording. transformers batches the sequential way over recordings too (an `attention_mask`
+says where each one ends), so the batch stays wide. benchmarks/bench_whisper_longform.py measures
+both (benchmarks/results/whisper_longform.md).
+
+Every row carries Whisper's own label-free checks, computed as openai/whisper computes them, so
+that the merge can filter hallucinations: `avg_logprob` (mean log-probability of the generated
+tokens, end-of-text included), `compression_ratio` (text bytes / zlib-compressed text bytes: a
+looping hallucination compresses well) and `no_speech_prob` (the probability of `<|nospeech|>`
+right after `<|startoftranscript|>`). Nothing is skipped or re-decoded by these checks here
+(no temperature fallback): the labels stay deterministic and the filtering is the merge's choice.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import zlib
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+import torch
+
+from ...data.sampler import pack_batches
+from ...run_inputs import WEIGHT_FILES, file_hash, same_path
+from .base import Teacher, TeacherError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["WhisperTeacher", "whisper_language", "compression_ratio"]
+
+WINDOW_S = 30.0  # Whisper's receptive field: one decoding window
+LID_TOP_K = 3
+# Codes whose Whisper token is not their ISO 639-1 primary subtag.
+LANGUAGE_ALIASES = {"jv": "jw", "nb": "no", "iw": "he", "fil": "tl", "zh-hk": "yue"}
+
+
+def whisper_language(code: str, known: Sequence[str] = ()) -> str | None:
+    """Whisper's language code for one of ours (None if there is none): `fy-NL` -> `fy`, `pt-BR` ->
+    `pt`, `jv` -> `jw`, `portuguese` -> `pt`. `known`: the checkpoint's codes (tried first, so a
+    checkpoint with a `<|yue|>` token gets Cantonese for `zh-HK`)."""
+    from transformers.models.whisper.tokenization_whisper import TO_LANGUAGE_CODE
+
+    key = code.strip().lower().replace("_", "-")
+    primary = key.split("-")[0]
+    for candidate in (LANGUAGE_ALIASES.get(key), key, LANGUAGE_ALIASES.get(primary), primary,
+                      TO_LANGUAGE_CODE.get(key)):  # fmt: skip
+        if candidate and (not known or candidate in known):
+            return candidate
+    return None
+
+
+def compression_ratio(text: str) -> float:
+    """openai/whisper's gzip check: UTF-8 bytes over zlib-compressed bytes (0 for no text)."""
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
+def _weights_hash(name_or_path: str, revision: str | None, model) -> str | None:
+    """blake2b of the weights file (as run_inputs hashes local models); for a Hub id, of the cached
+    snapshot's file, else its commit hash; None for a model built in memory."""
+    folder = name_or_path if os.path.isdir(name_or_path) else None
+    if folder is None:
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            for name in WEIGHT_FILES:
+                cached = try_to_load_from_cache(name_or_path, name, revision=revision)
+                if isinstance(cached, str):
+                    return file_hash(cached)
+        except Exception:  # an id that is no repository name: fall back to the commit
+            pass
+        commit = getattr(model.config, "_commit_hash", None)
+        return f"commit {commit}" if commit else None
+    for name in WEIGHT_FILES:
+        if os.path.isfile(os.path.join(folder, name)):
+            return file_hash(os.path.join(folder, name))
+    return None
+
+
+class WhisperTeacher(Teacher):
+    """`WhisperForConditionalGeneration` + `WhisperProcessor` behind the teacher interface.
+
+    model_or_path: a Hub id, a local folder, or a loaded model (then pass `processor`).
+    num_beams: beam width (1: greedy, as openai/whisper at temperature 0 without `--beam_size`).
+    batch_size_s: padded audio seconds per `generate` call (short recordings count 30 s each, as
+    they are padded to one window). timestamps: decode with timestamp tokens (openai's
+    `transcribe` default; gives segments); False prompts `<|notimestamps|>` (the pipeline's default
+    for short audio). word_times: DTW word times from `generation_config.alignment_heads` where the
+    checkpoint has them. dtype: e.g. torch.float16 on GPU.
+    """
+
+    kind: ClassVar[str] = "whisper"
+
+    def __init__(self, model_or_path: Any, revision: str | None = None, device: torch.device | str | None = None,
+                 num_beams: int = 1, batch_size_s: float = 240.0, timestamps: bool = True, word_times: bool = True,
+                 dtype: torch.dtype | None = None, processor=None, lid_top_k: int = LID_TOP_K):  # fmt: skip
+        from transformers import WhisperForConditionalGeneration, WhisperProcessor
+
+        if num_beams < 1:
+            raise TeacherError(f"num_beams must be at least 1, not {num_beams}")
+        if batch_size_s <= 0:
+            raise TeacherError(f"batch_size_s must be positive, not {batch_size_s}")
+        if isinstance(model_or_path, (str, os.PathLike)):
+            name = os.fspath(model_or_path)
+            model = WhisperForConditionalGeneration.from_pretrained(name, revision=revision, dtype=dtype)
+            processor = processor or WhisperProcessor.from_pretrained(name, revision=revision)
+        else:
+            if processor is None:
+                raise TeacherError("a loaded Whisper model needs its `processor`")
+            model, name = model_or_path, getattr(model_or_path, "name_or_path", "") or "(in memory)"
+        device = torch.device(device) if device is not None else torch.device("cpu")
+        self.model = model.to(device).eval()
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+        self.feature_extractor = processor.feature_extractor
+        self.sampling_rate = int(self.feature_extractor.sampling_rate)
+        self.num_beams = int(num_beams)
+        self.batch_size_s = float(batch_size_s)
+        self.timestamps = bool(timestamps)
+        self.lid_top_k = int(lid_top_k)
+        generation = self.model.generation_config
+        lang_to_id = getattr(generation, "lang_to_id", None)
+        if not lang_to_id or not getattr(generation, "is_multilingual", True):
+            raise TeacherError(f"{name} is an English-only Whisper (no language tokens): it cannot be forced to a "
+                               "language; use a multilingual checkpoint such as openai/whisper-large-v3")  # fmt: skip
+        # "<|pt|>" -> "pt", kept in the checkpoint's token order
+        self.language_ids = {token.strip("<|>"): int(i) for token, i in lang_to_id.items()}
+        self.word_times = bool(word_times) and bool(getattr(generation, "alignment_heads", None))
+        self.no_speech_id = int(generation.no_timestamps_token_id) - 1  # <|nospeech|> (<|nocaptions|> in v1/v2)
+        self.timestamp_begin = int(generation.no_timestamps_token_id) + 1
+        self.eot = int(generation.eos_token_id if not isinstance(generation.eos_token_id, list)
+                       else generation.eos_token_id[0])  # fmt: skip
+        path = same_path(name) if os.path.isdir(name) else name
+        self.identity = {"kind": self.kind, "name_or_path": path, "revision": revision,
+                         "weights_hash": _weights_hash(name, revision, self.model)}  # fmt: skip
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    # ---- languages -------------------------------------------------------------------------------
+
+    def whisper_code(self, language: str) -> str:
+        code = whisper_language(language, list(self.language_ids))
+        if code is None:
+            raise TeacherError(f"Whisper ({self.identity['name_or_path']}) has no language {language!r}; it knows "
+                               f"{', '.join(sorted(self.language_ids))}")  # fmt: skip
+        return code
+
+    def check_languages(self, languages: Sequence[str]) -> None:
+        missing = sorted({lang for lang in languages if whisper_language(lang, list(self.language_ids)) is None})
+        if missing:
+            raise TeacherError(f"Whisper ({self.identity['name_or_path']}) has no language for "
+                               f"{', '.join(map(repr, missing))}; it knows {', '.join(sorted(self.language_ids))}")  # fmt: skip
+
+    def _features(self, waveforms: Sequence[np.ndarray], long_form: bool):
+        """Log-mel features: short recordings padded to one 30 s window (what Whisper was trained
+        on), long ones to the batch's longest with an attention mask (where each one ends)."""
+        kwargs = dict(truncation=False, padding="longest") if long_form else {}
+        inputs = self.feature_extractor([np.asarray(w, dtype=np.float32) for w in waveforms],
+                                        sampling_rate=self.sampling_rate, return_tensors="pt",
+                                        return_attention_mask=True, **kwargs)  # fmt: skip
+        features = inputs.input_features.to(self.device, self.model.dtype)
+        return features, inputs.attention_mask.to(self.device)
+
+    @torch.no_grad()
+    def _first_token(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, V) probabilities of the token after `<|startoftranscript|>` for (B, 80, 3000) features:
+        both the language distribution and `<|nospeech|>` come from this one step (as in openai's
+        `detect_language` and its no-speech probability)."""
+        sot = torch.full((features.shape[0], 1), int(self.model.generation_config.decoder_start_token_id),
+                         dtype=torch.long, device=self.device)  # fmt: skip
+        logits = self.model(input_features=features, decoder_input_ids=sot, use_cache=False).logits[:, 0]
+        return logits.float().softmax(-1)
+
+    def _windows(self, waveforms: Sequence[np.ndarray]) -> tuple[torch.Tensor, list[tuple[int, float]]]:
+        """Fixed 30 s windows of every waveform: their features and (waveform index, seconds)."""
+        step = int(WINDOW_S * self.sampling_rate)
+        pieces, owners = [], []
+        for i, wave in enumerate(waveforms):
+            for start in range(0, max(1, len(wave)), step):
+                piece = wave[start:start + step]
+                pieces.append(piece)
+                owners.append((i, max(len(piece), 1) / self.sampling_rate))
+        features, _ = self._features(pieces, long_form=False)
+        return features, owners
+
+    def detect_languages(self, waveforms, top_k: int | None = None) -> list[list[tuple[str, float]]]:
+        """Whisper's language identification on each recording's first 30 s: the top-k (code,
+        probability) over the checkpoint's languages, best first (probabilities renormalised over
+        the language tokens, as openai/whisper does)."""
+        k = min(top_k or self.lid_top_k, len(self.language_ids))
+        codes, ids = list(self.language_ids), torch.tensor(list(self.language_ids.values()))
+        out = []
+        for batch in self._batches([min(len(w) / self.sampling_rate, WINDOW_S) for w in waveforms], long=False):
+            features, _ = self._features([waveforms[i][:int(WINDOW_S * self.sampling_rate)] for i in batch], False)
+            probs = self._first_token(features)[:, ids.to(self.device)].cpu()
+            probs = probs / probs.sum(-1, keepdim=True)
+            for i, row in zip(batch, probs):
+                top = torch.topk(row, k)
+                out.append((i, [(codes[j], round(float(p), 6)) for p, j in zip(top.values, top.indices)]))
+        return [top for _, top in sorted(out, key=lambda pair: pair[0])]
+
+    def _no_speech(self, waveforms: Sequence[np.ndarray]) -> list[float]:
+        """Per recording, `<|nospeech|>`'s probability, averaged over its fixed 30 s windows
+        weighted by their length (one window for a short recording: openai's own value)."""
+        features, owners = self._windows(waveforms)
+        probs = torch.cat([self._first_token(features[b:b + 8])[:, self.no_speech_id].cpu()
+                           for b in range(0, len(owners), 8)])  # fmt: skip
+        total, weight = np.zeros(len(waveforms)), np.zeros(len(waveforms))
+        for (i, seconds), p in zip(owners, probs.tolist()):
+            total[i] += p * seconds
+            weight[i] += seconds
+        return (total / np.maximum(weight, 1e-9)).tolist()
+
+    # ---- labels ----------------------------------------------------------------------------------
+
+    def _batches(self, durations: Sequence[float], long: bool) -> list[list[int]]:
+        """Longest first, packed by padded seconds (a short recording is padded to 30 s)."""
+        order = sorted(range(len(durations)), key=lambda i: -durations[i])
+        costs = [max(d, WINDOW_S) for d in durations]
+        return pack_batches(order, costs, self.batch_size_s, padded=True) if order else []
+
+    def run_options(self) -> dict:
+        return {"task": "transcribe", "num_beams": self.num_beams, "temperature": 0.0, "timestamps": self.timestamps,
+                "word_times": self.word_times, "long_form": "sequential", "condition_on_prev_tokens": False}  # fmt: skip
+
+    def label(self, waveforms: list[np.ndarray], languages: list[str]) -> list[dict]:
+        if len(waveforms) != len(languages):
+            raise ValueError(f"{len(waveforms)} waveforms but {len(languages)} languages")
+        self.check_languages(languages)
+        codes = [self.whisper_code(lang) for lang in languages]
+        durations = [len(w) / self.sampling_rate for w in waveforms]
+        rows: list[dict | None] = [None] * len(waveforms)
+        for long in (False, True):  # short and long recordings take different generate paths
+            group = [i for i, d in enumerate(durations) if (d > WINDOW_S) == long]
+            for batch in self._batches([durations[i] for i in group], long):
+                idx = [group[j] for j in batch]
+                for i, row in zip(idx, self._label_batch([waveforms[i] for i in idx], [codes[i] for i in idx],
+                                                         [durations[i] for i in idx], long)):  # fmt: skip
+                    rows[i] = row
+        return rows  # type: ignore[return-value]
+
+    @torch.no_grad()
+    def _label_batch(self, waves: list[np.ndarray], codes: list[str], durations: list[float],
+                     long: bool) -> list[dict]:  # fmt: skip
+        features, attention_mask = self._features(waves, long_form=long)
+        kwargs: dict[str, Any] = dict(
+            language=codes, task="transcribe", return_timestamps=self.timestamps or long, return_segments=True,
+            return_dict_in_generate=True, output_scores=True, num_beams=self.num_beams, do_sample=False,
+        )  # fmt: skip
+        if self.word_times:
+            kwargs["return_token_timestamps"] = True
+        out = self.model.generate(input_features=features, attention_mask=attention_mask, **kwargs)
+        no_speech = self._no_speech(waves)
+        texts = self.tokenizer.batch_decode(out["sequences"], skip_special_tokens=True)
+        segments = out["segments"] if "segments" in out else self._whole_segments(out, durations)
+        return [self._row(text, segs, code, duration, p)
+                for text, segs, code, duration, p in zip(texts, segments, codes, durations, no_speech)]
+
+    def _whole_segments(self, out, durations: list[float]) -> list[list[dict]]:
+        """Without timestamps (one generate call, no `segments`): each recording is one segment,
+        in the shape transformers gives segments (so one path reads both)."""
+        sequences = out["sequences"].cpu()  # (B, prompt + generated)
+        scores = [s.cpu() for s in out.get("scores") or ()]
+        begin = sequences.shape[1] - len(scores)
+        segments = []
+        for i, duration in enumerate(durations):
+            result = {"sequences": sequences[i], "scores": [s[i] for s in scores]}
+            if "sequences_scores" in out:
+                result["sequences_scores"] = out["sequences_scores"][i].cpu()
+            segment = {"start": 0.0, "end": duration, "tokens": sequences[i, begin:], "result": result,
+                       "idxs": (begin, sequences.shape[1])}
+            if "token_timestamps" in out:
+                segment["token_timestamps"] = out["token_timestamps"][i, begin:].cpu()
+            segments.append([segment])
+        return segments
+
+    def _row(self, text: str, segments: list[dict], code: str, duration: float, no_speech_prob: float) -> dict:
+        logprob_sum, token_count = 0.0, 0
+        seen: set[int] = set()
+        spans, words = [], []
+        for segment in segments:
+            result = segment["result"]  # one generate() call's output: shared by its window's segments
+            if id(result) not in seen:
+                seen.add(id(result))
+                total, count = self._window_logprob(result, int(segment["idxs"][0]))  # a window's first
+                # segment starts right after the decoder prompt
+                logprob_sum, token_count = logprob_sum + total, token_count + count
+            start = min(max(float(segment["start"]), 0.0), duration)
+            end = min(max(float(segment["end"]), start), duration)
+            tokens = segment["tokens"].tolist()
+            spans.append({"start": round(start, 2), "end": round(end, 2),
+                          "text": self.tokenizer.decode(tokens, skip_special_tokens=True)})  # fmt: skip
+            if self.word_times and "token_timestamps" in segment:
+                words += self._words(tokens, segment["token_timestamps"].tolist(), start, duration, code)
+        avg_logprob = logprob_sum / token_count if token_count else float("-inf")
+        return {
+            "text": text,
+            "token_times": [],
+            "words": words,
+            "confidence": round(math.exp(avg_logprob), 6) if token_count else 0.0,
+            "num_frames": None,
+            "decoder": "generate",
+            "avg_logprob": round(avg_logprob, 6) if token_count else None,
+            "compression_ratio": round(compression_ratio(text), 6),
+            "no_speech_prob": round(float(no_speech_prob), 6),
+            "segments": spans,
+        }
+
+    def _window_logprob(self, result: dict, prompt_len: int) -> tuple[float, int]:
+        """(sum of log-probabilities, token count) of one window's generated tokens, end-of-text
+        included, from the processed scores (openai's `avg_logprob` is their ratio)."""
+        generated = result["sequences"][prompt_len:].tolist()
+        if self.eot in generated:  # padding after the end-of-text token is no token of this window
+            generated = generated[:generated.index(self.eot) + 1]
+        if not generated:
+            return 0.0, 0
+        if "sequences_scores" in result:  # beam search: the chosen beam's length-normalised score
+            penalty = float(getattr(self.model.generation_config, "length_penalty", None) or 1.0)
+            return float(result["sequences_scores"]) * len(generated) ** penalty, len(generated)
+        scores = list(result.get("scores") or ())[:len(generated)]
+        if not scores:
+            return 0.0, 0
+        generated = generated[:len(scores)]
+        logprobs = torch.stack(scores).float().log_softmax(-1)
+        picked = logprobs[torch.arange(len(generated)), torch.tensor(generated)]
+        return float(picked.sum()), len(generated)
+
+    def _words(self, tokens: list[int], times: list[float], segment_start: float, duration: float,
+               code: str) -> list[dict]:  # fmt: skip
+        """Words with DTW times: token j spans (times[j-1], times[j]) as in transformers' pipeline;
+        timestamp and special tokens are no part of a word."""
+        from transformers.models.whisper.tokenization_whisper import LANGUAGES, _combine_tokens_into_words
+
+        text_pos = [j for j, t in enumerate(tokens) if t < self.eot]
+        if not text_pos:
+            return []
+        names, _, groups = _combine_tokens_into_words(self.tokenizer, [tokens[j] for j in text_pos],
+                                                      LANGUAGES.get(code, "english"))  # fmt: skip
+        words = []
+        for word, group in zip(names, groups):
+            first, last = text_pos[group[0]], text_pos[group[-1]]
+            start = times[first - 1] if first > 0 else segment_start
+            end = times[last]
+            start = min(max(start, 0.0), duration)
+            words.append({"word": word.strip(), "start": round(start, 2), "end": round(min(max(end, start), duration), 2)})
+        return [w for w in words if w["word"]]

@@ -26,7 +26,7 @@ TEXT_LOGIT_SCALE = 3.0
 
 
 def build_tiny_whisper(directory: str | os.PathLike, seed: int = 0, alignment_heads: bool = False,
-                       max_target_positions: int = 64) -> str:  # fmt: skip
+                       max_target_positions: int = 40) -> str:  # fmt: skip
     """Save a random tiny `WhisperForConditionalGeneration` + `WhisperProcessor` to `directory`.
 
     d_model 32, one encoder and one decoder layer; `alignment_heads=True` also writes

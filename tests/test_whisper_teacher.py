@@ -105,11 +105,11 @@ def test_a_long_recording_yields_increasing_segments_within_it(teacher):
     assert all(0.0 <= w["start"] <= w["end"] <= seconds for w in row["words"])
 
 
-def test_short_and_long_recordings_in_one_call_keep_their_order(teacher):
-    waves = [SHORT[0], varying_audio(32.0, seed=6), SHORT[1]]
-    rows = teacher.label(waves, ["en", "en", "pt"])
-    alone = [teacher.label([w], [lang])[0]["text"] for w, lang in zip(waves, ["en", "en", "pt"])]
-    assert [r["text"] for r in rows] == alone
+def test_short_and_long_recordings_in_one_call_keep_their_order(teacher, short_rows):
+    long = varying_audio(32.0, seed=6)
+    rows = teacher.label([SHORT[0], long, SHORT[1]], ["en", "en", "pt"])
+    assert [r["text"] for r in rows] == [short_rows[0]["text"], teacher.label([long], ["en"])[0]["text"],
+                                         short_rows[1]["text"]]  # fmt: skip
 
 
 def test_a_language_whisper_lacks_is_refused_before_any_work(teacher, monkeypatch):
@@ -157,3 +157,13 @@ def test_compression_ratio_is_high_for_a_looping_text():
     assert compression_ratio("the cat sat on the mat " * 20) > 2.4  # openai's default hallucination threshold
     assert compression_ratio("the cat sat on the mat") < 2.4
     assert compression_ratio("") == 0.0
+
+
+def test_from_pretrained_takes_the_labelers_batch_and_refuses_unknown_options(whisper_dir):
+    from types import SimpleNamespace
+
+    options = SimpleNamespace(window_s=10.0, overlap_s=2.0, max_batch_seconds=480.0, autocast_dtype=None)
+    teacher = WhisperTeacher.from_pretrained(whisper_dir, options=options, num_beams=2)
+    assert teacher.batch_size_s == 480.0 and teacher.run_options()["num_beams"] == 2
+    with pytest.raises(TeacherError, match="beam_width"):
+        WhisperTeacher.from_pretrained(whisper_dir, beam_width=4)

@@ -8,11 +8,12 @@ the labels belongs in `run_options()`.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar, Sequence
 
 import numpy as np
 
-__all__ = ["Teacher", "TeacherError"]
+__all__ = ["Teacher", "TeacherError", "weights_hash", "identity"]
 
 
 class TeacherError(ValueError):
@@ -25,6 +26,7 @@ class Teacher:
     kind: ClassVar[str]
     identity: dict  # {"kind", "name_or_path", "revision", "weights_hash"}
     sampling_rate: int = 16000
+    languages: Sequence[str] | None = None  # codes this teacher can label (None: any)
 
     def check_languages(self, languages: Sequence[str]) -> None:
         """Raise :class:`TeacherError` naming the languages this teacher cannot label."""
@@ -41,3 +43,32 @@ class Teacher:
     def run_options(self) -> dict:
         """The options that change the labels (recorded with the run, checked on resume)."""
         raise NotImplementedError
+
+
+def weights_hash(name_or_path: str, revision: str | None = None) -> str | None:
+    """blake2b of the checkpoint's weights file (the hash :mod:`modeling_mlpl.run_inputs` records), from
+    the local folder or the local Hub cache; None when no weights file is found there."""
+    from ...run_inputs import WEIGHT_FILES, file_hash
+
+    for name in WEIGHT_FILES + ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+        path = Path(name_or_path, name)
+        if not path.is_file() and not Path(name_or_path).exists():
+            try:
+                from huggingface_hub import try_to_load_from_cache
+
+                cached = try_to_load_from_cache(name_or_path, name, revision=revision)
+            except Exception:  # not a valid repo id: nothing cached
+                cached = None
+            path = Path(cached) if isinstance(cached, str) else path
+        if path.is_file():
+            return file_hash(path)
+    return None
+
+
+def identity(kind: str, name_or_path: str, revision: str | None) -> dict:
+    """The `teacher` field of a row: kind, where it came from (resolved path, or Hub id + revision), weights."""
+    from ...run_inputs import same_path
+
+    local = Path(name_or_path).exists()
+    return {"kind": kind, "name_or_path": same_path(name_or_path) if local else str(name_or_path),
+            "revision": revision, "weights_hash": weights_hash(name_or_path, revision)}  # fmt: skip

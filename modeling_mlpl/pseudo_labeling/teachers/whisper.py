@@ -38,8 +38,7 @@ import numpy as np
 import torch
 
 from ...data.sampler import pack_batches
-from ...run_inputs import WEIGHT_FILES, file_hash, same_path
-from .base import Teacher, TeacherError
+from .base import Teacher, TeacherError, identity
 
 logger = logging.getLogger(__name__)
 
@@ -70,28 +69,6 @@ def compression_ratio(text: str) -> float:
     """openai/whisper's gzip check: UTF-8 bytes over zlib-compressed bytes (0 for no text)."""
     data = text.encode("utf-8")
     return len(data) / len(zlib.compress(data)) if data else 0.0
-
-
-def _weights_hash(name_or_path: str, revision: str | None, model) -> str | None:
-    """blake2b of the weights file (as run_inputs hashes local models); for a Hub id, of the cached
-    snapshot's file, else its commit hash; None for a model built in memory."""
-    folder = name_or_path if os.path.isdir(name_or_path) else None
-    if folder is None:
-        try:
-            from huggingface_hub import try_to_load_from_cache
-
-            for name in WEIGHT_FILES:
-                cached = try_to_load_from_cache(name_or_path, name, revision=revision)
-                if isinstance(cached, str):
-                    return file_hash(cached)
-        except Exception:  # an id that is no repository name: fall back to the commit
-            pass
-        commit = getattr(model.config, "_commit_hash", None)
-        return f"commit {commit}" if commit else None
-    for name in WEIGHT_FILES:
-        if os.path.isfile(os.path.join(folder, name)):
-            return file_hash(os.path.join(folder, name))
-    return None
 
 
 class WhisperTeacher(Teacher):
@@ -147,9 +124,28 @@ class WhisperTeacher(Teacher):
         self.timestamp_begin = int(generation.no_timestamps_token_id) + 1
         self.eot = int(generation.eos_token_id if not isinstance(generation.eos_token_id, list)
                        else generation.eos_token_id[0])  # fmt: skip
-        path = same_path(name) if os.path.isdir(name) else name
-        self.identity = {"kind": self.kind, "name_or_path": path, "revision": revision,
-                         "weights_hash": _weights_hash(name, revision, self.model)}  # fmt: skip
+        self.languages = sorted(self.language_ids)  # Whisper's codes; check_languages also maps ours to them
+        self.identity = identity(self.kind, name, revision)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str, revision: str | None = None, device=None, options=None,
+                        **kind_options: Any) -> "WhisperTeacher":  # fmt: skip
+        """What `load_teacher` calls. From the labeler's decode options: `max_batch_seconds` is the
+        padded audio per `generate` call (Whisper pads a short recording to 30 s: on a GPU give
+        several hundred seconds), `autocast_dtype` "bf16"/"fp16" loads the weights in that dtype.
+        `window_s`/`overlap_s` do not apply: Whisper decodes its own 30 s windows (module docstring).
+        kind_options: num_beams, timestamps, word_times, lid_top_k."""
+        allowed = {"num_beams", "timestamps", "word_times", "lid_top_k"}
+        unknown = sorted(set(kind_options) - allowed)
+        if unknown:
+            raise TeacherError(f"a whisper teacher takes no {', '.join(unknown)} "
+                               f"(it takes {', '.join(sorted(allowed))})")  # fmt: skip
+        if options is not None:
+            kind_options.setdefault("batch_size_s", options.max_batch_seconds)
+            dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(options.autocast_dtype or "")
+            if dtype is not None:
+                kind_options["dtype"] = dtype
+        return cls(name_or_path, revision=revision, device=device, **kind_options)
 
     @property
     def device(self) -> torch.device:
@@ -168,7 +164,8 @@ class WhisperTeacher(Teacher):
         missing = sorted({lang for lang in languages if whisper_language(lang, list(self.language_ids)) is None})
         if missing:
             raise TeacherError(f"Whisper ({self.identity['name_or_path']}) has no language for "
-                               f"{', '.join(map(repr, missing))}; it knows {', '.join(sorted(self.language_ids))}")  # fmt: skip
+                               f"{', '.join(map(repr, missing))}; it knows "
+                               f"{', '.join(sorted(self.language_ids))}")  # fmt: skip
 
     def _features(self, waveforms: Sequence[np.ndarray], long_form: bool):
         """Log-mel features: short recordings padded to one 30 s window (what Whisper was trained
@@ -239,8 +236,9 @@ class WhisperTeacher(Teacher):
         return pack_batches(order, costs, self.batch_size_s, padded=True) if order else []
 
     def run_options(self) -> dict:
-        return {"task": "transcribe", "num_beams": self.num_beams, "temperature": 0.0, "timestamps": self.timestamps,
-                "word_times": self.word_times, "long_form": "sequential", "condition_on_prev_tokens": False}  # fmt: skip
+        return {"task": "transcribe", "num_beams": self.num_beams, "temperature": 0.0,
+                "timestamps": self.timestamps, "word_times": self.word_times, "long_form": "sequential",
+                "condition_on_prev_tokens": False}  # fmt: skip
 
     def label(self, waveforms: list[np.ndarray], languages: list[str]) -> list[dict]:
         if len(waveforms) != len(languages):
@@ -361,5 +359,6 @@ class WhisperTeacher(Teacher):
             start = times[first - 1] if first > 0 else segment_start
             end = times[last]
             start = min(max(start, 0.0), duration)
-            words.append({"word": word.strip(), "start": round(start, 2), "end": round(min(max(end, start), duration), 2)})
+            end = min(max(end, start), duration)
+            words.append({"word": word.strip(), "start": round(start, 2), "end": round(end, 2)})
         return [w for w in words if w["word"]]

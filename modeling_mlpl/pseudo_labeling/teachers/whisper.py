@@ -80,14 +80,16 @@ class WhisperTeacher(Teacher):
     they are padded to one window). timestamps: decode with timestamp tokens (openai's
     `transcribe` default; gives segments); False prompts `<|notimestamps|>` (the pipeline's default
     for short audio). word_times: DTW word times from `generation_config.alignment_heads` where the
-    checkpoint has them. dtype: e.g. torch.float16 on GPU.
+    checkpoint has them. dtype: e.g. torch.float16 on GPU. generate_kwargs: more `generate` options
+    (e.g. `length_penalty`, a `logits_processor`); recorded in `run_options()`.
     """
 
     kind: ClassVar[str] = "whisper"
 
     def __init__(self, model_or_path: Any, revision: str | None = None, device: torch.device | str | None = None,
                  num_beams: int = 1, batch_size_s: float = 240.0, timestamps: bool = True, word_times: bool = True,
-                 dtype: torch.dtype | None = None, processor=None, lid_top_k: int = LID_TOP_K):  # fmt: skip
+                 dtype: torch.dtype | None = None, processor=None, lid_top_k: int = LID_TOP_K,
+                 generate_kwargs: dict | None = None):  # fmt: skip
         from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
         if num_beams < 1:
@@ -112,6 +114,7 @@ class WhisperTeacher(Teacher):
         self.batch_size_s = float(batch_size_s)
         self.timestamps = bool(timestamps)
         self.lid_top_k = int(lid_top_k)
+        self.generate_kwargs = dict(generate_kwargs or {})
         generation = self.model.generation_config
         lang_to_id = getattr(generation, "lang_to_id", None)
         if not lang_to_id or not getattr(generation, "is_multilingual", True):
@@ -178,26 +181,16 @@ class WhisperTeacher(Teacher):
         return features, inputs.attention_mask.to(self.device)
 
     @torch.no_grad()
-    def _first_token(self, features: torch.Tensor) -> torch.Tensor:
-        """(B, V) probabilities of the token after `<|startoftranscript|>` for (B, 80, 3000) features:
-        both the language distribution and `<|nospeech|>` come from this one step (as in openai's
-        `detect_language` and its no-speech probability)."""
-        sot = torch.full((features.shape[0], 1), int(self.model.generation_config.decoder_start_token_id),
-                         dtype=torch.long, device=self.device)  # fmt: skip
-        logits = self.model(input_features=features, decoder_input_ids=sot, use_cache=False).logits[:, 0]
+    def _first_token(self, features: torch.Tensor | None = None, encoder_outputs=None) -> torch.Tensor:
+        """(B, V) probabilities of the token after `<|startoftranscript|>` for (B, 80, 3000) features
+        (or their encoder outputs): both the language distribution and `<|nospeech|>` come from this
+        one step (as in openai's `detect_language` and its no-speech probability)."""
+        batch = (features if features is not None else encoder_outputs.last_hidden_state).shape[0]
+        sot = torch.full((batch, 1), int(self.model.generation_config.decoder_start_token_id), dtype=torch.long,
+                         device=self.device)  # fmt: skip
+        logits = self.model(input_features=features, encoder_outputs=encoder_outputs, decoder_input_ids=sot,
+                            use_cache=False).logits[:, 0]  # fmt: skip
         return logits.float().softmax(-1)
-
-    def _windows(self, waveforms: Sequence[np.ndarray]) -> tuple[torch.Tensor, list[tuple[int, float]]]:
-        """Fixed 30 s windows of every waveform: their features and (waveform index, seconds)."""
-        step = int(WINDOW_S * self.sampling_rate)
-        pieces, owners = [], []
-        for i, wave in enumerate(waveforms):
-            for start in range(0, max(1, len(wave)), step):
-                piece = wave[start:start + step]
-                pieces.append(piece)
-                owners.append((i, max(len(piece), 1) / self.sampling_rate))
-        features, _ = self._features(pieces, long_form=False)
-        return features, owners
 
     def detect_languages(self, waveforms, top_k: int | None = None) -> list[list[tuple[str, float]]]:
         """Whisper's language identification on each recording's first 30 s: the top-k (code,
@@ -215,17 +208,25 @@ class WhisperTeacher(Teacher):
                 out.append((i, [(codes[j], round(float(p), 6)) for p, j in zip(top.values, top.indices)]))
         return [top for _, top in sorted(out, key=lambda pair: pair[0])]
 
-    def _no_speech(self, waveforms: Sequence[np.ndarray]) -> list[float]:
-        """Per recording, `<|nospeech|>`'s probability, averaged over its fixed 30 s windows
-        weighted by their length (one window for a short recording: openai's own value)."""
-        features, owners = self._windows(waveforms)
-        probs = torch.cat([self._first_token(features[b:b + 8])[:, self.no_speech_id].cpu()
-                           for b in range(0, len(owners), 8)])  # fmt: skip
-        total, weight = np.zeros(len(waveforms)), np.zeros(len(waveforms))
-        for (i, seconds), p in zip(owners, probs.tolist()):
-            total[i] += p * seconds
-            weight[i] += seconds
-        return (total / np.maximum(weight, 1e-9)).tolist()
+    def _long_no_speech(self, features: torch.Tensor, attention_mask: torch.Tensor,
+                        batch: int = 8) -> list[float]:  # fmt: skip
+        """Per long recording, `<|nospeech|>`'s probability averaged over its fixed 30 s windows,
+        weighted by their length. The windows are slices of the features `generate` decodes, padded
+        with zeros as transformers pads its last window (openai slices its whole-recording mel too)."""
+        frames = int(self.feature_extractor.nb_max_frames)  # 3000: one 30 s window
+        pieces, owners = [], []
+        for i, n in enumerate(attention_mask.sum(-1).tolist()):
+            for start in range(0, max(int(n), 1), frames):
+                piece = features[i, :, start:min(start + frames, int(n))]
+                pieces.append(torch.nn.functional.pad(piece, (0, frames - piece.shape[-1])))
+                owners.append((i, piece.shape[-1]))
+        probs = torch.cat([self._first_token(torch.stack(pieces[k:k + batch]))[:, self.no_speech_id].cpu()
+                           for k in range(0, len(pieces), batch)])  # fmt: skip
+        total, weight = np.zeros(features.shape[0]), np.zeros(features.shape[0])
+        for (i, n), p in zip(owners, probs.tolist()):
+            total[i] += p * n
+            weight[i] += n
+        return (total / np.maximum(weight, 1)).tolist()
 
     # ---- labels ----------------------------------------------------------------------------------
 
@@ -238,7 +239,9 @@ class WhisperTeacher(Teacher):
     def run_options(self) -> dict:
         return {"task": "transcribe", "num_beams": self.num_beams, "temperature": 0.0,
                 "timestamps": self.timestamps, "word_times": self.word_times, "long_form": "sequential",
-                "condition_on_prev_tokens": False}  # fmt: skip
+                "condition_on_prev_tokens": False,
+                **{k: v if isinstance(v, (bool, int, float, str, type(None))) else type(v).__name__
+                   for k, v in sorted(self.generate_kwargs.items())}}  # fmt: skip
 
     def label(self, waveforms: list[np.ndarray], languages: list[str]) -> list[dict]:
         if len(waveforms) != len(languages):
@@ -266,8 +269,14 @@ class WhisperTeacher(Teacher):
         )  # fmt: skip
         if self.word_times:
             kwargs["return_token_timestamps"] = True
-        out = self.model.generate(input_features=features, attention_mask=attention_mask, **kwargs)
-        no_speech = self._no_speech(waves)
+        kwargs.update(self.generate_kwargs)
+        if long:
+            out = self.model.generate(input_features=features, attention_mask=attention_mask, **kwargs)
+            no_speech = self._long_no_speech(features, attention_mask)
+        else:  # one window each: the encoder runs once for the no-speech step and the decoding
+            encoded = self.model.model.encoder(features)
+            no_speech = self._first_token(encoder_outputs=encoded)[:, self.no_speech_id].tolist()
+            out = self.model.generate(encoder_outputs=encoded, attention_mask=attention_mask, **kwargs)
         texts = self.tokenizer.batch_decode(out["sequences"], skip_special_tokens=True)
         segments = out["segments"] if "segments" in out else self._whole_segments(out, durations)
         return [self._row(text, segs, code, duration, p)

@@ -127,6 +127,11 @@ def test_whisper_language_maps_our_codes_to_whisper_tokens(code, expected):
     assert whisper_language(code, known) == expected
 
 
+def test_cantonese_gets_its_own_token_only_where_the_checkpoint_has_one():
+    assert whisper_language("zh-HK", ["zh", "yue"]) == "yue"
+    assert whisper_language("zh-HK", ["zh"]) == "zh"
+
+
 def test_word_times_come_from_alignment_heads(teacher, short_rows):
     row = short_rows[1]
     assert teacher.run_options()["word_times"] is True

@@ -50,17 +50,18 @@ LID_TOP_K = 3
 LANGUAGE_ALIASES = {"jv": "jw", "nb": "no", "iw": "he", "fil": "tl", "zh-hk": "yue"}
 
 
-def whisper_language(code: str, known: Sequence[str] = ()) -> str | None:
-    """Whisper's language code for one of ours (None if there is none): `fy-NL` -> `fy`, `pt-BR` ->
-    `pt`, `jv` -> `jw`, `portuguese` -> `pt`. `known`: the checkpoint's codes (tried first, so a
-    checkpoint with a `<|yue|>` token gets Cantonese for `zh-HK`)."""
+def whisper_language(code: str, known: Sequence[str]) -> str | None:
+    """Whisper's language code among `known` (the checkpoint's codes) for one of ours, None if none:
+    a known difference first (`jv` -> `jw`; `zh-HK` -> `yue` where the checkpoint has Cantonese),
+    then the code itself, then its primary subtag (`fy-NL` -> `fy`, `pt-BR` -> `pt`), then Whisper's
+    English language names (`portuguese` -> `pt`)."""
     from transformers.models.whisper.tokenization_whisper import TO_LANGUAGE_CODE
 
     key = code.strip().lower().replace("_", "-")
     primary = key.split("-")[0]
     for candidate in (LANGUAGE_ALIASES.get(key), key, LANGUAGE_ALIASES.get(primary), primary,
                       TO_LANGUAGE_CODE.get(key)):  # fmt: skip
-        if candidate and (not known or candidate in known):
+        if candidate and candidate in known:
             return candidate
     return None
 
@@ -124,7 +125,6 @@ class WhisperTeacher(Teacher):
         self.language_ids = {token.strip("<|>"): int(i) for token, i in lang_to_id.items()}
         self.word_times = bool(word_times) and bool(getattr(generation, "alignment_heads", None))
         self.no_speech_id = int(generation.no_timestamps_token_id) - 1  # <|nospeech|> (<|nocaptions|> in v1/v2)
-        self.timestamp_begin = int(generation.no_timestamps_token_id) + 1
         self.eot = int(generation.eos_token_id if not isinstance(generation.eos_token_id, list)
                        else generation.eos_token_id[0])  # fmt: skip
         self.languages = sorted(self.language_ids)  # Whisper's codes; check_languages also maps ours to them
@@ -199,7 +199,7 @@ class WhisperTeacher(Teacher):
         k = min(top_k or self.lid_top_k, len(self.language_ids))
         codes, ids = list(self.language_ids), torch.tensor(list(self.language_ids.values()))
         out = []
-        for batch in self._batches([min(len(w) / self.sampling_rate, WINDOW_S) for w in waveforms], long=False):
+        for batch in self._batches([min(len(w) / self.sampling_rate, WINDOW_S) for w in waveforms]):
             features, _ = self._features([waveforms[i][:int(WINDOW_S * self.sampling_rate)] for i in batch], False)
             probs = self._first_token(features)[:, ids.to(self.device)].cpu()
             probs = probs / probs.sum(-1, keepdim=True)
@@ -230,7 +230,7 @@ class WhisperTeacher(Teacher):
 
     # ---- labels ----------------------------------------------------------------------------------
 
-    def _batches(self, durations: Sequence[float], long: bool) -> list[list[int]]:
+    def _batches(self, durations: Sequence[float]) -> list[list[int]]:
         """Longest first, packed by padded seconds (a short recording is padded to 30 s)."""
         order = sorted(range(len(durations)), key=lambda i: -durations[i])
         costs = [max(d, WINDOW_S) for d in durations]
@@ -252,7 +252,7 @@ class WhisperTeacher(Teacher):
         rows: list[dict | None] = [None] * len(waveforms)
         for long in (False, True):  # short and long recordings take different generate paths
             group = [i for i, d in enumerate(durations) if (d > WINDOW_S) == long]
-            for batch in self._batches([durations[i] for i in group], long):
+            for batch in self._batches([durations[i] for i in group]):
                 idx = [group[j] for j in batch]
                 for i, row in zip(idx, self._label_batch([waveforms[i] for i in idx], [codes[i] for i in idx],
                                                          [durations[i] for i in idx], long)):  # fmt: skip
@@ -285,11 +285,12 @@ class WhisperTeacher(Teacher):
     def _whole_segments(self, out, durations: list[float]) -> list[list[dict]]:
         """Without timestamps (one generate call, no `segments`): each recording is one segment,
         in the shape transformers gives segments (so one path reads both)."""
-        sequences = out["sequences"].cpu()  # (B, prompt + generated)
+        sequences = out["sequences"].cpu()  # (B, prompt + generated), the prompt ending in <|notimestamps|>
         scores = [s.cpu() for s in out.get("scores") or ()]
-        begin = sequences.shape[1] - len(scores)
+        no_timestamps = int(self.model.generation_config.no_timestamps_token_id)
         segments = []
         for i, duration in enumerate(durations):
+            begin = sequences[i].tolist().index(no_timestamps) + 1
             result = {"sequences": sequences[i], "scores": [s[i] for s in scores]}
             if "sequences_scores" in out:
                 result["sequences_scores"] = out["sequences_scores"][i].cpu()

@@ -305,6 +305,7 @@ class WhisperTeacher(Teacher):
         logprob_sum, token_count = 0.0, 0
         seen: set[int] = set()
         spans, words = [], []
+        clipped = 0
         for segment in segments:
             result = segment["result"]  # one generate() call's output: shared by its window's segments
             if id(result) not in seen:
@@ -314,11 +315,15 @@ class WhisperTeacher(Teacher):
                 logprob_sum, token_count = logprob_sum + total, token_count + count
             start = min(max(float(segment["start"]), 0.0), duration)
             end = min(max(float(segment["end"]), start), duration)
+            clipped += float(segment["end"]) > duration + 0.02  # a timestamp past the audio: one step's leeway
             tokens = segment["tokens"].tolist()
             spans.append({"start": round(start, 2), "end": round(end, 2),
                           "text": self.tokenizer.decode(tokens, skip_special_tokens=True)})  # fmt: skip
             if self.word_times and "token_timestamps" in segment:
                 words += self._words(tokens, segment["token_timestamps"].tolist(), start, duration, code)
+        if clipped:  # kept (clipped to the recording); often a hallucinated tail, which the merge filters judge
+            logger.debug("%d of %d segments end after the recording (%.2f s); their times are clipped",
+                         clipped, len(segments), duration)  # fmt: skip
         avg_logprob = logprob_sum / token_count if token_count else float("-inf")
         return {
             "text": text,

@@ -17,7 +17,7 @@ from helpers_whisper import LANGUAGES, build_tiny_whisper
 
 from modeling_mlpl.pseudo_labeling.teachers.base import TeacherError
 from modeling_mlpl.pseudo_labeling.teachers.whisper import WhisperTeacher, compression_ratio, whisper_language
-from modeling_mlpl.run_inputs import file_hash
+from modeling_mlpl.resumable import file_hash
 
 
 @pytest.fixture(scope="session")

@@ -160,7 +160,7 @@ def test_fine_tuning_from_a_checkpoint_keeps_its_languages_and_lid_head(trained,
     [
         (dict(learning_rate=-1.0), "--learning_rate must be > 0"),
         (dict(preset="huge"), "unknown preset 'huge'"),
-        (dict(cv_root="/does/not/exist"), "is not a directory"),
+        (dict(cv_root="/does/not/exist"), "cv:/does/not/exist: path does not exist"),
         (dict(cv_languages=["xx"]), "unknown language 'xx'"),
         (dict(train_weights=[1.0, 2.0]), "2 values for 1 training sources"),
         (dict(optimizer="sgd"), "unknown --optimizer"),

@@ -72,7 +72,7 @@ def test_duplicate_ids_in_the_training_sources_are_refused(corpus, tmp_path):
     with pytest.raises(ConfigError) as err:
         train(*tiny_training_args(str(tmp_path / "o"), cv_root=str(corpus / "cv"), train_datasets=[pl, pl], max_steps=1))
     message = _one_line(err)
-    assert message.startswith(f"duplicate id 'pt/rec0' in the training data (in {pl} and in {pl}; 2 repeated id(s)")
+    assert message.startswith(f"duplicate id 'pt/rec0' in the training data (in disk:{pl} and in disk:{pl}; 2 repeated id(s)")
     assert "--train_weights" in message
 
 

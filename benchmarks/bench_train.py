@@ -47,7 +47,14 @@ import torch  # noqa: E402
 from transformers import get_scheduler  # noqa: E402
 
 from modeling_mlpl.data.sampler import LengthBucketBatchSampler  # noqa: E402
-from modeling_mlpl.training import DataArguments, MLPLTrainingArguments, ModelArguments, read_log, resolve_data, train  # noqa: E402,E501
+from modeling_mlpl.training import (  # noqa: E402
+    DataArguments,
+    MLPLTrainingArguments,
+    ModelArguments,
+    read_log,
+    resolve_data,
+    train,
+)
 from modeling_mlpl.training.train_data import SpeechCollator, TaggedBatchSampler  # noqa: E402
 from modeling_mlpl.training.trainer import (  # noqa: E402
     build_model_and_processor,

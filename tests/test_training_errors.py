@@ -84,3 +84,15 @@ def test_help_prints_every_help_text_without_raw_argparse_internals(capsys):
     text = capsys.readouterr().out
     assert "option_strings" not in text and "{'" not in text
     assert "about 15 percent of their speed" in " ".join(text.split())
+
+
+def test_help_explains_the_data_specs_with_an_example(capsys):
+    from modeling_mlpl.commands.train import parse_args
+    from modeling_mlpl.data.specs import KINDS, TRAINING_KINDS
+
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert all(KINDS[kind][1] in text for kind in TRAINING_KINDS)
+    assert "--train_data cv:CV@train disk:PL_pt disk:PL_nl --eval_data cv:CV@dev" in text
+    assert "--cv_root CV (= --train_data cv:CV@train --eval_data cv:CV@dev" in text

@@ -99,13 +99,14 @@ _FORMS = ", ".join(KINDS[kind][1] for kind in TRAINING_KINDS)
 DATA_SPECS_HELP = f"""Data: train.py names its data as every mlpl command does, by data specs KIND:PATH[@SPLIT]:
   {_FORMS}
 (Common Voice; VoxPopuli's transcribed_data; a LibriSpeech split; audio files with .txt transcripts; a
-datasets.save_to_disk folder such as a pseudo-label set, @LANG when it has no language column). --train_data takes the training sources (default split train), --eval_data the dev sets
-(default split dev; validation for a disk DatasetDict), --unlabeled_data the slimIPL pool (voxpopuli:ROOT
-for its unlabelled_data, or disk:PATH); --cv_languages keeps every cv/vp spec to those languages.
-Stage 4A, for example: --train_data cv:CV@train disk:PL_pt disk:PL_nl --eval_data cv:CV@dev.
-Deprecated and still accepted: --cv_root CV (= --train_data cv:CV@train --eval_data cv:CV@dev, splits
+datasets.save_to_disk folder such as a pseudo-label set, @LANG when it has no language column).
+--train_data takes the training sources (default split train), --eval_data the dev sets (default split
+dev; validation for a disk DatasetDict), --unlabeled_data the slimIPL pool (voxpopuli:ROOT for its
+unlabelled_data, or disk:PATH); --cv_languages keeps every cv/vp spec to those languages. Stage 4A,
+for example: --train_data cv:CV@train disk:PL_pt disk:PL_nl --eval_data cv:CV@dev. Deprecated and
+still accepted (one warning): --cv_root CV (= --train_data cv:CV@train --eval_data cv:CV@dev, splits
 from --cv_train_split/--cv_eval_split), then --train_datasets PATH and --eval_datasets PATH (= disk:PATH
-after it)."""
+after it). More in docs/training_data.md."""
 
 
 @dataclass

@@ -364,7 +364,7 @@ class Recipe:
             for lang in c.low_resource:
                 steps.append(Step(4, f"{name}-{lang}", lambda lang=lang: self.train(
                     self.model_dir(f"{name}-{lang}"), "--init_from", self.model_dir(f"{name}-scratch"),
-                    "--cv_root", self.cv_root, "--cv_languages", lang, block=c.stage4b_finetune),
+                    *self.cv_data(), "--cv_languages", lang, block=c.stage4b_finetune),
                     f"strategy B fine-tune, {lang}", (f"{name}-scratch",), (self.model_dir(f"{name}-{lang}"),)))
             return steps
         return steps + [Step(4, name, lambda: self.train_stage4(name), variant.label, ("stage1", *pl_steps),

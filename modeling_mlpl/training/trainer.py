@@ -95,6 +95,9 @@ def _check_rows(ds, spec: DataSpec, split: str, languages: Sequence[str] | None,
     empty = [lang for lang in languages if lang not in present] if languages else ([] if ds.num_rows else ["*"])
     if not empty:
         return
+    if empty == ["*"] and spec.kind == "cv":  # none named: the languages whose split file is there
+        root = str(spec.path)
+        empty = sorted(d for d in os.listdir(root) if os.path.isfile(os.path.join(root, d, f"{split}.tsv"))) or empty
     where = (", ".join(os.path.join(spec.path, lang, f"{split}.tsv") for lang in empty) if spec.kind == "cv"
              else f"its {split!r} split" + ("" if empty == ["*"] else f" for {', '.join(empty)}"))  # fmt: skip
     raise ConfigError(f"{flag} {spec}: no usable rows in {where} (header only, or every row skipped by the "

@@ -409,7 +409,7 @@ class Recipe:
                 if not os.path.isdir(root):
                     raise RecipeError(f"corpus directory {root} does not exist")
             return
-        argv = ["--preset", corpus["preset"], "--out", self.corpus_dir, "--seed", str(corpus.get("seed", 0)),
+        argv = ["--preset", corpus["preset"], "--output_dir", self.corpus_dir, "--seed", str(corpus.get("seed", 0)),
                 "--languages", *self.config.languages, "--jobs", str(self.step_threads)]
         for key, value in corpus.get("sizes", {}).items():
             argv += ["--set", f"{key}={value}"]
@@ -539,7 +539,7 @@ class Recipe:
         AutoProcessor.from_pretrained(self.model_dir("stage1")).save_pretrained(processor_dir)
         texts = [f"{lang}={os.path.join(self.text_dir, lang + '.txt')}" for lang in self.config.languages]
         argv = [a for t in texts for a in ("--text", t)]
-        self.script("build_lm.py", *argv, "--out", self.path("lm", "ngram"), "--processor-dir", processor_dir,
+        self.script("build_lm.py", *argv, "--output_dir", self.path("lm", "ngram"), "--processor-dir", processor_dir,
                     *mapping_to_argv(self.config.lm))
 
     def lm_processor_models(self) -> list[tuple[str, list[str]]]:
@@ -554,11 +554,16 @@ class Recipe:
         for model, languages in self.lm_processor_models():
             self.tune_model(model, languages, save=True)
 
+    def lm_params_dir(self, model: str) -> str:
+        return self.path("lm", "alpha_beta", model)
+
     def lm_params_path(self, model: str) -> str:
-        return self.path("lm", "alpha_beta", f"{model}.json")
+        from ..decoding.tuning import TUNING_FILE
+
+        return os.path.join(self.lm_params_dir(model), TUNING_FILE)
 
     def tune_model(self, model: str, languages: list[str], save: bool = False) -> None:
-        """Dev logits of `model` + the alpha/beta search -> lm/alpha_beta/<model>.json: every model is
+        """Dev logits of `model` + the alpha/beta search -> lm/alpha_beta/<model>/tuning.json: every model is
         LM-decoded with weights tuned for it on dev (`save` also writes them into the shared processor)."""
         logits = self.path("lm", f"dev-{model}.npz")
         if not self._dev_logits_current(logits, model, languages):
@@ -566,9 +571,9 @@ class Recipe:
             shutil.rmtree(out, ignore_errors=True)  # resuming it would save logits of the new utterances only
             self.script("evaluate.py", "--model", self.model_dir(model), "--data", f"cv:{self.cv_root}",
                         "--split", "dev", "--languages", *languages, "--no-lm", "--save-logits", logits,
-                        "--out", out, *mapping_to_argv({k: v for k, v in self.config.evaluate.items() if k == "device"}))
+                        "--output_dir", out, *mapping_to_argv({k: v for k, v in self.config.evaluate.items() if k == "device"}))
         self.script("tune_lm.py", "--processor-dir", self.path("lm", "processor"), "--logits", logits,
-                    "--languages", *languages, "--output", self.lm_params_path(model), "--workers", str(self.step_threads),
+                    "--languages", *languages, "--output_dir", self.lm_params_dir(model), "--workers", str(self.step_threads),
                     *([] if save else ["--dry-run"]), *mapping_to_argv(self.config.tune_lm))
 
     def _weights(self, model: str) -> str:
@@ -599,7 +604,7 @@ class Recipe:
         self._drop_if_stale(os.path.join(out, "predictions.jsonl"), self._weights(name), params)
         self.script("evaluate.py", "--model", self.model_dir(name), "--data", f"cv:{self.cv_root}", "--split", "test",
                     "--languages", *languages, "--lm-dir", self.path("lm", "processor"), "--lm-params", params,
-                    "--out", out, *mapping_to_argv(self.config.evaluate))
+                    "--output_dir", out, *mapping_to_argv(self.config.evaluate))
 
     # -- the results manifest (what report.py renders, without importing this module)
     def manifest(self) -> dict:

@@ -81,7 +81,7 @@ def test_pseudo_label_resume_with_other_decoding_options_is_refused(tiny_checkpo
 
 
 def _eval(model, audio, out, *extra):
-    return eval_cli.main(["--model", model, "--data", f"folder:{audio}", "--languages", "en", "--out", str(out),
+    return eval_cli.main(["--model", model, "--data", f"folder:{audio}", "--languages", "en", "--output_dir", str(out),
                           "--no-lm", "--window-s", "0", *extra])  # fmt: skip
 
 

@@ -26,7 +26,7 @@ from modeling_mlpl.text import normalize_transcript
 logger = logging.getLogger("build_lm")
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def build_parser() -> ArgumentParser:
     p = ArgumentParser(description=__doc__)
     src = p.add_argument_group("text sources (use --text, or --dataset with --column)")
     src.add_argument("--text", action="append", default=[], metavar="LANG=PATH[,PATH...]",
@@ -49,7 +49,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--beam-width", type=int, default=32, help="beam width written with --processor-dir")
     p.add_argument("--backend", choices=["pyctcdecode", "flashlight"],
                    help="beam-search backend written with --processor-dir (default: the saved one, else pyctcdecode)")
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def sources(args: argparse.Namespace) -> dict[str, object]:

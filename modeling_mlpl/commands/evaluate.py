@@ -33,7 +33,7 @@ from modeling_mlpl.cli import ArgumentParser, UserError, add_output_dir, ensure_
 logger = logging.getLogger("evaluate")
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def build_parser() -> ArgumentParser:
     p = ArgumentParser(description=__doc__)
     p.add_argument("--model", help="saved model + processor directory")
     p.add_argument("--data", action="append", default=[], metavar="KIND:PATH", help="test set spec (repeatable)")
@@ -57,7 +57,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--overwrite", action="store_true",
                    help="start OUTPUT_DIR/predictions.jsonl afresh (by default a re-run resumes it, and is refused when "
                         "the model, data or decoding options differ from those it was started with)")  # fmt: skip
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def normalized_spec(spec: str) -> str:

@@ -9,7 +9,6 @@ printed. Per-language dev CER is drawn dashed when `--per_language` is given.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -79,9 +78,11 @@ def main(argv: list[str] | None = None) -> int:
         out = output_path(args)
         written = plot_runs(args.runs, str(out), args.per_language)
     except UserError as err:
-        parser.exit(2, f"{parser.prog}: error: {err}\n")
-    except (json.JSONDecodeError, KeyError) as err:  # e.g. a log torn by a killed run
-        parser.exit(2, f"{parser.prog}: error: a training log is damaged ({err}); nothing plotted\n")
+        print(f"plot_training.py: error: {err}", file=sys.stderr)
+        return 2
+    except (ValueError, KeyError) as err:  # a line that is not a record (read_log skips a torn last one)
+        print(f"plot_training.py: error: damaged training log: {err}; nothing plotted", file=sys.stderr)
+        return 2
     logger.info("wrote %s", written)
     print(written)
     return 0

@@ -38,17 +38,13 @@ import sys
 from pathlib import Path
 
 
-from modeling_mlpl.cli import ArgumentParser
+from modeling_mlpl.cli import ArgumentParser, UserError, ensure_output_dir, positive_float
 from modeling_mlpl.hub import HubError, add_hub_arguments, maybe_push_to_hub
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_FAILURES, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 DATA_KINDS = ("voxpopuli", "cv", "disk", "folder", "hub")  # as spelt in --help (data.specs.LABEL_INPUT_KINDS)
 
 logger = logging.getLogger("pseudo_label")
-
-
-class UserError(Exception):
-    """A problem with the command line or the inputs: reported in one line, exit code 2."""
 
 
 def build_parser() -> ArgumentParser:
@@ -83,7 +79,7 @@ def build_parser() -> ArgumentParser:
     g.add_argument("--window_s", type=float, default=10.0,
                    help="decode long audio in windows of at most this many seconds (0: whole recordings)")
     g.add_argument("--overlap_s", type=float, default=2.0, help="context each window adds on each side")
-    g.add_argument("--max_batch_seconds", type=float, default=60.0,
+    g.add_argument("--max_batch_seconds", type=positive_float, default=60.0,
                    help="audio seconds per forward batch (windows, padding included)")
     g.add_argument("--align_truth", action="store_true",
                    help="synthetic corpus only (voxpopuli:ROOT with unlabelled_truth/): force-align each recording's "
@@ -241,7 +237,7 @@ def run_label(args) -> int:
 
     if args.retry_failed and not args.resume:
         raise UserError("--retry_failed continues an earlier run: add --resume")
-    out = Path(args.output_dir)
+    out = ensure_output_dir(args.output_dir)
     # Every process checks before the barrier, and nobody writes before it: no process can mistake
     # another's fresh shard for an earlier run. (Independent --num_shards jobs only check their own.)
     if not args.resume and state is not None and any(p.stat().st_size for p in out.glob("*-rank*.jsonl")):

@@ -64,16 +64,17 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
     try:
+        # Checked before any folder is written, naming this command's flags (--token, --dry_run).
+        token = None if args.dry_run else resolve_token(args.token, token_flag="--token", dry_run_flag="--dry_run")
         if args.checkpoint is not None:
             plan, url = publish_stage(
                 args.checkpoint, args.repo_id, args.stage, layout=args.layout, revision=args.revision,
-                dry_run=args.dry_run, out_dir=args.output_dir, token=args.token, private=args.private,
+                dry_run=args.dry_run, out_dir=args.output_dir, token=token, private=args.private,
                 commit_message=args.commit_message, eval_json=args.eval_json, processor_dir=args.processor_dir,
                 synthetic=args.synthetic, datasets=args.datasets, license=args.license or "apache-2.0",
                 base_model=args.base_model,
             )  # fmt: skip
         else:
-            token = None if args.dry_run else resolve_token(args.token)
             out_dir = args.output_dir or args.dataset.resolve().parent / f"{args.dataset.name}.hub-dataset"
             plan = prepare_dataset_folder(
                 args.dataset, out_dir, repo_id=args.repo_id, revision=args.revision, languages=args.languages,
@@ -88,6 +89,8 @@ def main(argv=None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except Exception as error:  # noqa: BLE001 - network failure after retries: one line, resumable
+        if args.dry_run:  # nothing was uploaded: not a network failure, and re-running will not help
+            raise
         print(f"error: upload failed ({type(error).__name__}: {error}); re-run the same command to resume",
               file=sys.stderr)  # fmt: skip
         return 1

@@ -46,7 +46,7 @@ def finite_float(text: str) -> float:
     return value
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def build_parser() -> ArgumentParser:
     p = ArgumentParser(description=__doc__)
     p.add_argument("--processor-dir", required=True, help="saved processor with a language_model/ folder (build_lm.py)")
     src = p.add_argument_group("dev logits (one of)")
@@ -72,7 +72,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     add_output_dir(p, f"folder for {TUNING_FILE}, every trial and the best point per language "
                       "(default PROCESSOR_DIR/language_model)", old_file="--output")  # fmt: skip
     p.add_argument("--dry-run", action="store_true", help="report the best values but do not write them")
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def dev_logits(args: argparse.Namespace):

@@ -46,6 +46,18 @@ STAGE2_MODES = ("supervised", "semi_supervised")
 # Config blocks handed to train.py (validated against its own argument dataclasses when loaded).
 TRAINING_BLOCKS = ("stage1", "stage2", "stage2_semi", "stage4", "stage4_noisy", "stage4_finetune",
                    "stage4b_scratch", "stage4b_finetune")  # fmt: skip
+# The other blocks, each handed to one command and validated against that command's own parser when the
+# config is loaded; with the arguments the recipe always adds itself, so that the command's required
+# options are present (their values are never used).
+COMMAND_BLOCKS = {
+    "pseudo_label": ("pseudo_label", ["--output_dir", "unused"]),
+    "pseudo_label_lm": ("pseudo_label", ["--output_dir", "unused"]),
+    "pl_filter": ("pseudo_label", ["--merge_only", "--output_dir", "unused"]),
+    "pl_agreement": ("select_pseudo_labels", ["--greedy", "unused", "--lm", "unused", "--output_dir", "unused"]),
+    "lm": ("build_lm", ["--output_dir", "unused"]),
+    "tune_lm": ("tune_lm", ["--processor-dir", "unused"]),
+    "evaluate": ("evaluate", ["--output_dir", "unused"]),
+}
 
 
 def _up_to_date(output: str, *inputs: str) -> bool:
@@ -135,6 +147,8 @@ class RecipeConfig:
             raise RecipeError(f"{path}: jobs must be >= 1, got {self.jobs}")
         for block in TRAINING_BLOCKS:
             check_training_block(f"{path}: {block}", {**self.train_common, **getattr(self, block)})
+        for block, (command, added) in COMMAND_BLOCKS.items():
+            check_command_block(f"{path}: {block}", command, getattr(self, block), added)
 
     @property
     def languages(self) -> list[str]:
@@ -148,15 +162,31 @@ def check_training_block(where: str, options: dict) -> None:
 
     from ..training.arguments import TRAIN_ARGUMENT_CLASSES
 
-    parser = HfArgumentParser(TRAIN_ARGUMENT_CLASSES)
-    known = {action.dest for action in parser._actions}
-    unknown = sorted(k for k in options if k.replace("-", "_") not in known)
+    parser = HfArgumentParser(TRAIN_ARGUMENT_CLASSES, allow_abbrev=False)
+    _check_block(where, "train", parser, options, ["--output_dir", "unused"],
+                 lambda argv: parser.parse_args_into_dataclasses(args=argv))  # fmt: skip
+
+
+def check_command_block(where: str, command: str, options: dict, added: list[str]) -> None:
+    """Parse `options` (with the recipe's own `added` arguments) by `command`'s parser, in process: a typo
+    in an `lm:` or `pseudo_label:` block fails at load (and `--list`), as training blocks do."""
+    import importlib
+
+    parser = importlib.import_module(f"{COMMANDS}.{command}").build_parser()
+    _check_block(where, command, parser, options, added, parser.parse_args)
+
+
+def _check_block(where: str, command: str, parser, options: dict, added: list[str], parse) -> None:
+    """Unknown keys (either spelling, ``foo_bar`` or ``foo-bar``), then values, as `command` would see them."""
+    flags = parser._option_string_actions
+    unknown = sorted(k for k in options
+                     if not {f"--{k}", f"--{k.replace('-', '_')}", f"--{k.replace('_', '-')}"} & set(flags))  # fmt: skip
     if unknown:
-        raise RecipeError(f"{where}: unknown train.py option(s) {unknown} (see run_scripts/train.py --help)")
+        raise RecipeError(f"{where}: unknown {command}.py option(s) {unknown} (see run_scripts/{command}.py --help)")
     errors = io.StringIO()
     try:
         with contextlib.redirect_stderr(errors):
-            parser.parse_args_into_dataclasses(args=mapping_to_argv(options) + ["--output_dir", "unused"])
+            parse(mapping_to_argv(options) + added)
     except SystemExit:
         message = errors.getvalue().strip().splitlines()[-1:] or ["invalid value"]
         raise RecipeError(f"{where}: {message[0]}") from None

@@ -18,7 +18,6 @@ from modeling_mlpl.cli import ArgumentParser, UserError, add_output_dir, ensure_
 from modeling_mlpl.training.tracking import LOG_FILE, read_log
 
 PLOT_FILE = "training_curves.png"
-logger = logging.getLogger("plot_training")
 
 
 def plot_runs(run_dirs: list[str], out: str, per_language: bool = False) -> str:
@@ -64,7 +63,7 @@ def output_path(args) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")  # read_log's warnings
     parser = ArgumentParser(description=__doc__)
     parser.add_argument("runs", nargs="+", help="training output folders (or their log.jsonl files)")
     add_output_dir(parser, f"folder for {PLOT_FILE} (default: the first run's folder)", old_file="--out")
@@ -83,8 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, KeyError) as err:  # a line that is not a record (read_log skips a torn last one)
         print(f"plot_training.py: error: damaged training log: {err}; nothing plotted", file=sys.stderr)
         return 2
-    logger.info("wrote %s", written)
-    print(written)
+    print(written)  # the only line on stdout: where the plot went (scripts can capture it)
     return 0
 
 

@@ -81,8 +81,8 @@ def parse_args(argv: list[str]) -> tuple[ModelArguments, DataArguments, MLPLTrai
     parser = HfArgumentParser(TRAIN_ARGUMENT_CLASSES, description=__doc__.split("\n\n")[0], allow_abbrev=False)
     if argv and argv[0].endswith((".yaml", ".yml", ".json")):
         argv = config_file_to_argv(argv[0], parser) + argv[1:]
-    # parse_known_args + our message rather than parse_args_into_dataclasses' ValueError traceback
-    # ("Some specified arguments are not used by the HfArgumentParser").
+    # Unknown flags come back to us: one line and exit 2 instead of parse_args_into_dataclasses' ValueError
+    # traceback ("Some specified arguments are not used by the HfArgumentParser").
     *parsed, unknown = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
     if unknown:
         raise ConfigError(f"unrecognized arguments: {' '.join(unknown)}; see --help")

@@ -27,13 +27,14 @@ import json
 import logging
 import math
 import sys
-import zipfile
 import time
+import zipfile
 from pathlib import Path
 
 from modeling_mlpl.cli import ArgumentParser, UserError, add_output_dir, ensure_output_dir, ensure_output_file
 from modeling_mlpl.decoding.lm_decoder import LMDecoder
-from modeling_mlpl.decoding.tuning import TUNING_FILE, alpha_beta_grid, default_workers, load_logits, random_alpha_beta, tune_alpha_beta
+from modeling_mlpl.decoding.tuning import (TUNING_FILE, alpha_beta_grid, default_workers, load_logits, random_alpha_beta,
+                                          tune_alpha_beta)
 
 logger = logging.getLogger("tune_lm")
 

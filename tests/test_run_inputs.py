@@ -94,7 +94,7 @@ def test_evaluation_rerun_with_another_model_is_refused_until_overwrite(two_mode
     assert _eval(b, audio, out) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == (f"evaluate.py: error: {out} was started with --model {model_identity(a)}, not "
-                   f"{model_identity(b)}: resume with the same inputs, or pass --overwrite (or choose a new --out) "
+                   f"{model_identity(b)}: resume with the same inputs, or pass --overwrite (or choose a new --output_dir) "
                        "to start afresh")  # fmt: skip
     assert _eval(b, audio, out, "--overwrite") == 0
     assert "accounting: found 3 = decoded 3 + failed 0 + skipped 0 + already done 0" in capsys.readouterr().out

@@ -55,6 +55,19 @@ def test_truncated_last_checkpoint_is_named_and_the_previous_one_used(corpus, ch
     assert result.step == 5 and TrainerState.load(list_checkpoints(checkpointed_run)[-1]).step == 5
 
 
+def test_truncated_random_states_are_named_and_the_previous_checkpoint_used(corpus, checkpointed_run, caplog):
+    # accelerate itself would only log "Could not load random states" at INFO and resume with other streams
+    rng = os.path.join(list_checkpoints(checkpointed_run)[-1], "random_states_0.pkl")
+    with open(rng, "r+b") as f:
+        f.truncate(os.path.getsize(rng) // 2)
+    with caplog.at_level(logging.WARNING, logger="modeling_mlpl.training.trainer"):
+        result = train(*tiny_training_args(checkpointed_run, cv_root=str(corpus / "cv"), max_steps=5, save_steps=2,
+                                           resume=True))  # fmt: skip
+    warning = next(r.getMessage() for r in caplog.records if "resuming from the previous checkpoint" in r.getMessage())
+    assert f"{rng} cannot be read" in warning and warning.endswith("checkpoint-2 instead")
+    assert result.step == 5
+
+
 def test_a_corrupt_checkpoint_passed_explicitly_is_refused_with_the_flag_to_use(corpus, checkpointed_run):
     last = list_checkpoints(checkpointed_run)[-1]
     with open(os.path.join(last, "model.safetensors"), "wb") as f:

@@ -100,7 +100,7 @@ def test_pseudo_label_refuses_a_disk_dataset_with_repeated_ids(tiny_checkpoint, 
 
 def test_evaluate_refuses_a_disk_dataset_with_repeated_ids(tiny_checkpoint, tmp_path, capsys):
     path = _disk_with_ids(tmp_path, ["a", "a"])
-    code = eval_cli.main(["--model", tiny_checkpoint, "--data", f"disk:{path}", "--out", str(tmp_path / "e")])
+    code = eval_cli.main(["--model", tiny_checkpoint, "--data", f"disk:{path}", "--output_dir", str(tmp_path / "e")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and "1 duplicate id(s): 'a' (x2)" in err[-1] and err[-1].startswith("evaluate.py: error:")
 

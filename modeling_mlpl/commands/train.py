@@ -44,6 +44,7 @@ import sys
 
 from transformers import HfArgumentParser
 
+from modeling_mlpl.cli import UserError, ensure_output_dir
 from modeling_mlpl.hub import HubError, maybe_push_to_hub, resolve_token
 
 from modeling_mlpl.training.arguments import DATA_SPECS_HELP, TRAIN_ARGUMENT_CLASSES, mapping_to_argv
@@ -84,11 +85,17 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescrip
 
 
 def parse_args(argv: list[str]) -> tuple[ModelArguments, DataArguments, MLPLTrainingArguments]:
+    # No prefix abbreviations (as in modeling_mlpl.cli): `--max_step 10` must not quietly mean --max_steps.
     parser = HfArgumentParser(TRAIN_ARGUMENT_CLASSES, description=__doc__.split("\n\n")[0] + "\n\n" + DATA_SPECS_HELP,
-                              formatter_class=_HelpFormatter)
+                              formatter_class=_HelpFormatter, allow_abbrev=False)
     if argv and argv[0].endswith((".yaml", ".yml", ".json")):
         argv = config_file_to_argv(argv[0], parser) + argv[1:]
-    return parser.parse_args_into_dataclasses(args=argv)
+    # Unknown flags come back to us: one line and exit 2 instead of parse_args_into_dataclasses' ValueError
+    # traceback ("Some specified arguments are not used by the HfArgumentParser").
+    *parsed, unknown = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+    if unknown:
+        raise ConfigError(f"unrecognized arguments: {' '.join(unknown)}; see --help")
+    return tuple(parsed)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             level=logging.INFO if rank == 0 else logging.WARNING,
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
+        ensure_output_dir(training_args.output_dir)  # a file there, or no permission: before any work
         if training_args.push_to_hub:  # fail before hours of training, not after
             if not training_args.hub_model_id:
                 raise HubError("--push_to_hub needs --hub_model_id user/name")
@@ -108,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         result = train(model_args, data_args, training_args)
         if rank == 0:
             maybe_push_to_hub(result.output_dir, training_args, stage=training_args.hub_stage)
-    except (ConfigError, HubError) as err:
+    except (ConfigError, HubError, UserError) as err:
         print(f"train.py: error: {err}", file=sys.stderr)
         return 2
     cer = f", best mean dev CER {result.best_metric:.4f} at update {result.best_step}" if result.best_metric is not None else ""

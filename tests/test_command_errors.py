@@ -6,16 +6,11 @@ Each command runs in-process through its main(); a user mistake must end in exit
 
 import importlib
 import json
-import random
 
-import numpy as np
 import pytest
-from helpers_data import write, write_common_voice
 from helpers_lm import TOY_LM_SENTENCES, build_toy_lm, char_vocab, simulated_dev_set
-from huggingface_hub import metadata_load
 
 from modeling_mlpl.cli import UserError, ensure_output_dir
-from modeling_mlpl.data import get_load_report, load_audio_folder, load_common_voice
 from modeling_mlpl.decoding.lm_decoder import LMDecoder
 from modeling_mlpl.decoding.tuning import save_logits
 

@@ -33,6 +33,7 @@ from ..data.specs import TRAINING_KINDS, open_dataset
 from ..feature_extraction_mlpl import MLPLFeatureExtractor
 from ..modeling_mlpl import MLPLForCTC
 from ..processing_mlpl import MLPLProcessor
+from ..resumable import ShardWriter, truncate_shard
 from ..tokenization_mlpl import MLPLTokenizer
 from .arguments import (
     ConfigError,
@@ -439,20 +440,41 @@ def open_logs(run: _Run, model_args: ModelArguments, data_args: DataArguments) -
         for stat in run.train_set.stats:
             run.log.text("data", stat.line())
     if args.log_batch_ids:
-        run.ids_file = open(os.path.join(args.output_dir, f"batch_ids.rank{run.accelerator.process_index}.jsonl"), "a")
+        run.ids_file = open_batch_id_log(args.output_dir, run.accelerator.process_index, state.step)
     run.progress = tqdm(total=args.max_steps, initial=state.step, disable=not run.is_main, desc="training", unit="upd")
     run.window = _Window()
     run.start_step = state.step
 
 
+def open_batch_id_log(output_dir: str, rank: int, step: int) -> ShardWriter:
+    """This process's batch-id log (one row per micro-batch: the update it is trained in, epoch, kind,
+    ids), cut to the rows of updates before `step`, where the run starts: rows written after the
+    checkpoint it resumes from were lost with that update, and are written again. Rows are flushed per
+    batch (a killed process loses none) and fsync'd with each checkpoint (save_checkpoint)."""
+    path = os.path.join(output_dir, f"batch_ids.rank{rank}.jsonl")
+    removed, last = truncate_shard(path, lambda row: row["step"] < step)
+    if removed:
+        logger.info("%s: removed %d row(s) of updates from %d on, which this run does again", path, removed, step)
+    if step > 0 and (last is None or last["step"] < step - 1):
+        listed = "none" if last is None else f"updates up to {last['step'] + 1}"
+        logger.warning("%s lists %s, but the run resumes after update %d: the batches in between are not listed "
+                       "(was --log_batch_ids off before?)", path, listed, step)  # fmt: skip
+    return ShardWriter(path, fsync=False)
+
+
 def save_checkpoint(run: _Run) -> None:
-    """accelerator.save_state + the PL cache + trainer_state.json (written last: marks it complete)."""
+    """accelerator.save_state + the PL cache + trainer_state.json, written last by the main process once
+    every process has saved its part: it marks the checkpoint complete. The batch-id log is fsync'd
+    first, so a complete checkpoint never lists fewer batches than it trained on."""
     state = run.state
+    if run.ids_file is not None:
+        run.ids_file.sync()
     directory = checkpoint_dir(run.args.output_dir, state.step)
     run.accelerator.save_state(directory)
     state.sampler_state = run.samplers[state.epoch_cropped].state_dict(state.batches_consumed)
     if run.semi is not None:
         run.semi.save(directory)
+    run.accelerator.wait_for_everyone()
     if run.is_main:
         state.save(directory)
         rotate_checkpoints(run.args.output_dir, run.args.save_total_limit)
@@ -518,7 +540,7 @@ def train_one_epoch(run: _Run, step_callback: Callable[[TrainerState], None] | N
         state.batches_consumed += kind == "labeled"
         run.micro += 1
         if run.ids_file is not None:
-            run.ids_file.write(json.dumps({"step": state.step, "epoch": state.epoch, "kind": kind, "ids": batch["ids"]}) + "\n")
+            run.ids_file.write([{"step": state.step, "epoch": state.epoch, "kind": kind, "ids": batch["ids"]}])
         _train_micro_batch(run.model, batch, params, accelerator, args, state, run.micro, run.window)
         if run.micro % args.gradient_accumulation_steps:
             continue

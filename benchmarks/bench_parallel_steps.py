@@ -63,12 +63,13 @@ class Bench:
 
             AutoProcessor.from_pretrained(self.model).save_pretrained(self.lm)
             texts = [a for lang in ("en", "el") for a in ("--text", f"{lang}={self.corpus}/text/{lang}.txt")]
-            self.script("build_lm.py", *texts, "--out", os.path.join(self.root, "ngram"), "--processor-dir", self.lm,
+            self.script("build_lm.py", *texts, "--output_dir", os.path.join(self.root, "ngram"), "--processor-dir", self.lm,
                         "--order", "3", threads=self.threads)  # fmt: skip
 
     # -- the three kinds of step; `k` keeps two copies' outputs apart
     def train(self, out: str, seed: int, threads: int) -> None:
-        self.script("train.py", *TRAIN_OPTIONS, "--cv_root", f"{self.corpus}/cv", "--cv_languages", "en", "el",
+        self.script("train.py", *TRAIN_OPTIONS, "--train_data", f"cv:{self.corpus}/cv@train", "--eval_data",
+                    f"cv:{self.corpus}/cv@dev", "--cv_languages", "en", "el",
                     "--max_steps", str(self.steps), "--seed", str(seed), "--num_threads", str(threads),
                     "--output_dir", out, threads=threads)  # fmt: skip
 
@@ -79,7 +80,7 @@ class Bench:
 
     def evaluate(self, out: str, seed: int, threads: int) -> None:
         self.script("evaluate.py", "--model", self.model, "--data", f"cv:{self.corpus}/cv", "--split", "test",
-                    "--languages", "en", "el", "--lm-dir", self.lm, "--out", out, threads=threads)  # fmt: skip
+                    "--languages", "en", "el", "--lm-dir", self.lm, "--output_dir", out, threads=threads)  # fmt: skip
 
     def timed(self, kind: str, side_by_side: bool) -> float:
         run = getattr(self, kind)

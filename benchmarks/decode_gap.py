@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from modeling_mlpl.cli import ArgumentParser  # noqa: E402
 from modeling_mlpl.decoding.lm_decoder import LMDecoder  # noqa: E402
 from modeling_mlpl.decoding.flashlight import FlashlightSearch  # noqa: E402
-from modeling_mlpl.decoding.tuning import load_logits  # noqa: E402
+from modeling_mlpl.decoding.tuning import TUNING_FILE, load_logits  # noqa: E402
 from modeling_mlpl.evaluation.metrics import cer, wer  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -100,7 +100,10 @@ def load_sets(paths: list[str], alpha_beta_dir: str | None) -> dict[str, tuple[l
         logits, refs, langs, _ = load_logits(path)
         lang = langs[0]
         weights = {}
-        tuned = Path(alpha_beta_dir or "") / f"{Path(path).stem.removeprefix('dev-')}.json"
+        model = Path(path).stem.removeprefix("dev-")
+        tuned = Path(alpha_beta_dir or "") / model / TUNING_FILE  # the recipe's tune_lm.py --output_dir
+        if not tuned.is_file():
+            tuned = Path(alpha_beta_dir or "") / f"{model}.json"  # experiments made before that layout
         if alpha_beta_dir and tuned.is_file():
             found = json.loads(tuned.read_text())[lang]
             weights = {"alpha": found["alpha"], "beta": found["beta"]}
@@ -209,7 +212,7 @@ def main(argv=None) -> int:
     p = ArgumentParser(description=__doc__)
     p.add_argument("--processor_dir", required=True, help="processor folder with language_model/")
     p.add_argument("--logits", action="append", required=True, help="one language's dev logits .npz (repeatable)")
-    p.add_argument("--alpha_beta_dir", default=None, help="tune_lm.py outputs (<model>.json); default: processor's")
+    p.add_argument("--alpha_beta_dir", default=None, help="tune_lm.py outputs (<model>/tuning.json); default: processor's")
     p.add_argument("--out", default=str(RESULTS / "decode_gap"), help="writes OUT.json")
     p.add_argument("--markdown", default=str(RESULTS / "decode.md"), help="file whose decode_gap section is replaced")
     args = p.parse_args(argv)

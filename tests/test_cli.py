@@ -43,7 +43,7 @@ def load_script(name):
 
 
 def test_real_scripts_accept_the_other_spelling():
-    evaluate = load_script("evaluate").parse_args(["--model", "m", "--out", "o", "--lm_dir", "l", "--num_workers", "3"])
+    evaluate = load_script("evaluate").parse_args(["--model", "m", "--output_dir", "o", "--lm_dir", "l", "--num_workers", "3"])
     assert (evaluate.lm_dir, evaluate.num_workers) == ("l", 3)
     pseudo = load_script("pseudo_label").build_parser().parse_args(
         ["--model", "m", "--data", "cv:x", "--output-dir", "o", "--lm-dir", "l", "--beam-width", "4"])

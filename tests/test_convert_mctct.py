@@ -79,7 +79,7 @@ def test_vocabulary_without_unk_or_delimiter_gets_never_emitted_rows():
 
 def test_cli_reports_a_missing_source_in_one_line(tmp_path):
     script = REPO_ROOT / "run_scripts" / "convert_mctct_checkpoint.py"
-    result = subprocess.run([sys.executable, str(script), "--source", str(tmp_path / "nowhere"), "--out_dir",
+    result = subprocess.run([sys.executable, str(script), "--source", str(tmp_path / "nowhere"), "--output_dir",
                              str(tmp_path / "out")], capture_output=True, text=True)  # fmt: skip
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().startswith("error:") and "nowhere" in result.stderr
@@ -118,7 +118,7 @@ def test_a_missing_path_like_source_is_folder_not_found_not_a_hub_lookup(tmp_pat
     monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda *a, **k: pytest.fail("asked the Hub"))
     (tmp_path / "exp").mkdir()
     monkeypatch.chdir(tmp_path)
-    code = load_script("convert_mctct_checkpoint").main(["--source", "exp/missing", "--out_dir", str(tmp_path / "o")])
+    code = load_script("convert_mctct_checkpoint").main(["--source", "exp/missing", "--output_dir", str(tmp_path / "o")])
     assert code == 2
     assert capsys.readouterr().err.strip() == ("error: exp/missing: folder not found (a local M-CTC-T checkpoint "
                                                "folder, or a Hub id like speechbrain/m-ctc-t-large)")  # fmt: skip

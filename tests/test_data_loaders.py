@@ -162,3 +162,24 @@ def test_plain_audio_folder(tmp_path):
     ds = load_audio_folder(tmp_path, language="en")
     assert {r["id"]: r["text"] for r in ds} == {"a/one": "", "two": "Two words"}
     assert get_load_report(ds).skipped == {"corrupt_audio": 1}
+
+
+def test_a_latin1_line_in_a_common_voice_tsv_is_one_skipped_row_named_by_file_and_line(tmp_path):
+    expected = h.write_common_voice(tmp_path, "pt")
+    with open(tmp_path / "pt" / "train.tsv", "ab") as f:  # a row re-saved by an editor in Latin-1
+        f.write("c1\tcommon_voice_pt_0.mp3\tAção latina.\t2\t0\t\t\t\tpt\t\n".encode("latin-1"))
+    ds = load_common_voice(tmp_path, "pt")
+    report = get_load_report(ds)
+    assert {r["id"]: r["text"] for r in ds} == expected["texts"]
+    assert report.skipped["not_utf8"] == 1 and report.examples["not_utf8"] == ["train.tsv:13"]
+
+
+def test_a_latin1_transcript_in_an_audio_folder_skips_that_recording_and_names_it(tmp_path):
+    h.write(tmp_path / "one.wav", 1.0)
+    (tmp_path / "one.txt").write_text("Olá\n", encoding="utf-8")
+    h.write(tmp_path / "sub" / "two.wav", 1.0)
+    (tmp_path / "sub" / "two.txt").write_bytes("Olá\n".encode("latin-1"))
+    ds = load_audio_folder(tmp_path, language="pt")
+    report = get_load_report(ds)
+    assert [r["id"] for r in ds] == ["one"]
+    assert report.skipped == {"not_utf8": 1} and report.examples["not_utf8"] == ["sub/two.txt"]

@@ -103,7 +103,7 @@ def load_script(name):
 
 
 def test_cli_reports_user_errors_in_one_line(tmp_path, capsys):
-    code = load_script("evaluate").main(["--model", str(tmp_path), "--data", f"cv:{tmp_path}/nope", "--out", str(tmp_path / "o")])
+    code = load_script("evaluate").main(["--model", str(tmp_path), "--data", f"cv:{tmp_path}/nope", "--output_dir", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("evaluate.py: error:") and len(err.strip().splitlines()) == 1
 
@@ -172,11 +172,11 @@ def test_cli_pipeline_build_lm_evaluate_tune(model_with_lm, audio_folder, tmp_pa
     text.write_text("the cat sat\non the mat\nthe mat\n" * 3)
     processor_dir = tmp_path / "proc"
     shutil.copytree(model_with_lm, processor_dir)
-    assert load_script("build_lm").main(["--text", f"en={text}", "--out", str(tmp_path / "lm"),
+    assert load_script("build_lm").main(["--text", f"en={text}", "--output_dir", str(tmp_path / "lm"),
                                          "--processor-dir", str(processor_dir), "--order", "2"]) == 0  # fmt: skip
     assert (tmp_path / "lm/en/lm.bin").exists()
     assert load_script("evaluate").main(["--model", str(processor_dir), "--data", f"folder:{audio_folder}",
-                                         "--languages", "en", "--out", str(tmp_path / "eval"), "--window-s", "0",
+                                         "--languages", "en", "--output_dir", str(tmp_path / "eval"), "--window-s", "0",
                                          "--save-logits", str(tmp_path / "dev.npz")]) == 0  # fmt: skip
     assert "WER LM" in capsys.readouterr().out
     assert load_script("tune_lm").main(["--processor-dir", str(processor_dir), "--logits", str(tmp_path / "dev.npz"),
@@ -228,7 +228,7 @@ def test_cli_refuses_an_lm_dir_without_a_language_model(tiny_checkpoint, audio_f
     if make_dir:
         lm_dir.mkdir()
     code = load_script("evaluate").main(["--model", tiny_checkpoint, "--data", f"folder:{audio_folder}",
-                                         "--languages", "en", "--out", str(tmp_path / "o"), "--lm-dir", str(lm_dir)])
+                                         "--languages", "en", "--output_dir", str(tmp_path / "o"), "--lm-dir", str(lm_dir)])
     where = "it holds no language_model/decoder_config.json" if make_dir else "no such folder"
     assert code == 2
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
@@ -242,7 +242,7 @@ def test_cli_names_a_missing_split_not_the_language(tiny_checkpoint, tmp_path, c
 
     h.write_common_voice(tmp_path / "cv", "pt")
     code = load_script("evaluate").main(["--model", tiny_checkpoint, "--data", f"cv:{tmp_path / 'cv'}",
-                                         "--languages", "pt", "--split", "nosuch", "--out", str(tmp_path / "o")])
+                                         "--languages", "pt", "--split", "nosuch", "--output_dir", str(tmp_path / "o")])
     assert code == 2
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         f"evaluate.py: error: no split 'nosuch' for Common Voice language 'pt' in {tmp_path / 'cv' / 'pt'}; "

@@ -107,7 +107,7 @@ def test_evaluate_prints_the_accounting_of_a_folder_with_every_case(tiny_checkpo
     every_case(root)
     for name in ("b", "c", "e", "pair", "cut"):
         (root / f"{name}.txt").write_text("some words\n")  # a.txt exists; sub/d.au has none: not evaluated
-    args = ["--model", tiny_checkpoint, "--data", f"folder:{root}", "--languages", "de", "--out",
+    args = ["--model", tiny_checkpoint, "--data", f"folder:{root}", "--languages", "de", "--output_dir",
             str(tmp_path / "eval"), "--no-lm", "--window-s", "0"]  # fmt: skip
     assert eval_cli.main(args) == 0
     out = capsys.readouterr().out

@@ -47,7 +47,7 @@ def test_every_training_block_is_accepted_by_train_py(path):
     parse_args = _script("train").parse_args
     for block in TRAIN_BLOCKS:
         options = {**config.train_common, **getattr(config, block), "seed": 0, "num_threads": config.threads}
-        model_args, _, args = parse_args([*mapping_to_argv(options), "--output_dir", "out", "--cv_root", "cv"])
+        model_args, _, args = parse_args([*mapping_to_argv(options), "--output_dir", "out", "--train_data", "cv:cv@train"])
         assert args.max_steps == options["max_steps"], block
         assert args.mixed_precision == config.train_common["mixed_precision"]
 
@@ -59,7 +59,7 @@ def test_pseudo_label_tune_and_evaluate_blocks_are_accepted_by_their_scripts(pat
     pl_parser.parse_args(["--model", "m", "--data", "voxpopuli:v", "--language", "pt", "--output_dir", "o",
                           *mapping_to_argv({**config.pseudo_label, **config.pseudo_label_lm})])  # fmt: skip
     _script("tune_lm").parse_args(["--processor-dir", "p", "--logits", "l.npz", *mapping_to_argv(config.tune_lm)])
-    _script("evaluate").parse_args(["--model", "m", "--data", "cv:c", "--out", "o", *mapping_to_argv(config.evaluate)])
+    _script("evaluate").parse_args(["--model", "m", "--data", "cv:c", "--output_dir", "o", *mapping_to_argv(config.evaluate)])
 
 
 def test_gpu_config_keeps_labels_scarce_and_scales_model_unlabelled_audio_and_updates():

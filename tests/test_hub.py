@@ -1,3 +1,4 @@
+import importlib
 import json
 import subprocess
 import sys
@@ -40,7 +41,8 @@ def upload_folder(tiny_checkpoint, tmp_path_factory):
     work = tmp_path_factory.mktemp("hub")
     checkpoint = work / "checkpoint"
     shutil.copytree(tiny_checkpoint, checkpoint)
-    (checkpoint / "training_args.json").write_text(json.dumps({"learning_rate": 3e-4, "max_steps": 150}))
+    (checkpoint / "training_args.json").write_text(json.dumps({"learning_rate": 3e-4, "max_steps": 150,
+                                                             "cv_languages": ["pt"]}))  # a stage-2 run on pt
     (checkpoint / "trainer_state.json").write_text(json.dumps({"log_history": [{"loss": 3.2, "step": 10}]}))
     (checkpoint / "optimizer.pt").write_bytes(b"\0" * 1000)  # resume state: must not be uploaded
     lm_dir = work / "lm_pt"
@@ -119,6 +121,46 @@ def test_cli_without_token_prints_one_line_and_exits_2(tiny_checkpoint, tmp_path
     assert len(errors) == 1 and "hf auth login" in errors[0] and "HF_TOKEN" in errors[0]
 
 
+def test_cli_without_token_names_its_own_flags(tiny_checkpoint, no_token, capsys):
+    push_to_hub = importlib.import_module("modeling_mlpl.commands.push_to_hub")
+    assert push_to_hub.main(["--checkpoint", tiny_checkpoint, "--repo_id", "a/b", "--stage", "stage1-multilingual"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "pass --token;" in error and "use --dry_run to only write the folder" in error
+
+
+def test_train_push_without_token_names_hub_dry_run(tmp_path, no_token, capsys):
+    train = importlib.import_module("modeling_mlpl.commands.train")
+    assert train.main(["--output_dir", str(tmp_path / "run"), "--push_to_hub", "--hub_model_id", "a/b"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("train.py: error: no Hugging Face token") and "use --hub_dry_run to only" in error
+
+
+def test_a_dry_run_that_cannot_write_its_folder_says_why_not_upload_failed(tiny_checkpoint, tmp_path, capsys):
+    (tmp_path / "taken").write_text("a file where the folder's parent should be")
+    push_to_hub = importlib.import_module("modeling_mlpl.commands.push_to_hub")
+    code = push_to_hub.main(["--checkpoint", tiny_checkpoint, "--repo_id", "a/b", "--stage", "stage1-multilingual",
+                             "--dry_run", "--output_dir", str(tmp_path / "taken" / "up")])  # fmt: skip
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and error.startswith(f"error: cannot write the upload folder {tmp_path / 'taken' / 'up'}")
+    assert "upload failed" not in error and "re-run" not in error
+
+
+def test_the_card_of_a_multilingual_model_lists_the_model_languages_not_the_stage_name(tiny_checkpoint, tmp_path):
+    plan, _ = publish_stage(tiny_checkpoint, "a/b", "stage2-ft-pt", dry_run=True, out_dir=tmp_path / "up",
+                            synthetic=False)  # fmt: skip
+    assert metadata_load(plan.folder / "README.md")["language"] == ["en", "de", "pt", "ru"]  # TINY_LANGUAGES
+
+
+def test_the_card_names_the_folder_it_was_evaluated_on_not_common_voice(tiny_checkpoint, tmp_path):
+    eval_json = tmp_path / "metrics.json"  # evaluate.py --data folder:DIR/mine groups its rows "folder/mine/<lang>"
+    eval_json.write_text(json.dumps({"per_group": {"folder/mine/en": {"n_utterances": 3,
+                                                                      "prediction": {"cer": 0.1, "wer": 0.3}}}}))
+    plan, _ = publish_stage(tiny_checkpoint, "a/b", "stage1-multilingual", dry_run=True, out_dir=tmp_path / "up",
+                            eval_json=eval_json, synthetic=False)  # fmt: skip
+    card = (plan.folder / "README.md").read_text()
+    assert "Measured on folder/mine (test split)" in card and "Common Voice 6.1" not in card
+
+
 def test_cli_dry_run_lists_files_and_target_without_a_token(tiny_checkpoint, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["push_to_hub.py"])
     sys.path.insert(0, str(SCRIPT.parent))
@@ -128,7 +170,7 @@ def test_cli_dry_run_lists_files_and_target_without_a_token(tiny_checkpoint, tmp
         sys.path.remove(str(SCRIPT.parent))
     monkeypatch.setattr(hub, "resolve_token", lambda token=None: pytest.fail("dry run must not need a token"))
     code = push_to_hub.main(["--checkpoint", tiny_checkpoint, "--repo_id", "me/mlpl", "--stage", "stage4a-pl",
-                             "--layout", "repo", "--dry_run", "--out_dir", str(tmp_path / "up"), "--not_synthetic"])
+                             "--layout", "repo", "--dry_run", "--output_dir", str(tmp_path / "up"), "--not_synthetic"])
     out = capsys.readouterr().out
     assert code == 0
     assert "me/mlpl-stage4a-pl @ main" in out and "model.safetensors" in out and "modeling_mlpl.py" in out

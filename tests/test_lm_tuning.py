@@ -67,11 +67,11 @@ def test_tune_lm_cli_refines_and_keeps_its_output_format(lm_dir, tmp_path):
     save_logits(tmp_path / "dev.npz", logits, refs, ["cat"] * len(refs))
     tune_lm = load_tune_lm()
     for refine in (0, 1):
-        out = tmp_path / f"tuning{refine}.json"
+        out = tmp_path / f"tuning{refine}"
         assert tune_lm.main(["--processor-dir", str(tmp_path / "proc"), "--logits", str(tmp_path / "dev.npz"),
                              "--alphas", "0.0", "1.0", "--betas", "0", "2", "--refine", str(refine),
-                             "--workers", "1", "--output", str(out), "--dry-run"]) == 0  # fmt: skip
-    fixed, refined = (json.loads((tmp_path / f"tuning{r}.json").read_text())["cat"] for r in (0, 1))
+                             "--workers", "1", "--output_dir", str(out), "--dry-run"]) == 0  # fmt: skip
+    fixed, refined = (json.loads((tmp_path / f"tuning{r}" / "tuning.json").read_text())["cat"] for r in (0, 1))
     assert set(fixed) == {"language", "metric", "alpha", "beta", "score", "initial_score", "no_lm_score",
                           "greedy_score", "trials"}  # fmt: skip
     assert len(fixed["trials"]) == 5 and len(refined["trials"]) > 5

@@ -222,6 +222,25 @@ def test_a_misspelt_training_option_fails_when_the_config_is_loaded(tmp_path):
         RecipeConfig.load(str(bad))
 
 
+@pytest.mark.parametrize("block,option,command", [
+    ("lm", "ordr", "build_lm"), ("pseudo_label", "max_batch_second", "pseudo_label"),
+    ("pl_filter", "top_pct", "pseudo_label"), ("pl_agreement", "max_disagreemnt", "select_pseudo_labels"),
+    ("tune_lm", "refin", "tune_lm"), ("evaluate", "beam_widht", "evaluate"),
+])  # fmt: skip
+def test_a_misspelt_option_of_any_command_block_fails_when_the_config_is_loaded(block, option, command, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(open(SMOKE).read() + f"\n{block}: {{{option}: 3}}\n")
+    with pytest.raises(RecipeError, match=rf"{block}: unknown {command}.py option\(s\) \['{option}'\]"):
+        RecipeConfig.load(str(bad))
+
+
+def test_a_bad_value_in_a_command_block_fails_when_the_config_is_loaded(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(open(SMOKE).read() + "\nevaluate: {max_batch_seconds: 0}\n")
+    with pytest.raises(RecipeError, match="evaluate: .*max.batch.seconds: must be a positive number, got 0"):
+        RecipeConfig.load(str(bad))
+
+
 def test_variants_are_refused_without_the_runs_they_build_on():
     config = RecipeConfig.load(SMOKE)
     config.variants = ["labels_only", "stage4a_ft"]

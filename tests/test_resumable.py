@@ -176,7 +176,7 @@ def test_pseudo_label_resume_with_other_decoding_options_is_refused(tiny_checkpo
 
 
 def _eval(model, audio, out, *extra):
-    return eval_cli.main(["--model", model, "--data", f"folder:{audio}", "--languages", "en", "--out", str(out),
+    return eval_cli.main(["--model", model, "--data", f"folder:{audio}", "--languages", "en", "--output_dir", str(out),
                           "--no-lm", "--window-s", "0", *extra])  # fmt: skip
 
 
@@ -189,7 +189,7 @@ def test_evaluation_rerun_with_another_model_is_refused_until_overwrite(two_mode
     assert _eval(b, audio, out) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == (f"evaluate.py: error: {out} was started with --model {model_identity(a)}, not "
-                   f"{model_identity(b)}: resume with the same inputs, or pass --overwrite (or choose a new --out) "
+                   f"{model_identity(b)}: resume with the same inputs, or pass --overwrite (or choose a new --output_dir) "
                        "to start afresh")  # fmt: skip
     assert _eval(b, audio, out, "--overwrite") == 0
     assert "accounting: found 3 = decoded 3 + failed 0 + skipped 0 + already done 0" in capsys.readouterr().out

@@ -179,9 +179,9 @@ def test_another_seed_gives_other_text(tiny, tmp_path):
 def test_cli_reports_user_errors_in_one_line(tmp_path, capsys):
     from modeling_mlpl.commands.make_synthetic_corpus import main
 
-    assert main(["--preset", "tiny", "--out", str(tmp_path), "--languages", "xx"]) == 2
+    assert main(["--preset", "tiny", "--output_dir", str(tmp_path), "--languages", "xx"]) == 2
     assert "not in preset" in capsys.readouterr().err
-    assert main(["--preset", "tiny", "--out", str(tmp_path), "--set", "nonsense=1"]) == 2
+    assert main(["--preset", "tiny", "--output_dir", str(tmp_path), "--set", "nonsense=1"]) == 2
     assert "--set expects" in capsys.readouterr().err
 
 

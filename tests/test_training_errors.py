@@ -55,6 +55,19 @@ def test_truncated_last_checkpoint_is_named_and_the_previous_one_used(corpus, ch
     assert result.step == 5 and TrainerState.load(list_checkpoints(checkpointed_run)[-1]).step == 5
 
 
+def test_truncated_random_states_are_named_and_the_previous_checkpoint_used(corpus, checkpointed_run, caplog):
+    # accelerate itself would only log "Could not load random states" at INFO and resume with other streams
+    rng = os.path.join(list_checkpoints(checkpointed_run)[-1], "random_states_0.pkl")
+    with open(rng, "r+b") as f:
+        f.truncate(os.path.getsize(rng) // 2)
+    with caplog.at_level(logging.WARNING, logger="modeling_mlpl.training.trainer"):
+        result = train(*tiny_training_args(checkpointed_run, cv_root=str(corpus / "cv"), max_steps=5, save_steps=2,
+                                           resume=True))  # fmt: skip
+    warning = next(r.getMessage() for r in caplog.records if "resuming from the previous checkpoint" in r.getMessage())
+    assert f"{rng} cannot be read" in warning and warning.endswith("checkpoint-2 instead")
+    assert result.step == 5
+
+
 def test_a_corrupt_checkpoint_passed_explicitly_is_refused_with_the_flag_to_use(corpus, checkpointed_run):
     last = list_checkpoints(checkpointed_run)[-1]
     with open(os.path.join(last, "model.safetensors"), "wb") as f:
@@ -72,7 +85,7 @@ def test_duplicate_ids_in_the_training_sources_are_refused(corpus, tmp_path):
     with pytest.raises(ConfigError) as err:
         train(*tiny_training_args(str(tmp_path / "o"), cv_root=str(corpus / "cv"), train_datasets=[pl, pl], max_steps=1))
     message = _one_line(err)
-    assert message.startswith(f"duplicate id 'pt/rec0' in the training data (in {pl} and in {pl}; 2 repeated id(s)")
+    assert message.startswith(f"duplicate id 'pt/rec0' in the training data (in disk:{pl} and in disk:{pl}; 2 repeated id(s)")
     assert "--train_weights" in message
 
 
@@ -92,3 +105,15 @@ def test_a_header_only_train_tsv_is_named_in_the_error(tmp_path):
         f.write("client_id\tpath\tsentence\n")
     with pytest.raises(ConfigError, match=r"no usable rows .*pt/train\.tsv"):
         train(*tiny_training_args(str(tmp_path / "out"), cv_root=root, max_steps=1))
+
+
+def test_help_explains_the_data_specs_with_an_example(capsys):
+    from modeling_mlpl.commands.train import parse_args
+    from modeling_mlpl.data.specs import KINDS, TRAINING_KINDS
+
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert all(KINDS[kind][1] in text for kind in TRAINING_KINDS)
+    assert "--train_data cv:CV@train disk:PL_pt disk:PL_nl --eval_data cv:CV@dev" in text
+    assert "--cv_root CV (= --train_data cv:CV@train --eval_data cv:CV@dev" in text

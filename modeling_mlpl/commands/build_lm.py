@@ -2,13 +2,13 @@
 
 Text comes from plain files (one sentence per line) or a `datasets` dataset saved with
 `save_to_disk`. Transcripts are normalised like the acoustic model's (NFC, whitespace), case and
-punctuation kept. Writes OUT/<lang>/{lm.arpa, lm.bin, unigrams.txt}; with --processor-dir the LMs
+punctuation kept. Writes OUTPUT_DIR/<lang>/{lm.arpa, lm.bin, unigrams.txt}; with --processor-dir the LMs
 are also attached to a saved processor (its language_model/ folder), ready for tune_lm.py.
 
 Examples:
-  python run_scripts/build_lm.py --text pt=corpus/pt.txt --text nl=corpus/nl.txt --out exp/lm
+  python run_scripts/build_lm.py --text pt=corpus/pt.txt --text nl=corpus/nl.txt --output_dir exp/lm
   python run_scripts/build_lm.py --dataset data/lm_text --column sentence \
-      --language-column language --languages pt nl --order 3 --out exp/lm --processor-dir exp/model
+      --language-column language --languages pt nl --order 3 --output_dir exp/lm --processor-dir exp/model
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import logging
 import sys
 from pathlib import Path
 
-from modeling_mlpl.cli import ArgumentParser
+from modeling_mlpl.cli import ArgumentParser, UserError, add_output_dir, ensure_output_dir
 from modeling_mlpl.decoding.lm_decoder import attach_lms, vocab_from_pretrained
 from modeling_mlpl.decoding.ngram_lm import KenLMNotFoundError, build_lm, iter_dataset_column, iter_text_files
 from modeling_mlpl.text import normalize_transcript
@@ -26,7 +26,7 @@ from modeling_mlpl.text import normalize_transcript
 logger = logging.getLogger("build_lm")
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def build_parser() -> ArgumentParser:
     p = ArgumentParser(description=__doc__)
     src = p.add_argument_group("text sources (use --text, or --dataset with --column)")
     src.add_argument("--text", action="append", default=[], metavar="LANG=PATH[,PATH...]",
@@ -38,7 +38,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     src.add_argument("--languages", nargs="+", help="languages to build (default: all found)")
     src.add_argument("--language", default="default",
                      help="name of the single LM when --dataset has no --language-column (default: default)")
-    p.add_argument("--out", required=True, help="output directory; LMs go to OUT/<lang>/")
+    add_output_dir(p, "output folder; LMs go to OUTPUT_DIR/<lang>/", old=("--out",), required=True)
     p.add_argument("--order", type=int, default=3, help="n-gram order (paper: 4 for LibriSpeech; 3 suits small corpora)")
     p.add_argument("--memory", default="1G", help="lmplz -S memory limit (default 1G; '80%%' = lmplz's own default)")
     p.add_argument("--prune", type=int, nargs="+", help="lmplz --prune count thresholds per order, e.g. 0 0 1")
@@ -49,7 +49,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--beam-width", type=int, default=32, help="beam width written with --processor-dir")
     p.add_argument("--backend", choices=["pyctcdecode", "flashlight"],
                    help="beam-search backend written with --processor-dir (default: the saved one, else pyctcdecode)")
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def sources(args: argparse.Namespace) -> dict[str, object]:
@@ -106,8 +110,10 @@ def main(argv=None) -> int:
         built = {}
         if args.languages and args.text:
             raise ValueError("--languages applies to --dataset; with --text name the language in LANG=PATH")
-        for lang, sentences in sources(args).items():
-            files = build_lm(sentences, Path(args.out) / lang, order=args.order, memory=args.memory,
+        text_sources = sources(args)
+        out = ensure_output_dir(args.output_dir)
+        for lang, sentences in text_sources.items():
+            files = build_lm(sentences, out / lang, order=args.order, memory=args.memory,
                              normalize=normalize_transcript, keep_arpa=not args.no_arpa, prune=args.prune)  # fmt: skip
             logger.info("%s: %d sentences -> %s", lang, files.n_sentences, files.binary)
             built[lang] = files.directory
@@ -117,7 +123,7 @@ def main(argv=None) -> int:
             decoder = attach_lms(args.processor_dir, built, alpha=args.alpha, beta=args.beta,
                                  beam_width=args.beam_width, **backend)  # fmt: skip
             logger.info("decoder with LMs for %s saved in %s/language_model", decoder.languages, args.processor_dir)
-    except (ValueError, FileNotFoundError, KenLMNotFoundError, RuntimeError) as err:
+    except (UserError, ValueError, FileNotFoundError, KenLMNotFoundError, RuntimeError) as err:
         print(f"build_lm.py: error: {err}", file=sys.stderr)
         return 2
     return 0

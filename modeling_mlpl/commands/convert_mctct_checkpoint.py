@@ -11,7 +11,7 @@ MLPLFeatureExtractor (the port's MFSC settings); the LID head, not published, is
 "Limitations").
 
 Example:
-  python run_scripts/convert_mctct_checkpoint.py --source speechbrain/m-ctc-t-large --out_dir exp/mctct-large
+  python run_scripts/convert_mctct_checkpoint.py --source speechbrain/m-ctc-t-large --output_dir exp/mctct-large
   python run_scripts/push_to_hub.py --checkpoint exp/mctct-large --repo_id me/mlpl --stage mctct-converted \\
       --base_model speechbrain/m-ctc-t-large --not_synthetic
 """
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from modeling_mlpl.cli import ArgumentParser
+from modeling_mlpl.cli import ArgumentParser, UserError, add_output_dir, ensure_output_dir
 from modeling_mlpl.hub.convert_mctct import convert_mctct_checkpoint
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -36,7 +36,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = ArgumentParser(description=__doc__)
     parser.add_argument("--source", default="speechbrain/m-ctc-t-large", help="M-CTC-T folder or Hub id")
     parser.add_argument("--revision", help="Hub revision of --source")
-    parser.add_argument("--out_dir", type=Path, required=True, help="where to write the MLPL checkpoint")
+    add_output_dir(parser, "where to write the MLPL checkpoint", old=("--out_dir",), required=True, type=Path)
     parser.add_argument("--lid_loss_weight", type=float, default=0.0,
                         help="gamma of the converted config (default 0: the LID head is untrained)")  # fmt: skip
     parser.add_argument("--languages", nargs="*", default=None,
@@ -48,12 +48,17 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
-    if args.out_dir.exists() and any(args.out_dir.iterdir()):
-        print(f"error: {args.out_dir} is not empty; choose a new --out_dir", file=sys.stderr)
+    try:
+        ensure_output_dir(args.output_dir)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if any(args.output_dir.iterdir()):
+        print(f"error: {args.output_dir} is not empty; choose a new --output_dir", file=sys.stderr)
         return 2
     try:
         out = convert_mctct_checkpoint(
-            args.source, args.out_dir, revision=args.revision, languages=args.languages,
+            args.source, args.output_dir, revision=args.revision, languages=args.languages,
             lid_loss_weight=args.lid_loss_weight, dtype=DTYPES.get(args.dtype),
         )  # fmt: skip
     except (FileNotFoundError, ValueError) as error:

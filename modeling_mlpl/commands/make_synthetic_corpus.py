@@ -1,6 +1,6 @@
 """Generate the embedded multilingual speech corpus (espeak-ng) in Common Voice / VoxPopuli layouts.
 
-    python run_scripts/make_synthetic_corpus.py --preset demo --out data/synthetic --seed 0
+    python run_scripts/make_synthetic_corpus.py --preset demo --output_dir data/synthetic --seed 0
 
 Re-running completes a partial corpus (existing valid audio is kept). Sizes per preset are in
 modeling_mlpl.synthetic.corpus.PRESETS; `--set low_unlabelled_minutes=30` overrides one
@@ -17,7 +17,7 @@ import sys
 import time
 import typing
 
-from modeling_mlpl.cli import ArgumentParser
+from modeling_mlpl.cli import ArgumentParser, add_output_dir
 from modeling_mlpl.synthetic.corpus import PRESETS, CorpusSize, generate_corpus
 
 
@@ -49,7 +49,7 @@ def _interrupt(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(description=__doc__)
     parser.add_argument("--preset", choices=sorted(PRESETS), default="tiny", help="corpus size (default: tiny)")
-    parser.add_argument("--out", required=True, help="output directory (created; an existing one is completed)")
+    add_output_dir(parser, "output folder (created; an existing one is completed)", old=("--out",), required=True)
     parser.add_argument("--seed", type=int, default=0, help="seed for text, voices and noise (default: 0)")
     parser.add_argument("--jobs", type=int, default=None, help="worker processes (default: all CPU cores)")
     parser.add_argument("--languages", nargs="+", default=None, help="only these of the preset's languages")
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
             size = _parse_override(size, item)
         preset: str | CorpusSize = args.preset if not args.set else size
         start = time.time()
-        manifest = generate_corpus(args.out, preset, seed=args.seed, jobs=args.jobs, languages=args.languages, progress=True)
+        manifest = generate_corpus(args.output_dir, preset, seed=args.seed, jobs=args.jobs, languages=args.languages, progress=True)
     except (ValueError, RuntimeError, OSError) as err:
         print(f"make_synthetic_corpus: error: {err}", file=sys.stderr)
         return 2
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         print("make_synthetic_corpus: interrupted; re-run the same command to resume", file=sys.stderr)
         return 130
     hours = {lang: {split: s["hours"] for split, s in c.items()} for lang, c in manifest["counts"].items()}
-    print(json.dumps({"out": args.out, "total_hours": manifest["total_hours"], "hours": hours}, indent=1))
+    print(json.dumps({"output_dir": args.output_dir, "total_hours": manifest["total_hours"], "hours": hours}, indent=1))
     print(f"done in {time.time() - start:.1f} s")
     return 0
 

@@ -1,19 +1,23 @@
 """Plot learning curves of one or more training runs: training loss and mean dev CER against updates.
 
-    python run_scripts/plot_training.py RUN_DIR [RUN_DIR ...] --out curves.png
+    python run_scripts/plot_training.py RUN_DIR [RUN_DIR ...] [--output_dir DIR]
 
-Reads each run's `log.jsonl` (written by run_scripts/train.py); per-language dev CER is drawn dashed
-when `--per_language` is given.
+Reads each run's `log.jsonl` (written by run_scripts/train.py) and writes DIR/training_curves.png, by
+default into the first run's folder (next to its log, not into the current folder); the path written is
+printed. Per-language dev CER is drawn dashed when `--per_language` is given.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+from pathlib import Path
 
-
-from modeling_mlpl.cli import ArgumentParser
+from modeling_mlpl.cli import ArgumentParser, UserError, add_output_dir, ensure_output_dir, ensure_output_file
 from modeling_mlpl.training.tracking import LOG_FILE, read_log
+
+PLOT_FILE = "training_curves.png"
 
 
 def plot_runs(run_dirs: list[str], out: str, per_language: bool = False) -> str:
@@ -49,17 +53,36 @@ def plot_runs(run_dirs: list[str], out: str, per_language: bool = False) -> str:
     return out
 
 
+def output_path(args) -> Path:
+    """The PNG to write, its folder checked before plotting (a deprecated --out FILE names the file)."""
+    if args.output_file:
+        return ensure_output_file(args.output_file, "--out")
+    first = Path(args.runs[0])
+    folder = args.output_dir or (first if first.is_dir() else first.parent)
+    return ensure_output_dir(folder) / PLOT_FILE
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")  # read_log's warnings
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument("runs", nargs="+", help="training output folders (or their log.jsonl files)")
-    parser.add_argument("--out", default="training_curves.png", help="PNG to write")
+    add_output_dir(parser, f"folder for {PLOT_FILE} (default: the first run's folder)", old_file="--out")
     parser.add_argument("--per_language", action="store_true", help="also draw each language's dev CER")
     args = parser.parse_args(argv)
     for run in args.runs:
         path = os.path.join(run, LOG_FILE) if os.path.isdir(run) else run
         if not os.path.isfile(path):
             parser.error(f"no training log at {path}")
-    print(plot_runs(args.runs, args.out, args.per_language))
+    try:
+        out = output_path(args)
+        written = plot_runs(args.runs, str(out), args.per_language)
+    except UserError as err:
+        print(f"plot_training.py: error: {err}", file=sys.stderr)
+        return 2
+    except (ValueError, KeyError) as err:  # a line that is not a record (read_log skips a torn last one)
+        print(f"plot_training.py: error: damaged training log: {err}; nothing plotted", file=sys.stderr)
+        return 2
+    print(written)  # the only line on stdout: where the plot went (scripts can capture it)
     return 0
 
 

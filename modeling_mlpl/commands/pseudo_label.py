@@ -39,7 +39,7 @@ import sys
 from pathlib import Path
 
 
-from modeling_mlpl.cli import ArgumentParser
+from modeling_mlpl.cli import ArgumentParser, UserError, ensure_output_dir, positive_float
 from modeling_mlpl.hub import HubError, add_hub_arguments, maybe_push_to_hub
 from modeling_mlpl.text import PL_TEXT_RULES
 
@@ -98,7 +98,7 @@ def build_parser() -> ArgumentParser:
     g.add_argument("--window_s", type=float, default=10.0,
                    help="decode long audio in windows of at most this many seconds (0: whole recordings)")
     g.add_argument("--overlap_s", type=float, default=2.0, help="context each window adds on each side")
-    g.add_argument("--max_batch_seconds", type=float, default=60.0,
+    g.add_argument("--max_batch_seconds", type=positive_float, default=60.0,
                    help="audio seconds per forward batch (windows, padding included)")
     g.add_argument("--align_truth", action="store_true",
                    help="synthetic corpus only (voxpopuli:ROOT with unlabelled_truth/): force-align each recording's "
@@ -195,6 +195,7 @@ def job_config(args):
 def run_label(args) -> int:
     from modeling_mlpl.pseudo_labeling.job import run_label_job
 
+    ensure_output_dir(args.output_dir)  # before the model loads: a run never fails to write at its end
     result = run_label_job(job_config(args))
     if args.merge and result.is_main:
         run_merge(args)
@@ -216,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
             run_merge(args)
             return EXIT_OK
         return run_label(args)
-    except (HubError, FileExistsError, FileNotFoundError, ValueError) as err:
+    except (UserError, HubError, FileExistsError, FileNotFoundError, ValueError) as err:
         # Input and usage problems: one line, no traceback (use --log_level debug for one).
         logger.debug("details", exc_info=True)
         print(f"pseudo_label.py: error: {err}", file=sys.stderr)

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 
-from modeling_mlpl.cli import ArgumentParser
+from modeling_mlpl.cli import ArgumentParser, add_output_dir
 from modeling_mlpl.hub import HubError, prepare_dataset_folder, publish_stage, push_dataset, resolve_token
 
 logger = logging.getLogger("push_to_hub")
@@ -40,7 +40,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--revision", help="branch to push to (default: the stage name; datasets: main)")
     parser.add_argument("--eval_json", type=Path, help="per-language CER/WER JSON (run_scripts/evaluate.py) for the card")
     parser.add_argument("--processor_dir", type=Path, help="processor folder if not saved with the checkpoint")
-    parser.add_argument("--out_dir", type=Path, help="where to write the upload folder (default: next to the input)")
+    add_output_dir(parser, "where to write the upload folder (default: next to the input)", old=("--out_dir",), type=Path)
     parser.add_argument("--dry_run", action="store_true", help="write the folder, print what would go where, upload nothing")
     parser.add_argument("--private", action="store_true", default=None, help="create the repo private")
     parser.add_argument("--token", help="Hub token (default: HF_TOKEN or the one saved by `hf auth login`)")
@@ -64,17 +64,18 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
     try:
+        # Checked before any folder is written, naming this command's flags (--token, --dry_run).
+        token = None if args.dry_run else resolve_token(args.token, token_flag="--token", dry_run_flag="--dry_run")
         if args.checkpoint is not None:
             plan, url = publish_stage(
                 args.checkpoint, args.repo_id, args.stage, layout=args.layout, revision=args.revision,
-                dry_run=args.dry_run, out_dir=args.out_dir, token=args.token, private=args.private,
+                dry_run=args.dry_run, out_dir=args.output_dir, token=token, private=args.private,
                 commit_message=args.commit_message, eval_json=args.eval_json, processor_dir=args.processor_dir,
                 synthetic=args.synthetic, datasets=args.datasets, license=args.license or "apache-2.0",
                 base_model=args.base_model,
             )  # fmt: skip
         else:
-            token = None if args.dry_run else resolve_token(args.token)
-            out_dir = args.out_dir or args.dataset.resolve().parent / f"{args.dataset.name}.hub-dataset"
+            out_dir = args.output_dir or args.dataset.resolve().parent / f"{args.dataset.name}.hub-dataset"
             plan = prepare_dataset_folder(
                 args.dataset, out_dir, repo_id=args.repo_id, revision=args.revision, languages=args.languages,
                 source_model=args.source_model, license=args.license or "cc0-1.0", synthetic=args.synthetic,
@@ -88,6 +89,8 @@ def main(argv=None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except Exception as error:  # noqa: BLE001 - network failure after retries: one line, resumable
+        if args.dry_run:  # nothing was uploaded: not a network failure, and re-running will not help
+            raise
         print(f"error: upload failed ({type(error).__name__}: {error}); re-run the same command to resume",
               file=sys.stderr)  # fmt: skip
         return 1

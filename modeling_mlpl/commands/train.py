@@ -7,24 +7,26 @@ Runs the same on one CPU, several CPU processes and GPUs:
 
 Every field is listed by `--help`; a config file gives defaults that command-line flags override.
 
-Recipe stages (PAPER.md "Recipe"), as invocations of this one script:
+Recipe stages (docs/paper.md "Recipe"), as invocations of this one script:
 
     # 1. multilingual theta on Common Voice (tokenizer and LID classes from the data)
-    train.py --preset large --cv_root CV --output_dir theta
+    train.py --preset large --train_data cv:CV@train --eval_data cv:CV@dev --output_dir theta
     # 2. monolingual theta' (10k updates on one language; LID head kept)
-    train.py --init_from theta --cv_root CV --cv_languages pt --max_steps 10000 --warmup_steps 0 \
-             --output_dir theta_pt --load_best_model_at_end true
+    train.py --init_from theta --train_data cv:CV@train --eval_data cv:CV@dev --cv_languages pt \
+             --max_steps 10000 --warmup_steps 0 --output_dir theta_pt --load_best_model_at_end true
     # 2'. semi-supervised theta' (the paper's stage 2; slimIPL): the same, plus that language's unlabelled audio
-    train.py --init_from theta --cv_root CV --cv_languages pt --unlabeled_data voxpopuli:VP --pl_start_step 2000 \
-             --pl_labeled_updates 1 --pl_unlabeled_updates 4 --pl_cache_size 100 --pl_cache_refresh_prob 0.1 \
+    train.py --init_from theta --train_data cv:CV@train --eval_data cv:CV@dev --cv_languages pt \
+             --unlabeled_data voxpopuli:VP --pl_start_step 2000 --pl_labeled_updates 1 --pl_unlabeled_updates 4 --pl_cache_size 100 --pl_cache_refresh_prob 0.1 \
              --pl_dropout 0.1 --max_steps 10000 --output_dir theta_pt
     # 3. pseudo-labels: run_scripts/pseudo_label.py with theta_pt -> PL_pt (save_to_disk folder)
     # 4A. strategy A: continue theta on CV + PLs of every VP language
-    train.py --init_from theta --cv_root CV --train_datasets PL_pt PL_nl ... --output_dir final_A
+    train.py --init_from theta --train_data cv:CV@train disk:PL_pt disk:PL_nl ... --eval_data cv:CV@dev \
+             --output_dir final_A
     # 4B. strategy B: from scratch on CV + PLs (same vocabulary as theta), then fine-tune on CV only
-    train.py --preset large --tokenizer_dir theta --languages <theta's languages> --cv_root CV \
-             --train_datasets PL_pt PL_nl ... --output_dir scratch_B
-    train.py --init_from scratch_B --cv_root CV --output_dir final_B --warmup_steps 0
+    train.py --preset large --tokenizer_dir theta --languages <theta's languages> \
+             --train_data cv:CV@train disk:PL_pt disk:PL_nl ... --eval_data cv:CV@dev --output_dir scratch_B
+    train.py --init_from scratch_B --train_data cv:CV@train --eval_data cv:CV@dev --output_dir final_B \
+             --warmup_steps 0
 
 Resume a killed run with the same command plus `--resume true`: it continues from the latest
 checkpoint at the same batch of the same epoch, with optimizer, scheduler and RNG states restored.
@@ -33,6 +35,7 @@ Bad configuration values end the run with a one-line message and exit code 2.
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -41,9 +44,10 @@ import sys
 
 from transformers import HfArgumentParser
 
+from modeling_mlpl.cli import UserError, ensure_output_dir
 from modeling_mlpl.hub import HubError, maybe_push_to_hub, resolve_token
 
-from modeling_mlpl.training.arguments import TRAIN_ARGUMENT_CLASSES, mapping_to_argv
+from modeling_mlpl.training.arguments import DATA_SPECS_HELP, TRAIN_ARGUMENT_CLASSES, mapping_to_argv
 from modeling_mlpl.training import (
     ConfigError,
     DataArguments,
@@ -75,11 +79,23 @@ def config_file_to_argv(path: str, parser: HfArgumentParser) -> list[str]:
     return mapping_to_argv(values)
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults after each flag (HfArgumentParser's own choice), and the description's lines kept: the
+    data paragraph lists spec forms that read badly reflowed."""
+
+
 def parse_args(argv: list[str]) -> tuple[ModelArguments, DataArguments, MLPLTrainingArguments]:
-    parser = HfArgumentParser(TRAIN_ARGUMENT_CLASSES, description=__doc__.split("\n\n")[0])
+    # No prefix abbreviations (as in modeling_mlpl.cli): `--max_step 10` must not quietly mean --max_steps.
+    parser = HfArgumentParser(TRAIN_ARGUMENT_CLASSES, description=__doc__.split("\n\n")[0] + "\n\n" + DATA_SPECS_HELP,
+                              formatter_class=_HelpFormatter, allow_abbrev=False)
     if argv and argv[0].endswith((".yaml", ".yml", ".json")):
         argv = config_file_to_argv(argv[0], parser) + argv[1:]
-    return parser.parse_args_into_dataclasses(args=argv)
+    # Unknown flags come back to us: one line and exit 2 instead of parse_args_into_dataclasses' ValueError
+    # traceback ("Some specified arguments are not used by the HfArgumentParser").
+    *parsed, unknown = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+    if unknown:
+        raise ConfigError(f"unrecognized arguments: {' '.join(unknown)}; see --help")
+    return tuple(parsed)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             level=logging.INFO if rank == 0 else logging.WARNING,
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
+        ensure_output_dir(training_args.output_dir)  # a file there, or no permission: before any work
         if training_args.push_to_hub:  # fail before hours of training, not after
             if not training_args.hub_model_id:
                 raise HubError("--push_to_hub needs --hub_model_id user/name")
@@ -99,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         result = train(model_args, data_args, training_args)
         if rank == 0:
             maybe_push_to_hub(result.output_dir, training_args, stage=training_args.hub_stage)
-    except (ConfigError, HubError) as err:
+    except (ConfigError, HubError, UserError) as err:
         print(f"train.py: error: {err}", file=sys.stderr)
         return 2
     cer = f", best mean dev CER {result.best_metric:.4f} at update {result.best_step}" if result.best_metric is not None else ""

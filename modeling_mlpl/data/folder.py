@@ -20,6 +20,7 @@ from ..text import normalize_transcript
 from .common import finish, make_row
 from .ids import disambiguate
 from .load_report import LoadReport
+from .tables import decode_utf8
 
 # libsndfile major format -> the file extensions it is known by. Left out on purpose: RAW (no header:
 # rate and encoding cannot be known), MAT4/MAT5 (.mat is usually data, not audio), MPC2K (.mpc is
@@ -71,7 +72,10 @@ def _folder_rows(root: Path, paths: list[Path], ids: list[str], language: str, r
             report.skip("empty_audio" if path.stat().st_size == 0 else "corrupt_audio", str(err))
             continue
         sidecar = path.with_suffix(TRANSCRIPT_EXTENSION)
-        text = normalize_transcript(sidecar.read_text(encoding="utf-8")) if sidecar.exists() else ""
+        text = decode_utf8(sidecar.read_bytes(), sidecar.relative_to(root), report=report) if sidecar.exists() else ""
+        if text is None:  # counted as not_utf8: this recording's transcript cannot be read
+            continue
+        text = normalize_transcript(text)
         report.loaded += 1
         yield make_row(uid, str(path), text, language, duration)
 

@@ -40,14 +40,19 @@ def read_tsv(
     `required` column is counted as malformed and skipped.
     """
     path = Path(path)
-    with open(path, encoding="utf-8", newline="") as f:
-        header_line = f.readline().rstrip("\r\n")
-        header = header_line.lstrip("\ufeff").split("\t")
+    with open(path, "rb") as f:  # decoded line by line: one non-UTF-8 line is one skipped row, not a crash
+        header_line = decode_utf8(f.readline(), path, 1)
+        if header_line is None:
+            raise ValueError(f"{path}: the header is not UTF-8 text (re-save the file as UTF-8)")
+        header = header_line.rstrip("\r\n").lstrip("\ufeff").split("\t")
         missing = [c for c in required if c not in header]
         if missing:
             raise ValueError(f"{path}: header lacks column(s) {missing}; header is {header}")
         text_idx = header.index(free_text_column) if free_text_column in header else None
-        for lineno, line in enumerate(f, start=2):
+        for lineno, raw in enumerate(f, start=2):
+            line = decode_utf8(raw, path, lineno, report)
+            if line is None:
+                continue
             line = line.rstrip("\r\n")
             if not line.strip():
                 continue
@@ -62,6 +67,17 @@ def read_tsv(
                 report.skip("malformed_row", f"{path.name}:{lineno}")
                 continue
             yield lineno, row
+
+
+def decode_utf8(raw: bytes, path: Path, lineno: int | None = None, report: LoadReport | None = None) -> str | None:
+    """``raw`` as UTF-8 text, or None, counted in ``report`` as ``not_utf8`` with the file (and line), when it
+    is not: a Latin-1 transcript is a bad row like any other, and the message says which file to re-save."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        if report is not None:
+            report.skip("not_utf8", f"{path.name}:{lineno}" if lineno is not None else str(path))
+        return None
 
 
 def read_parquet_rows(files: list[Path], columns: list[str] | None = None) -> Iterator[dict]:

@@ -45,6 +45,7 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+TUNING_FILE = "tuning.json"  # tune_lm.py's trials and best point per language, in its --output_dir
 
 _METRICS = {"wer": wer, "cer": cer}
 # Set in the parent before forking so that workers read logits without pickling them per task.

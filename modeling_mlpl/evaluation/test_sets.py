@@ -227,7 +227,7 @@ def evaluate_model(
     if overwrite:
         predictions_path.unlink(missing_ok=True)
     elif predictions_path.exists():
-        check_run(out_dir / RUN_NAME, inputs, "pass --overwrite (or choose a new --out) to start afresh")
+        check_run(out_dir / RUN_NAME, inputs, "pass --overwrite (or choose a new --output_dir) to start afresh")
     write_run(out_dir / RUN_NAME, inputs)
     done: set[str] = set()
     if predictions_path.exists():  # a torn last line is not done: the writer removes it, and it is redone

@@ -10,10 +10,13 @@ from typing import Any, Callable
 
 logger = logging.getLogger(__name__)
 
-MISSING_TOKEN_MESSAGE = (
+# The flags differ by command: train.py / pseudo_label.py take --hub_token/--hub_dry_run, push_to_hub.py
+# --token/--dry_run; a message naming the other command's flag sends the user to an unknown option.
+MISSING_TOKEN_TEMPLATE = (
     "no Hugging Face token found: run `hf auth login` (or `huggingface-cli login`), set HF_TOKEN=<token>, "
-    "or pass --hub_token; use --dry_run to only write the folder"
+    "or pass {token_flag}; use {dry_run_flag} to only write the folder"
 )
+MISSING_TOKEN_MESSAGE = MISSING_TOKEN_TEMPLATE.format(token_flag="--hub_token", dry_run_flag="--hub_dry_run")
 TRANSIENT_STATUS = {408, 409, 423, 429, 500, 502, 503, 504}
 
 
@@ -21,15 +24,16 @@ class HubError(RuntimeError):
     """A user-facing problem (missing token, bad stage, missing files): scripts print it in one line."""
 
 
-def resolve_token(token: str | None = None) -> str:
-    """An explicit token, else HF_TOKEN, else the token saved by `hf auth login`; HubError if none."""
+def resolve_token(token: str | None = None, *, token_flag: str = "--hub_token", dry_run_flag: str = "--hub_dry_run") -> str:
+    """An explicit token, else HF_TOKEN, else the token saved by `hf auth login`; HubError if none, naming
+    the calling command's own ``token_flag`` and ``dry_run_flag``."""
     if token:
         return token
     from huggingface_hub import get_token
 
     found = os.environ.get("HF_TOKEN") or get_token()
     if not found:
-        raise HubError(MISSING_TOKEN_MESSAGE)
+        raise HubError(MISSING_TOKEN_TEMPLATE.format(token_flag=token_flag, dry_run_flag=dry_run_flag))
     return found
 
 

@@ -47,6 +47,19 @@ def _flatten(data: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _trained_languages(checkpoint_dir: Path, model) -> list[str]:
+    """The languages of the card's metadata: those the run trained on (training_args.json's cv_languages,
+    as train.py saves it), else the model config's. Never the stage name: a five-language model published
+    as stage2-ft-pt is still a five-language model, and the card must not say otherwise."""
+    path = checkpoint_dir / "training_args.json"
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8")).get("cv_languages") if path.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    languages = list(recorded) if isinstance(recorded, list) and recorded else list(model.config.languages or [])
+    return languages
+
+
 def _model_facts(model) -> dict[str, Any]:
     config = model.config
     return {
@@ -89,8 +102,7 @@ def write_model_card(
         stage=stage,
         repo_id=repo_id,
         revision=revision,
-        languages=list(model.config.languages) if not stage.startswith("stage2-ft-")
-        else [stage[len("stage2-ft-"):]],
+        languages=_trained_languages(checkpoint_dir, model),
         datasets=list(datasets),
         license=license,
         base_model=base_model,
@@ -106,6 +118,10 @@ def write_model_card(
         info.eval_dataset_name = str(eval_meta.get("dataset_name") or eval_meta.get("dataset"))
     elif synthetic:
         info.eval_dataset_type, info.eval_dataset_name = "mlpl-synthetic-espeak", "MLPL synthetic espeak-ng corpus"
+    elif eval_rows and all(row.dataset for row in eval_rows):
+        # evaluate.py names every non-Common-Voice set in its groups ("folder/NAME/en", "librispeech/test-other/en"):
+        # the card names those sets, not the Common Voice default.
+        info.eval_dataset_type = info.eval_dataset_name = ", ".join(sorted({row.dataset for row in eval_rows}))
     if eval_meta.get("split"):
         info.eval_split = str(eval_meta["split"])
     render_model_card(info, template_dir).save(folder / "README.md")

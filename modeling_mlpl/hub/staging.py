@@ -103,10 +103,13 @@ def stage_target(repo_id: str, stage: str, layout: str = "branch") -> tuple[str,
 def _fresh_dir(out_dir: Path, overwrite: bool) -> Path:
     if out_dir.exists() and any(out_dir.iterdir()):
         if not overwrite:
-            raise HubError(f"{out_dir} exists and is not empty; pick another --out_dir or pass overwrite")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
+            raise HubError(f"{out_dir} exists and is not empty; pick another --output_dir or pass overwrite")
     # Written beside the target and renamed at the end: an interrupted run leaves no half folder.
-    return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    except OSError as err:  # a user's problem (permissions, a file in the way), not a failed upload
+        raise HubError(f"cannot write the upload folder {out_dir}: {err.strerror or err}") from err
 
 
 def _finish_dir(staging: Path, out_dir: Path) -> None:

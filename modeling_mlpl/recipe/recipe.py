@@ -1,6 +1,6 @@
 """The paper's recipe as staged, idempotent glue over the project's own entry points (icefall style).
 
-Stages (PAPER.md "Recipe"):
+Stages (docs/paper.md "Recipe"):
   0 corpus        embedded espeak-ng corpus (or the user's Common Voice / VoxPopuli copies)
   1 stage1        multilingual theta on labeled data, loss = CTC + gamma * LID
   2 stage2-<L>    fine-tune theta -> theta'_L per low-resource target L: supervised (the baseline) and,
@@ -28,6 +28,7 @@ import os
 import shutil
 import sys
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import yaml
 
@@ -46,6 +47,18 @@ STAGE2_MODES = ("supervised", "semi_supervised")
 # Config blocks handed to train.py (validated against its own argument dataclasses when loaded).
 TRAINING_BLOCKS = ("stage1", "stage2", "stage2_semi", "stage4", "stage4_noisy", "stage4_finetune",
                    "stage4b_scratch", "stage4b_finetune")  # fmt: skip
+# The other blocks, each handed to one command and validated against that command's own parser when the
+# config is loaded; with the arguments the recipe always adds itself, so that the command's required
+# options are present (their values are never used).
+COMMAND_BLOCKS = {
+    "pseudo_label": ("pseudo_label", ["--output_dir", "unused"]),
+    "pseudo_label_lm": ("pseudo_label", ["--output_dir", "unused"]),
+    "pl_filter": ("pseudo_label", ["--merge_only", "--output_dir", "unused"]),
+    "pl_agreement": ("select_pseudo_labels", ["--greedy", "unused", "--lm", "unused", "--output_dir", "unused"]),
+    "lm": ("build_lm", ["--output_dir", "unused"]),
+    "tune_lm": ("tune_lm", ["--processor-dir", "unused"]),
+    "evaluate": ("evaluate", ["--output_dir", "unused"]),
+}
 
 
 def _up_to_date(output: str, *inputs: str) -> bool:
@@ -135,6 +148,8 @@ class RecipeConfig:
             raise RecipeError(f"{path}: jobs must be >= 1, got {self.jobs}")
         for block in TRAINING_BLOCKS:
             check_training_block(f"{path}: {block}", {**self.train_common, **getattr(self, block)})
+        for block, (command, added) in COMMAND_BLOCKS.items():
+            check_command_block(f"{path}: {block}", command, getattr(self, block), added)
 
     @property
     def languages(self) -> list[str]:
@@ -148,15 +163,31 @@ def check_training_block(where: str, options: dict) -> None:
 
     from ..training.arguments import TRAIN_ARGUMENT_CLASSES
 
-    parser = HfArgumentParser(TRAIN_ARGUMENT_CLASSES)
-    known = {action.dest for action in parser._actions}
-    unknown = sorted(k for k in options if k.replace("-", "_") not in known)
+    parser = HfArgumentParser(TRAIN_ARGUMENT_CLASSES, allow_abbrev=False)
+    _check_block(where, "train", parser, options, ["--output_dir", "unused"],
+                 lambda argv: parser.parse_args_into_dataclasses(args=argv))  # fmt: skip
+
+
+def check_command_block(where: str, command: str, options: dict, added: list[str]) -> None:
+    """Parse `options` (with the recipe's own `added` arguments) by `command`'s parser, in process: a typo
+    in an `lm:` or `pseudo_label:` block fails at load (and `--list`), as training blocks do."""
+    import importlib
+
+    parser = importlib.import_module(f"{COMMANDS}.{command}").build_parser()
+    _check_block(where, command, parser, options, added, parser.parse_args)
+
+
+def _check_block(where: str, command: str, parser, options: dict, added: list[str], parse) -> None:
+    """Unknown keys (either spelling, ``foo_bar`` or ``foo-bar``), then values, as `command` would see them."""
+    flags = parser._option_string_actions
+    unknown = sorted(k for k in options
+                     if not {f"--{k}", f"--{k.replace('-', '_')}", f"--{k.replace('_', '-')}"} & set(flags))  # fmt: skip
     if unknown:
-        raise RecipeError(f"{where}: unknown train.py option(s) {unknown} (see run_scripts/train.py --help)")
+        raise RecipeError(f"{where}: unknown {command}.py option(s) {unknown} (see run_scripts/{command}.py --help)")
     errors = io.StringIO()
     try:
         with contextlib.redirect_stderr(errors):
-            parser.parse_args_into_dataclasses(args=mapping_to_argv(options) + ["--output_dir", "unused"])
+            parse(mapping_to_argv(options) + added)
     except SystemExit:
         message = errors.getvalue().strip().splitlines()[-1:] or ["invalid value"]
         raise RecipeError(f"{where}: {message[0]}") from None
@@ -228,6 +259,12 @@ class Recipe:
             where = f"; log: {log_path}" if log_path else ""
             raise RecipeError(f"{name} exited with code {code}{where}; command: {' '.join(cmd)}")
 
+    def cv_data(self, pl_sets: Sequence[str] = ()) -> list[str]:
+        """train.py's data flags: Common Voice's train split (then the saved PL sets) to train on, its dev
+        split to evaluate."""
+        train = [f"cv:{self.cv_root}@train", *(f"disk:{path}" for path in pl_sets)]
+        return ["--train_data", *train, "--eval_data", f"cv:{self.cv_root}@dev"]
+
     def train(self, output: str, *argv: str, block: dict) -> None:
         options = {**self.config.train_common, **block, "seed": self.seed, "num_threads": self.step_threads}
         self.script("train.py", *argv, *mapping_to_argv(options), "--output_dir", output, "--resume", "true")
@@ -238,7 +275,7 @@ class Recipe:
         m = self.model_dir
         steps = [Step(0, "corpus", self.make_corpus, "embedded espeak-ng corpus", outputs=self._corpus_outputs())]
         steps.append(Step(1, "stage1", lambda: self.train(
-            m("stage1"), "--cv_root", self.cv_root, "--cv_languages", *c.languages, block=c.stage1),
+            m("stage1"), *self.cv_data(), "--cv_languages", *c.languages, block=c.stage1),
             "multilingual theta (CTC + gamma LID)", ("corpus",), (m("stage1"),)))
         for lang in c.low_resource:
             steps.append(Step(2, f"stage2-{lang}", lambda lang=lang: self.train_stage2(lang, semi=False),
@@ -357,7 +394,7 @@ class Recipe:
             for lang in c.low_resource:
                 steps.append(Step(4, f"{name}-{lang}", lambda lang=lang: self.train(
                     self.model_dir(f"{name}-{lang}"), "--init_from", self.model_dir(f"{name}-scratch"),
-                    "--cv_root", self.cv_root, "--cv_languages", lang, block=c.stage4b_finetune),
+                    *self.cv_data(), "--cv_languages", lang, block=c.stage4b_finetune),
                     f"strategy B fine-tune, {lang}", (f"{name}-scratch",), (self.model_dir(f"{name}-{lang}"),)))
             return steps
         return steps + [Step(4, name, lambda: self.train_stage4(name), variant.label, ("stage1", *pl_steps),
@@ -409,7 +446,7 @@ class Recipe:
                 if not os.path.isdir(root):
                     raise RecipeError(f"corpus directory {root} does not exist")
             return
-        argv = ["--preset", corpus["preset"], "--out", self.corpus_dir, "--seed", str(corpus.get("seed", 0)),
+        argv = ["--preset", corpus["preset"], "--output_dir", self.corpus_dir, "--seed", str(corpus.get("seed", 0)),
                 "--languages", *self.config.languages, "--jobs", str(self.step_threads)]
         for key, value in corpus.get("sizes", {}).items():
             argv += ["--set", f"{key}={value}"]
@@ -419,7 +456,7 @@ class Recipe:
         c = self.config
         name = f"stage2ssl-{lang}" if semi else f"stage2-{lang}"
         extra = ["--unlabeled_data", f"voxpopuli:{self.vp_root}"] if semi else []
-        self.train(self.model_dir(name), "--init_from", self.model_dir("stage1"), "--cv_root", self.cv_root,
+        self.train(self.model_dir(name), "--init_from", self.model_dir("stage1"), *self.cv_data(),
                    "--cv_languages", lang, *extra, block={**c.stage2, **(c.stage2_semi if semi else {})})
 
     def pseudo_label(self, source: str, lang: str, model: str | None = None) -> None:
@@ -504,15 +541,13 @@ class Recipe:
 
     def train_stage4(self, name: str) -> None:
         variant = VARIANTS[name]
-        datasets = self._stage4_datasets(name)
-        extra = ["--train_datasets", *datasets] if datasets else []
         block = {**self.config.stage4, **(getattr(self.config, variant.overrides) if variant.overrides else {})}
-        self.train(self.model_dir(name), "--init_from", self.model_dir("stage1"), "--cv_root", self.cv_root,
-                   "--cv_languages", *self.stage4_label_languages, *extra, block=block)
+        self.train(self.model_dir(name), "--init_from", self.model_dir("stage1"), *self.cv_data(self._stage4_datasets(name)),
+                   "--cv_languages", *self.stage4_label_languages, block=block)
 
     def finetune(self, base: str, name: str, lang: str) -> None:
         """A labels-only fine-tune of `base`'s model on `lang` (stage-2 style, block stage4_finetune)."""
-        self.train(self.model_dir(name), "--init_from", self.model_dir(base), "--cv_root", self.cv_root,
+        self.train(self.model_dir(name), "--init_from", self.model_dir(base), *self.cv_data(),
                    "--cv_languages", lang, block=self.config.stage4_finetune)
 
     def average_teacher(self) -> None:
@@ -527,8 +562,8 @@ class Recipe:
         with open(os.path.join(theta, "config.json")) as f:
             languages = json.load(f)["languages"]
         self.train(self.model_dir(f"{name}-scratch"), "--tokenizer_dir", theta, "--languages", *languages,
-                   "--cv_root", self.cv_root, "--cv_languages", *self.stage4_label_languages,
-                   "--train_datasets", *self._stage4_datasets(name), block=c.stage4b_scratch)
+                   *self.cv_data(self._stage4_datasets(name)), "--cv_languages", *self.stage4_label_languages,
+                   block=c.stage4b_scratch)
 
     def build_lm(self) -> None:
         processor_dir = self.path("lm", "processor")
@@ -539,7 +574,7 @@ class Recipe:
         AutoProcessor.from_pretrained(self.model_dir("stage1")).save_pretrained(processor_dir)
         texts = [f"{lang}={os.path.join(self.text_dir, lang + '.txt')}" for lang in self.config.languages]
         argv = [a for t in texts for a in ("--text", t)]
-        self.script("build_lm.py", *argv, "--out", self.path("lm", "ngram"), "--processor-dir", processor_dir,
+        self.script("build_lm.py", *argv, "--output_dir", self.path("lm", "ngram"), "--processor-dir", processor_dir,
                     *mapping_to_argv(self.config.lm))
 
     def lm_processor_models(self) -> list[tuple[str, list[str]]]:
@@ -554,11 +589,16 @@ class Recipe:
         for model, languages in self.lm_processor_models():
             self.tune_model(model, languages, save=True)
 
+    def lm_params_dir(self, model: str) -> str:
+        return self.path("lm", "alpha_beta", model)
+
     def lm_params_path(self, model: str) -> str:
-        return self.path("lm", "alpha_beta", f"{model}.json")
+        from ..decoding.tuning import TUNING_FILE
+
+        return os.path.join(self.lm_params_dir(model), TUNING_FILE)
 
     def tune_model(self, model: str, languages: list[str], save: bool = False) -> None:
-        """Dev logits of `model` + the alpha/beta search -> lm/alpha_beta/<model>.json: every model is
+        """Dev logits of `model` + the alpha/beta search -> lm/alpha_beta/<model>/tuning.json: every model is
         LM-decoded with weights tuned for it on dev (`save` also writes them into the shared processor)."""
         logits = self.path("lm", f"dev-{model}.npz")
         if not self._dev_logits_current(logits, model, languages):
@@ -566,9 +606,9 @@ class Recipe:
             shutil.rmtree(out, ignore_errors=True)  # resuming it would save logits of the new utterances only
             self.script("evaluate.py", "--model", self.model_dir(model), "--data", f"cv:{self.cv_root}",
                         "--split", "dev", "--languages", *languages, "--no-lm", "--save-logits", logits,
-                        "--out", out, *mapping_to_argv({k: v for k, v in self.config.evaluate.items() if k == "device"}))
+                        "--output_dir", out, *mapping_to_argv({k: v for k, v in self.config.evaluate.items() if k == "device"}))
         self.script("tune_lm.py", "--processor-dir", self.path("lm", "processor"), "--logits", logits,
-                    "--languages", *languages, "--output", self.lm_params_path(model), "--workers", str(self.step_threads),
+                    "--languages", *languages, "--output_dir", self.lm_params_dir(model), "--workers", str(self.step_threads),
                     *([] if save else ["--dry-run"]), *mapping_to_argv(self.config.tune_lm))
 
     def _weights(self, model: str) -> str:
@@ -599,7 +639,7 @@ class Recipe:
         self._drop_if_stale(os.path.join(out, "predictions.jsonl"), self._weights(name), params)
         self.script("evaluate.py", "--model", self.model_dir(name), "--data", f"cv:{self.cv_root}", "--split", "test",
                     "--languages", *languages, "--lm-dir", self.path("lm", "processor"), "--lm-params", params,
-                    "--out", out, *mapping_to_argv(self.config.evaluate))
+                    "--output_dir", out, *mapping_to_argv(self.config.evaluate))
 
     # -- the results manifest (what report.py renders, without importing this module)
     def manifest(self) -> dict:

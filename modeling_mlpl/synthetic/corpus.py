@@ -131,8 +131,8 @@ PRESETS: dict[str, CorpusSize] = {
         low_train_minutes=0.3, low_unlabelled_minutes=0.6, low_dev_minutes=0.2, low_test_minutes=0.2,
         text_sentences=200,
     ),
-    # DEMO_NOTES.md: ~20 min labelled per high-resource language; ~6 min labelled, ~70 min
-    # unlabelled, 4 min dev, 9 min test per low-resource language
+    # The prototype's sizes (docs/results.md, "The prototype"): ~20 min labelled per high-resource
+    # language; ~6 min labelled, ~70 min unlabelled, 4 min dev, 9 min test per low-resource language
     "demo": CorpusSize(
         high_resource=HIGH_RESOURCE, low_resource=LOW_RESOURCE,
         high_train_minutes=20.0, high_dev_minutes=2.0, high_test_minutes=2.0, high_unlabelled_minutes=0.0,
@@ -451,14 +451,14 @@ def _claim_plan(root: Path, digests: dict[str, str], size: CorpusSize, seed: int
         if not _same_as_generator_1_0(manifest, size, seed, variants):
             made_by = manifest.get("versions", {}).get("generator")
             raise ValueError(
-                f"{root} holds a corpus made by generator {made_by} with another plan: pass a new --out (or delete "
+                f"{root} holds a corpus made by generator {made_by} with another plan: pass a new --output_dir (or delete "
                 "the folder); the same seed and sizes with --set low_train_variants=none complete a 1.0 corpus"
             )
     clash = sorted(lang for lang, d in digests.items() if stored.get(lang, d) != d)
     if clash:
         raise ValueError(
             f"{root} already holds {' '.join(clash)} from another plan (seed, sizes or generator version): "
-            "pass a new --out (or delete the folder)"
+            "pass a new --output_dir (or delete the folder)"
         )
     root.mkdir(parents=True, exist_ok=True)
     merged = {"generator": GENERATOR_VERSION, "languages": dict(sorted({**stored, **digests}.items()))}

@@ -8,6 +8,7 @@ while saving resumes from the previous one.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import re
@@ -82,17 +83,24 @@ def check_checkpoint(directory: str, model_state: dict) -> None:
     size-mismatch traceback."""
     from safetensors import safe_open
 
+    from accelerate.utils import load
+
     weights = os.path.join(directory, "model.safetensors")
+    reading = os.path.join(directory, STATE_FILE)
     try:
-        with open(os.path.join(directory, STATE_FILE)) as f:
+        with open(reading) as f:
             json.load(f)
+        # accelerate's load_state reads the RNG states inside a bare `except` and only logs "Could not load
+        # random states" at INFO: a truncated one would resume silently with other random streams.
+        for reading in sorted(glob.glob(os.path.join(directory, "random_states_*.pkl"))):
+            load(reading)
         if not os.path.isfile(weights):
             return  # pytorch_model.bin checkpoints (safe_serialization off): left to load_state
+        reading = weights
         with safe_open(weights, framework="pt") as f:
             shapes = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
-    except Exception as err:  # noqa: BLE001 - safetensors, json and OS errors all mean "cannot be read"
-        name = STATE_FILE if isinstance(err, (json.JSONDecodeError, UnicodeDecodeError)) else "model.safetensors"
-        raise CorruptCheckpoint(f"{os.path.join(directory, name)} cannot be read ({type(err).__name__}: {err})") from None
+    except Exception as err:  # noqa: BLE001 - safetensors, json, pickle and OS errors all mean "cannot be read"
+        raise CorruptCheckpoint(f"{reading} cannot be read ({type(err).__name__}: {err})") from None
     for name, tensor in model_state.items():
         if name in shapes and shapes[name] != tuple(tensor.shape):
             raise CheckpointMismatch(f"{directory} holds another model: {name} is {list(shapes[name])} there but "

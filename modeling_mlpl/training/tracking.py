@@ -17,12 +17,28 @@ LOG_FILE = "log.jsonl"
 
 
 def read_log(output_dir_or_file: str) -> list[dict]:
-    """Records of a training log (a run's output_dir or the log.jsonl itself)."""
+    """Records of a training log (a run's output_dir or the log.jsonl itself).
+
+    A last line without its newline is a write cut short by a killed run: it is skipped with a warning
+    (the run resumes from a checkpoint before it anyway). A complete line that is not JSON cannot come
+    from the trainer and raises ValueError naming the file and line.
+    """
     path = output_dir_or_file
     if os.path.isdir(path):
         path = os.path.join(path, LOG_FILE)
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    records = []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                if not line.endswith("\n"):
+                    logger.warning("%s: skipped the partial last line %d (a run killed while writing it)", path, lineno)
+                    break
+                raise ValueError(f"{path}:{lineno} is not a JSON record ({err.msg})") from None
+    return records
 
 
 class MetricsLog:

@@ -72,6 +72,9 @@ BEST_DIR = "best_model"
 
 @dataclass
 class TrainResult:
+    """What `train` returns: where the model went, the last update, the best dev CER and its update, the
+    last dev result, what each source gave, and the unreadable recordings skipped (counted, not dropped)."""
+
     output_dir: str
     step: int
     best_metric: float | None

@@ -37,7 +37,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +45,7 @@ __all__ = [
     # rows
     "ShardWriter",
     "repair_shard",
+    "truncate_shard",
     "read_shard",
     "shard_path",
     "read_shards",
@@ -121,8 +122,46 @@ def read_shard(path: str | os.PathLike) -> Iterator[dict]:
                 logger.warning("%s:%d: not valid JSON, skipped", path, lineno)
 
 
+def truncate_shard(path: str | os.PathLike, keep: Callable[[dict], bool]) -> tuple[int, dict | None]:
+    """Cut a shard before its first row that `keep` rejects (a torn last line goes too). Returns the
+    rows removed and the last row kept (None: nothing kept).
+
+    For a log written in order and resumed from an earlier point than its end: training's batch-id log
+    resumes at a checkpoint, and the rows written after it are written again by the resumed run, so
+    they are removed rather than listed twice. A complete line that is not JSON is kept (as
+    :func:`read_shard` skips it); every row after the cut is removed, whatever `keep` says of it.
+    """
+    path = Path(path)
+    if not path.exists():
+        return 0, None
+    repair_shard(path)
+    cut, removed, last = None, 0, None
+    with open(path, "rb+") as f:
+        offset = 0
+        for lineno, raw in enumerate(f, 1):
+            if cut is None:
+                try:
+                    row = json.loads(raw)
+                except json.JSONDecodeError:
+                    logger.warning("%s:%d: not valid JSON, kept", path, lineno)
+                    row = None
+                if row is not None and not keep(row):
+                    cut = offset
+                elif row is not None:
+                    last = row
+            removed += cut is not None
+            offset += len(raw)
+        if cut is not None:
+            f.truncate(cut)
+            f.flush()
+            os.fsync(f.fileno())
+    return removed, last
+
+
 class ShardWriter:
-    """Appends rows to one shard (repaired first); each :meth:`write` is one batch, flushed and fsync'd."""
+    """Appends rows to one shard (repaired first); each :meth:`write` is one batch, flushed, and fsync'd
+    unless `fsync=False` (then the owner calls :meth:`sync` at its own durable points, e.g. a checkpoint:
+    a flushed row survives a killed process, only a machine crash can lose it)."""
 
     def __init__(self, path: str | os.PathLike, fsync: bool = True):
         self.path = Path(path)
@@ -140,6 +179,11 @@ class ShardWriter:
             if self.fsync:
                 os.fsync(self._file.fileno())
         return len(data)
+
+    def sync(self) -> None:
+        """fsync what was written so far (for a writer made with `fsync=False`)."""
+        self._file.flush()
+        os.fsync(self._file.fileno())
 
     def close(self) -> None:
         self._file.close()

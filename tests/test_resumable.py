@@ -19,6 +19,7 @@ from modeling_mlpl.resumable import (
     model_identity,
     read_shard,
     repair_shard,
+    truncate_shard,
     same_path,
     shard_path,
 )
@@ -65,6 +66,32 @@ def test_a_torn_last_line_is_not_read_and_the_next_writer_replaces_it(tmp_path):
     with ShardWriter(path) as writer:
         writer.write([{"id": "c"}])
     assert path.read_bytes() == b'{"id": "a"}\n{"id": "b"}\n{"id": "c"}\n'
+
+
+def test_truncate_shard_cuts_before_the_first_rejected_row_and_a_torn_line(tmp_path):
+    path = tmp_path / "batch_ids.rank0.jsonl"
+    path.write_bytes(b'{"step": 0}\n{"step": 1}\n{"step": 2}\n{"step": 1}\n{"step": 3, "id')
+    removed, last = truncate_shard(path, lambda row: row["step"] < 2)
+    # The row after the cut goes too although `keep` would accept it: the log is cut, not filtered.
+    assert (removed, last) == (2, {"step": 1})
+    assert path.read_bytes() == b'{"step": 0}\n{"step": 1}\n'
+
+
+def test_truncate_shard_of_a_missing_or_fully_kept_file_changes_nothing(tmp_path):
+    assert truncate_shard(tmp_path / "absent.jsonl", lambda row: False) == (0, None)
+    path = tmp_path / "kept.jsonl"
+    path.write_bytes(b'{"step": 0}\n')
+    assert truncate_shard(path, lambda row: True) == (0, {"step": 0})
+    assert path.read_bytes() == b'{"step": 0}\n'
+
+
+def test_a_writer_without_per_batch_fsync_still_flushes_every_batch(tmp_path):
+    path = tmp_path / "log.jsonl"
+    writer = ShardWriter(path, fsync=False)
+    writer.write([{"id": "a"}])
+    assert path.read_bytes() == b'{"id": "a"}\n'  # readable by another process before sync or close
+    writer.sync()
+    writer.close()
 
 
 def test_completed_ids_are_those_of_every_rank_of_the_kinds_asked_for(tmp_path):

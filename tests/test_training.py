@@ -80,22 +80,34 @@ class Interrupt(Exception):
     pass
 
 
-def _ids_by_step(out: str) -> dict[int, list[str]]:
-    by_step = {}
+def _batch_rows(out: str) -> list[tuple[int, list[str]]]:
+    """(update, ids) of every row of the batch-id log, in file order."""
     with open(os.path.join(out, "batch_ids.rank0.jsonl")) as f:
-        for line in f:
-            record = json.loads(line)
-            by_step[record["step"]] = record["ids"]  # a resumed run rewrites the lost steps
-    return by_step
+        return [(r["step"], r["ids"]) for r in map(json.loads, f)]
 
 
-def test_killed_run_resumes_with_the_same_data_order_and_weights(corpus, tmp_path):
-    # Dropout, layerdrop, crops and SpecAugment all draw random numbers: resume must restore them all.
-    common = dict(cv_root=str(corpus / "cv"), train_datasets=[str(corpus / "pl")], max_steps=9, save_steps=3,
-                  crop_steps=4, crop_seconds=1.0, specaugment_start_step=2, log_batch_ids=True, max_batch_seconds=4.0)  # fmt: skip
-    full = str(tmp_path / "full")
-    train(*tiny_training_args(full, **common))
+# Dropout, layerdrop, crops and SpecAugment all draw random numbers: resume must restore them all.
+RESUMED = dict(max_steps=9, save_steps=3, crop_steps=4, crop_seconds=1.0, specaugment_start_step=2,
+               log_batch_ids=True, max_batch_seconds=4.0)  # fmt: skip
 
+
+def resumed_flags(corpus, **overrides) -> dict:
+    return RESUMED | dict(cv_root=str(corpus / "cv"), train_datasets=[str(corpus / "pl")]) | overrides
+
+
+def resumed_args(out: str, corpus, **overrides):
+    return tiny_training_args(out, **resumed_flags(corpus, **overrides))
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(corpus, tmp_path_factory):
+    """The run that the killed-and-resumed runs must reproduce."""
+    out = str(tmp_path_factory.mktemp("uninterrupted") / "out")
+    train(*resumed_args(out, corpus))
+    return out
+
+
+def test_killed_run_resumes_with_the_same_data_order_and_weights(corpus, uninterrupted, tmp_path):
     killed = str(tmp_path / "killed")
 
     def die_at_step_7(state):
@@ -103,17 +115,54 @@ def test_killed_run_resumes_with_the_same_data_order_and_weights(corpus, tmp_pat
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        train(*tiny_training_args(killed, **common), step_callback=die_at_step_7)
+        train(*resumed_args(killed, corpus), step_callback=die_at_step_7)
     assert TrainerState.load(list_checkpoints(killed)[-1]).step == 6
-    result = train(*tiny_training_args(killed, resume=True, **common))
+    result = train(*resumed_args(killed, corpus, resume=True))
     assert result.step == 9
 
-    assert _ids_by_step(full) == _ids_by_step(killed)
-    a, b = load_file(os.path.join(full, "model.safetensors")), load_file(os.path.join(killed, "model.safetensors"))
+    # Every batch once, in order: the rows of update 6 written before the kill are not listed twice.
+    assert _batch_rows(uninterrupted) == _batch_rows(killed)
+    a, b = load_file(os.path.join(uninterrupted, "model.safetensors")), load_file(os.path.join(killed, "model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
     # The log describes one run: no duplicated updates from before the kill.
     steps = [r["step"] for r in read_log(killed) if r["type"] == "train"]
     assert steps == sorted(set(steps))
+
+
+def test_batch_id_log_is_on_disk_up_to_the_last_update_while_training(corpus, tmp_path):
+    out = str(tmp_path / "out")
+    seen = []
+
+    def read_log_from_outside(state):
+        seen.append(sorted({step for step, _ in _batch_rows(out)}))
+
+    train(*resumed_args(out, corpus, max_steps=4, crop_steps=0), step_callback=read_log_from_outside)
+    assert seen == [list(range(n)) for n in range(1, 5)]
+
+
+SIGKILL_AT_7 = """
+import os, signal, sys
+sys.path[:0] = [{repo!r}, {tests!r}]
+from helpers_training import tiny_training_args
+from modeling_mlpl.training import train
+def die(state):
+    if state.step == 7:
+        os.kill(os.getpid(), signal.SIGKILL)
+train(*tiny_training_args({out!r}, **{args!r}), step_callback=die)
+"""
+
+
+@pytest.mark.slow
+def test_batch_id_log_of_a_sigkilled_and_resumed_run_equals_the_uninterrupted_one(corpus, uninterrupted, tmp_path):
+    killed = str(tmp_path / "killed")
+    child = SIGKILL_AT_7.format(repo=REPO, tests=os.path.join(REPO, "tests"), out=killed, args=resumed_flags(corpus))
+    proc = subprocess.run([sys.executable, "-c", child], cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    assert proc.returncode == -9, proc.stderr[-3000:]
+    assert TrainerState.load(list_checkpoints(killed)[-1]).step == 6
+    assert [step for step, _ in _batch_rows(killed)][-1] == 6  # flushed per batch: nothing lost to the kill
+    train(*resumed_args(killed, corpus, resume=True))
+    assert _batch_rows(killed) == _batch_rows(uninterrupted)
 
 
 def test_cropping_keeps_the_characters_aligned_inside_the_crop(corpus):

@@ -274,7 +274,9 @@ class MLPLTrainingArguments:
     )
     tensorboard: bool = field(default=True, metadata={"help": "Also log to TensorBoard (output_dir/runs)."})
     log_batch_ids: bool = field(
-        default=False, metadata={"help": "Write the utterance ids of every batch to batch_ids.rank<R>.jsonl (checks)."}
+        default=False, metadata={"help": "Write the utterance ids of every batch to OUTPUT_DIR/batch_ids.rank<R>.jsonl, one row per "
+                                   "micro-batch (step, epoch, kind, ids); a resumed run continues it from its checkpoint, "
+                                   "so it lists every batch trained on once, in order."}
     )
     # Hub publishing (modeling_mlpl.hub.maybe_push_to_hub reads these names).
     push_to_hub: bool = field(default=False, metadata={"help": "Upload the final model (+ card) when training ends."})

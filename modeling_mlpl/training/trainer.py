@@ -4,6 +4,11 @@ Why a hand-written loop rather than `transformers.Trainer`: batches are planned 
 per process (the data helper's length-bucketing sampler, already split by rank), the crop warm-up
 and SpecAugment switch on and off by update number, and resume must continue from the exact batch
 of the epoch. Accelerate provides devices, DDP, mixed precision and `save_state`.
+
+Reading order (as nanoGPT's train.py): :func:`train` is one run in a dozen lines (set-up, resume, the
+epochs, the end) and the functions below it follow the order it calls them. What a run builds once
+(:class:`Setup`) is kept apart from what its updates change (:class:`Loop`, whose `state` is the
+checkpointed :class:`~.checkpointing.TrainerState`), so a function's signature says which it may change.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
 
 import numpy as np
@@ -33,6 +38,7 @@ from ..data.specs import DataSpec, DataSpecError, open_dataset
 from ..feature_extraction_mlpl import MLPLFeatureExtractor
 from ..modeling_mlpl import MLPLForCTC
 from ..processing_mlpl import MLPLProcessor
+from ..resumable import ShardWriter, truncate_shard
 from ..tokenization_mlpl import MLPLTokenizer
 from .arguments import (
     ConfigError,
@@ -66,6 +72,9 @@ BEST_DIR = "best_model"
 
 @dataclass
 class TrainResult:
+    """What `train` returns: where the model went, the last update, the best dev CER and its update, the
+    last dev result, what each source gave, and the unreadable recordings skipped (counted, not dropped)."""
+
     output_dir: str
     step: int
     best_metric: float | None
@@ -75,7 +84,152 @@ class TrainResult:
     skipped_audio: int
 
 
-# ----------------------------------------------------------------------------------------------- set-up
+# ------------------------------------------------------------------------------------------ run state
+@dataclass(frozen=True)
+class Setup:
+    """What a run builds once, before its first update, and then only uses: the accelerator, the model
+    and its optimiser, the data and its batch plans, the dev sets, the PL cache, and (set by `open_logs`
+    once the resumed update is known) where the run reports. The objects inside change (weights,
+    optimiser moments, the PL cache's entries); which objects they are does not. Updates are `Loop`'s."""
+
+    args: MLPLTrainingArguments
+    accelerator: Accelerator
+    model: torch.nn.Module  # wrapped by Accelerate (DDP) when data-parallel
+    unwrapped: MLPLForCTC
+    processor: MLPLProcessor
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    train_set: TrainingSet
+    dev: DevSet | None
+    samplers: dict[bool, LengthBucketBatchSampler]  # cropped? -> batch plan of the epoch
+    semi: SlimIPL | None
+    work_dir: str
+    threads: int
+    loaders: dict = field(default_factory=dict)  # cropped? -> DataLoader, kept across epochs (see _epoch_loader)
+    logs: "Logs | None" = None
+
+    @property
+    def is_main(self) -> bool:
+        return self.accelerator.is_main_process
+
+
+@dataclass(frozen=True)
+class Logs:
+    """Where the run reports, opened after resume (each continues from the resumed update): the metrics
+    log, the progress bar and the --log_batch_ids writer (None without the flag)."""
+
+    metrics: MetricsLog
+    progress: tqdm
+    batch_ids: ShardWriter | None
+
+
+@dataclass
+class Loop:
+    """What the updates change. `state` is what a checkpoint saves and a resume restores (update, epoch,
+    batch position, best dev CER, counters: TrainerState); the rest starts afresh in a resumed run, which
+    always starts at an update boundary: the running sums of the log window, the micro-batches trained
+    (every gradient_accumulation_steps-th one ends an update) and the last dev result."""
+
+    state: TrainerState
+    start_step: int  # the update this run started at (train_results.json: updates_this_run)
+    window: "_Window"
+    micro: int = 0
+    last_eval: dict | None = None
+
+
+def train(model_args: ModelArguments, data_args: DataArguments, args: MLPLTrainingArguments,
+          step_callback: Callable[[TrainerState], None] | None = None) -> TrainResult:  # fmt: skip
+    """Train, evaluate, checkpoint and export to `args.output_dir` (see the module docstring): set-up,
+    resume, the epochs, the end. The functions below follow this order.
+
+    `step_callback(state)` runs after every update (tests use it to interrupt a run).
+    """
+    data = validate_arguments(model_args, data_args, args)
+    setup = setup_run(model_args, data_args, args, data)
+    state = resume_run(setup)
+    setup = replace(setup, logs=open_logs(setup, state, model_args, data_args))
+    loop = Loop(state, start_step=state.step, window=_Window())
+    setup.model.train()
+    while state.step < args.max_steps:
+        train_one_epoch(setup, loop, step_callback)
+    return finish(setup, loop)
+
+
+# ------------------------------------------------------------------------------------------- set-up
+def make_accelerator(args: MLPLTrainingArguments) -> Accelerator:
+    """The run's Accelerator (DDP's find_unused_parameters is set once the model is known: setup_run)."""
+    # Accelerate keeps one global state per process; reset it so that several runs in one process
+    # (tests, benchmarks) may use different precisions. The distributed set-up (PartialState) is kept.
+    AcceleratorState._reset_state(reset_partial_state=False)
+    cpu = args.use_cpu or not torch.cuda.is_available()
+    return Accelerator(
+        # Accelerate only sets up CPU data parallelism (gloo) when told it runs on CPU.
+        cpu=cpu,
+        mixed_precision=resolve_mixed_precision(args.mixed_precision, cuda=not cpu),
+        dynamo_backend="inductor" if args.torch_compile else "no",
+    )
+
+
+def setup_run(model_args: ModelArguments, data_args: DataArguments, args: MLPLTrainingArguments,
+              data: TrainingData | None = None) -> Setup:  # fmt: skip
+    """Accelerator, data, model, optimizer, schedule and batch plans of a run (nothing trained yet).
+    `data`: the specs :func:`validate_arguments` parsed (None: parsed here from `data_args`)."""
+    data = data if data is not None else resolve_data(data_args)
+    accelerator = make_accelerator(args)
+    is_main = accelerator.is_main_process
+    threads = configure_threads(args.num_threads, accelerator.state.num_processes if accelerator.device.type == "cpu" else 1)
+    logger.info("process %d/%d on %s, %d torch threads, mixed precision %s", accelerator.process_index,
+                accelerator.num_processes, accelerator.device, threads, accelerator.mixed_precision)  # fmt: skip
+    if is_main:
+        _prepare_output_dir(args, is_main)
+    accelerator.wait_for_everyone()
+    set_seed(args.seed)
+
+    train_sources, train_names = load_sources(data.train, data_args, "train")
+    data_languages = sorted({lang for ds in train_sources for lang in set(ds["language"])})
+    work_dir = tempfile.mkdtemp(prefix="mlpl-train-")
+    texts = [t for ds in train_sources for t in ds["text"]]
+    model, processor = build_model_and_processor(model_args, texts, data_languages, work_dir)
+    languages = model.config.languages
+    unknown = sorted(set(data_languages) - set(languages))
+    if unknown:
+        raise ConfigError(f"training data has language(s) {unknown} that the model does not know; it knows {languages}")
+    train_set = build_training_set(train_sources, train_names, processor.tokenizer, languages, data_args.train_weights,
+                                   args.crop_seconds, args.seed, processor.feature_extractor, args.feature_cache_gb)  # fmt: skip
+    dev_sources, _ = load_sources(data.eval, data_args, "eval")
+    dev = DevSet(dev_sources, data_args.max_eval_samples_per_language) if dev_sources else None
+    if dev is not None and len(dev) == 0:
+        dev = None
+
+    model.to(accelerator.device)  # before the optimizer: fused kernels need the parameters on the GPU
+    optimizer = build_optimizer(model, args)
+    scheduler = get_scheduler(args.lr_scheduler_type, optimizer, num_warmup_steps=args.warmup_steps,
+                              num_training_steps=args.max_steps)  # fmt: skip
+    accelerator.ddp_handler = DistributedDataParallelKwargs(find_unused_parameters=needs_unused_parameters(model.config))
+    model, optimizer = accelerator.prepare(model, optimizer)
+    # Not prepared: Accelerate would step it once per process per update.
+    accelerator.register_for_checkpointing(scheduler)
+    unwrapped = accelerator.unwrap_model(model)
+    semi = build_slimipl(data, data_args, args, accelerator, unwrapped, processor, train_set)
+
+    def make_sampler(cropped: bool) -> LengthBucketBatchSampler:
+        return LengthBucketBatchSampler(
+            train_set.cropped_durations if cropped else train_set.durations,
+            args.max_batch_seconds,
+            num_replicas=accelerator.num_processes,
+            rank=accelerator.process_index,
+            seed=args.seed,
+            shuffle=True,
+            max_batch_size=args.max_batch_size,
+        )
+
+    samplers = {False: make_sampler(False)}
+    if args.crop_steps > 0:
+        samplers[True] = make_sampler(True)
+    return Setup(args, accelerator, model, unwrapped, processor, optimizer, scheduler, train_set, dev, samplers, semi,
+                 work_dir, threads)  # fmt: skip
+
+
 def configure_threads(num_threads: int | None, local_processes: int = 1) -> int:
     """Set torch's intra-op threads. Default: this process's cores / processes on this machine, because
     oversubscribed threads wait on each other (2 threads on a busy 2-core machine: ~15 % speed)."""
@@ -257,144 +411,21 @@ def build_slimipl(data: TrainingData, data_args: DataArguments, args: MLPLTraini
     return semi
 
 
-def _mode(semi: SlimIPL | None) -> str:
-    return "supervised" if semi is None else "semi_supervised"
-
-
-def _with_unlabeled_batches(loader, semi: SlimIPL | None, state: TrainerState, model):
-    """The labelled loader's batches, with the PL cache's unlabelled batches put in front of a labelled one
-    whenever the coming update is an unlabelled one (see SlimIPLConfig.is_unlabeled_update). A labelled
-    batch fetched but not trained on when the loop stops is fetched again on resume (it is not counted)."""
-    for batch in loader:
-        if semi is not None and state.step >= semi.config.start_step:
-            semi.apply_dropout(model)
-            while semi.config.is_unlabeled_update(state.step):
-                yield semi.next_batch()
-        yield batch
-
-
-# -------------------------------------------------------------------------------------------- training
-@dataclass
-class _Run:
-    """Everything one training run holds, passed between its steps (set-up, resume, epochs, evaluation,
-    checkpoints, export), as icefall's train.py passes its `params`."""
-
-    args: MLPLTrainingArguments
-    accelerator: Accelerator
-    model: torch.nn.Module  # wrapped by Accelerate (DDP) when data-parallel
-    unwrapped: MLPLForCTC
-    processor: MLPLProcessor
-    optimizer: torch.optim.Optimizer
-    scheduler: object
-    train_set: TrainingSet
-    dev: DevSet | None
-    samplers: dict[bool, LengthBucketBatchSampler]  # cropped? -> batch plan of the epoch
-    semi: SlimIPL | None
-    work_dir: str
-    threads: int
-    state: TrainerState = field(default_factory=TrainerState)
-    log: MetricsLog | None = None
-    progress: tqdm | None = None
-    window: "_Window | None" = None
-    ids_file: object = None
-    last_eval: dict | None = None
-    micro: int = 0
-    start_step: int = 0
-    loaders: dict = field(default_factory=dict)  # cropped? -> DataLoader, kept across epochs (see _epoch_loader)
-
-    @property
-    def is_main(self) -> bool:
-        return self.accelerator.is_main_process
-
-
-def make_accelerator(args: MLPLTrainingArguments) -> Accelerator:
-    """The run's Accelerator (DDP's find_unused_parameters is set once the model is known: setup_run)."""
-    # Accelerate keeps one global state per process; reset it so that several runs in one process
-    # (tests, benchmarks) may use different precisions. The distributed set-up (PartialState) is kept.
-    AcceleratorState._reset_state(reset_partial_state=False)
-    cpu = args.use_cpu or not torch.cuda.is_available()
-    return Accelerator(
-        # Accelerate only sets up CPU data parallelism (gloo) when told it runs on CPU.
-        cpu=cpu,
-        mixed_precision=resolve_mixed_precision(args.mixed_precision, cuda=not cpu),
-        dynamo_backend="inductor" if args.torch_compile else "no",
-    )
-
-
-def setup_run(model_args: ModelArguments, data_args: DataArguments, args: MLPLTrainingArguments,
-              data: TrainingData | None = None) -> _Run:  # fmt: skip
-    """Accelerator, data, model, optimizer, schedule and batch plans of a run (nothing trained yet).
-    `data`: the specs :func:`validate_arguments` parsed (None: parsed here from `data_args`)."""
-    data = data if data is not None else resolve_data(data_args)
-    accelerator = make_accelerator(args)
-    is_main = accelerator.is_main_process
-    threads = configure_threads(args.num_threads, accelerator.state.num_processes if accelerator.device.type == "cpu" else 1)
-    logger.info("process %d/%d on %s, %d torch threads, mixed precision %s", accelerator.process_index,
-                accelerator.num_processes, accelerator.device, threads, accelerator.mixed_precision)  # fmt: skip
-    if is_main:
-        _prepare_output_dir(args, is_main)
-    accelerator.wait_for_everyone()
-    set_seed(args.seed)
-
-    train_sources, train_names = load_sources(data.train, data_args, "train")
-    data_languages = sorted({lang for ds in train_sources for lang in set(ds["language"])})
-    work_dir = tempfile.mkdtemp(prefix="mlpl-train-")
-    texts = [t for ds in train_sources for t in ds["text"]]
-    model, processor = build_model_and_processor(model_args, texts, data_languages, work_dir)
-    languages = model.config.languages
-    unknown = sorted(set(data_languages) - set(languages))
-    if unknown:
-        raise ConfigError(f"training data has language(s) {unknown} that the model does not know; it knows {languages}")
-    train_set = build_training_set(train_sources, train_names, processor.tokenizer, languages, data_args.train_weights,
-                                   args.crop_seconds, args.seed, processor.feature_extractor, args.feature_cache_gb)  # fmt: skip
-    dev_sources, _ = load_sources(data.eval, data_args, "eval")
-    dev = DevSet(dev_sources, data_args.max_eval_samples_per_language) if dev_sources else None
-    if dev is not None and len(dev) == 0:
-        dev = None
-
-    model.to(accelerator.device)  # before the optimizer: fused kernels need the parameters on the GPU
-    optimizer = build_optimizer(model, args)
-    scheduler = get_scheduler(args.lr_scheduler_type, optimizer, num_warmup_steps=args.warmup_steps,
-                              num_training_steps=args.max_steps)  # fmt: skip
-    accelerator.ddp_handler = DistributedDataParallelKwargs(find_unused_parameters=needs_unused_parameters(model.config))
-    model, optimizer = accelerator.prepare(model, optimizer)
-    # Not prepared: Accelerate would step it once per process per update.
-    accelerator.register_for_checkpointing(scheduler)
-    unwrapped = accelerator.unwrap_model(model)
-    semi = build_slimipl(data, data_args, args, accelerator, unwrapped, processor, train_set)
-
-    def make_sampler(cropped: bool) -> LengthBucketBatchSampler:
-        return LengthBucketBatchSampler(
-            train_set.cropped_durations if cropped else train_set.durations,
-            args.max_batch_seconds,
-            num_replicas=accelerator.num_processes,
-            rank=accelerator.process_index,
-            seed=args.seed,
-            shuffle=True,
-            max_batch_size=args.max_batch_size,
-        )
-
-    samplers = {False: make_sampler(False)}
-    if args.crop_steps > 0:
-        samplers[True] = make_sampler(True)
-    return _Run(args, accelerator, model, unwrapped, processor, optimizer, scheduler, train_set, dev, samplers, semi,
-                work_dir, threads, state=TrainerState(epoch_cropped=args.crop_steps > 0))  # fmt: skip
-
-
-def resume_run(run: _Run) -> None:
-    """Load the checkpoint named by --resume_from_checkpoint, or the latest readable one with --resume
-    (a truncated last checkpoint is named in the log and the one before it used)."""
-    args = run.args
+def resume_run(setup: Setup) -> TrainerState:
+    """The loop state to start from: the checkpoint named by --resume_from_checkpoint, or the latest
+    readable one with --resume (a truncated last checkpoint is named in the log and the one before it
+    used), loaded into the model, optimiser, schedule, RNGs and PL cache; else a fresh state."""
+    args = setup.args
     explicit = args.resume_from_checkpoint
     candidates = [explicit] if explicit else list(reversed(list_checkpoints(args.output_dir))) if args.resume else []
     if args.resume and not explicit and not candidates:
         logger.warning("--resume: no checkpoint in %s yet, starting from scratch", args.output_dir)
-    model_state = run.unwrapped.state_dict()
+    model_state = setup.unwrapped.state_dict()
     for k, directory in enumerate(candidates):
         try:
             check_checkpoint(directory, model_state)
-            run.accelerator.load_state(directory)
-            run.state = TrainerState.load(directory)
+            setup.accelerator.load_state(directory)
+            state = TrainerState.load(directory)
         except CheckpointMismatch as err:
             raise ConfigError(f"cannot resume: {err}{_started_with(args.output_dir)}; resume with the same --preset/"
                               "--init_from/--tokenizer_dir, or pass --overwrite_output_dir to start afresh") from None
@@ -409,12 +440,14 @@ def resume_run(run: _Run) -> None:
                                   f"{reason}); pass --overwrite_output_dir to start afresh") from None  # fmt: skip
             logger.warning("--resume: %s; resuming from the previous checkpoint %s instead", reason, candidates[k + 1])
             continue
-        if run.semi is not None and run.semi.load(directory):
-            logger.info("resumed the PL cache: %d entries, %d refreshes so far", len(run.semi.state.entries),
-                        run.semi.state.refreshes)  # fmt: skip
-        logger.info("resumed from %s at update %d (epoch %d, batch %d)", directory, run.state.step, run.state.epoch,
-                    run.state.batches_consumed)  # fmt: skip
-        return
+        if setup.semi is not None and setup.semi.load(directory):
+            logger.info("resumed the PL cache: %d entries, %d refreshes so far", len(setup.semi.state.entries),
+                        setup.semi.state.refreshes)  # fmt: skip
+        logger.info("resumed from %s at update %d (epoch %d, batch %d)", directory, state.step, state.epoch,
+                    state.batches_consumed)  # fmt: skip
+        return state
+    # A fresh run: the crop warm-up (if any) plans the first epoch's batches for cropped lengths.
+    return TrainerState(epoch_cropped=args.crop_steps > 0)
 
 
 def _started_with(output_dir: str) -> str:
@@ -428,103 +461,56 @@ def _started_with(output_dir: str) -> str:
     return f" (the run in {output_dir} was started with {how})"
 
 
-def open_logs(run: _Run, model_args: ModelArguments, data_args: DataArguments) -> None:
+def open_logs(setup: Setup, state: TrainerState, model_args: ModelArguments, data_args: DataArguments) -> Logs:
     """Metrics log (truncated to the resumed update), training_args.json, batch-id log, progress bar."""
-    args, state = run.args, run.state
-    run.log = MetricsLog(args.output_dir, enabled=run.is_main, tensorboard=args.tensorboard, truncate_after=state.step)
-    if run.is_main:
+    args = setup.args
+    metrics = MetricsLog(args.output_dir, enabled=setup.is_main, tensorboard=args.tensorboard, truncate_after=state.step)
+    if setup.is_main:
         with open(os.path.join(args.output_dir, "training_args.json"), "w") as f:
-            json.dump(arguments_to_dict(model_args, data_args, args) | {"num_threads": run.threads,
-                      "num_processes": run.accelerator.num_processes, "training_mode": _mode(run.semi)}, f, indent=2)  # fmt: skip
-        for stat in run.train_set.stats:
-            run.log.text("data", stat.line())
-    if args.log_batch_ids:
-        run.ids_file = open(os.path.join(args.output_dir, f"batch_ids.rank{run.accelerator.process_index}.jsonl"), "a")
-    run.progress = tqdm(total=args.max_steps, initial=state.step, disable=not run.is_main, desc="training", unit="upd")
-    run.window = _Window()
-    run.start_step = state.step
+            json.dump(arguments_to_dict(model_args, data_args, args) | {"num_threads": setup.threads,
+                      "num_processes": setup.accelerator.num_processes, "training_mode": _mode(setup.semi)}, f, indent=2)  # fmt: skip
+        for stat in setup.train_set.stats:
+            metrics.text("data", stat.line())
+    batch_ids = open_batch_id_log(args.output_dir, setup.accelerator.process_index, state.step) if args.log_batch_ids else None
+    progress = tqdm(total=args.max_steps, initial=state.step, disable=not setup.is_main, desc="training", unit="upd")
+    return Logs(metrics, progress, batch_ids)
 
 
-def save_checkpoint(run: _Run) -> None:
-    """accelerator.save_state + the PL cache + trainer_state.json (written last: marks it complete)."""
-    state = run.state
-    directory = checkpoint_dir(run.args.output_dir, state.step)
-    run.accelerator.save_state(directory)
-    state.sampler_state = run.samplers[state.epoch_cropped].state_dict(state.batches_consumed)
-    if run.semi is not None:
-        run.semi.save(directory)
-    if run.is_main:
-        state.save(directory)
-        rotate_checkpoints(run.args.output_dir, run.args.save_total_limit)
-    run.accelerator.wait_for_everyone()
+def open_batch_id_log(output_dir: str, rank: int, step: int) -> ShardWriter:
+    """This process's batch-id log (one row per micro-batch: the update it is trained in, epoch, kind,
+    ids), cut to the rows of updates before `step`, where the run starts: rows written after the
+    checkpoint it resumes from were lost with that update, and are written again. Rows are flushed per
+    batch (a killed process loses none) and fsync'd with each checkpoint (save_checkpoint)."""
+    path = os.path.join(output_dir, f"batch_ids.rank{rank}.jsonl")
+    removed, last = truncate_shard(path, lambda row: row["step"] < step)
+    if removed:
+        logger.info("%s: removed %d row(s) of updates from %d on, which this run does again", path, removed, step)
+    if step > 0 and (last is None or last["step"] < step - 1):
+        listed = "none" if last is None else f"updates up to {last['step'] + 1}"
+        logger.warning("%s lists %s, but the run resumes after update %d: the batches in between are not listed "
+                       "(was --log_batch_ids off before?)", path, listed, step)  # fmt: skip
+    return ShardWriter(path, fsync=False)
 
 
-def evaluate(run: _Run) -> dict | None:
-    """Dev-set CER on the main process (others wait); keeps the best model in BEST_DIR."""
-    if run.dev is None:
-        return None
-    args, state = run.args, run.state
-    result = None
-    if run.is_main:
-        result = evaluate_model(run.unwrapped, run.processor, run.dev, args.eval_max_batch_seconds or 2 * args.max_batch_seconds,
-                                run.accelerator.device, run.accelerator.autocast)  # fmt: skip
-        run.log.eval(state.step, result)
-        if state.best_metric is None or result["mean_cer"] < state.best_metric:
-            state.best_metric, state.best_step = result["mean_cer"], state.step
-            best = os.path.join(args.output_dir, BEST_DIR)
-            run.unwrapped.save_pretrained(best)
-            run.processor.save_pretrained(best)
-        run.progress.set_postfix(dev_cer=f"{result['mean_cer']:.3f}")
-        run.last_eval = result
-    run.accelerator.wait_for_everyone()
-    return result
-
-
-def _epoch_loader(run: _Run):
-    """This epoch's batches, from the sampler position a resumed run stopped at. One DataLoader per
-    batch plan (cropped or not) serves every epoch: its workers persist, and with them their feature
-    caches (a new loader per epoch re-spawned the workers and lost the caches at every epoch). The crop
-    warm-up's loader is let go when it is over (it never comes back)."""
-    state, args = run.state, run.args
-    sampler = run.samplers[state.epoch_cropped]
-    sampler.set_epoch(state.epoch)
-    if state.batches_consumed:
-        try:
-            sampler.load_state_dict({**(state.sampler_state or sampler.state_dict()), "epoch": state.epoch,
-                                     "batches_consumed": state.batches_consumed})  # fmt: skip
-        except ValueError as err:
-            raise ConfigError(f"cannot resume mid-epoch: {err} (did the training data or batch size change?)") from None
-    if not state.epoch_cropped:
-        run.loaders.pop(True, None)  # shuts its workers down
-    loader = run.loaders.get(state.epoch_cropped)
-    if loader is None:
-        tagged = TaggedBatchSampler(sampler, state.epoch_cropped, args.seed, state.epoch, state.batches_consumed)
-        loader = make_loader(run.train_set, tagged, run.processor, args.dataloader_num_workers,
-                             pin_memory=run.accelerator.device.type == "cuda")  # fmt: skip
-        run.loaders[state.epoch_cropped] = loader
-    else:
-        loader.batch_sampler.set_position(state.epoch, state.batches_consumed)
-    return loader
-
-
-def train_one_epoch(run: _Run, step_callback: Callable[[TrainerState], None] | None = None) -> None:
+# --------------------------------------------------------------------------------------------- the loop
+def train_one_epoch(setup: Setup, loop: Loop, step_callback: Callable[[TrainerState], None] | None = None) -> None:
     """Train until the epoch's batches run out, the crop warm-up ends (its batches were planned for
     cropped lengths) or max_steps is reached; logs, evaluates and checkpoints on the way."""
-    args, state, accelerator = run.args, run.state, run.accelerator
+    args, state = setup.args, loop.state
     cropped = state.epoch_cropped
-    params = [p for p in run.model.parameters() if p.requires_grad]
-    for batch in _with_unlabeled_batches(_epoch_loader(run), run.semi, state, run.unwrapped):
+    params = [p for p in setup.model.parameters() if p.requires_grad]
+    for batch in _with_unlabeled_batches(_epoch_loader(setup, state), setup.semi, state, setup.unwrapped):
         kind = batch.get("kind", "labeled")
         state.batches_consumed += kind == "labeled"
-        run.micro += 1
-        if run.ids_file is not None:
-            run.ids_file.write(json.dumps({"step": state.step, "epoch": state.epoch, "kind": kind, "ids": batch["ids"]}) + "\n")
-        _train_micro_batch(run.model, batch, params, accelerator, args, state, run.micro, run.window)
-        if run.micro % args.gradient_accumulation_steps:
+        loop.micro += 1
+        if setup.logs.batch_ids is not None:
+            setup.logs.batch_ids.write([{"step": state.step, "epoch": state.epoch, "kind": kind, "ids": batch["ids"]}])
+        _train_micro_batch(setup.model, batch, params, setup.accelerator, args, state, loop.micro, loop.window)
+        if loop.micro % args.gradient_accumulation_steps:
             continue
-        _optimizer_step(run)
+        _optimizer_step(setup, loop)
         end_epoch_early = cropped and state.step >= args.crop_steps
-        _after_update(run, end_epoch_early)
+        _after_update(setup, loop, end_epoch_early)
         if step_callback is not None:
             step_callback(state)
         if state.step >= args.max_steps or end_epoch_early:
@@ -534,89 +520,43 @@ def train_one_epoch(run: _Run, step_callback: Callable[[TrainerState], None] | N
     state.epoch_cropped = args.crop_steps > 0 and state.step < args.crop_steps
 
 
-def _optimizer_step(run: _Run) -> None:
-    args = run.args
-    grad_norm = None
-    if args.max_grad_norm > 0:  # a tensor: read (a host-device sync) only when the window is logged
-        grad_norm = run.accelerator.clip_grad_norm_(run.model.parameters(), args.max_grad_norm).detach()
-    run.optimizer.step()
-    run.scheduler.step()
-    run.optimizer.zero_grad(set_to_none=True)
-    run.state.step += 1
-    run.progress.update(1)
-    run.window.grad_norm = grad_norm
-
-
-def _after_update(run: _Run, end_epoch_early: bool) -> None:
-    """Log line, evaluation and checkpoint when due. `end_epoch_early`: the crop warm-up is over, the
-    rest of this epoch was planned for cropped lengths, so a new epoch starts (and is checkpointed)."""
-    args, state = run.args, run.state
-    if state.step % args.logging_steps == 0 or state.step == args.max_steps:
-        record = run.window.flush(run.accelerator, run.scheduler.get_last_lr()[0], state)
-        if run.semi is not None:
-            record.update(run.semi.log_fields())
-        run.log.train(state.step, record)
-        run.progress.set_postfix(loss=f"{record['loss']:.3f}", audio_s_per_s=f"{record['audio_seconds_per_second']:.0f}")
-    if (args.eval_steps and state.step % args.eval_steps == 0) or state.step == args.max_steps:
-        evaluate(run)
-    if state.step % args.save_steps == 0 or state.step == args.max_steps or end_epoch_early:
-        if end_epoch_early:
-            state.epoch, state.batches_consumed, state.epoch_cropped = state.epoch + 1, 0, False
-        save_checkpoint(run)
-
-
-def export_model(run: _Run) -> None:
-    """The final (or best) model + processor and train_results.json in output_dir (main process)."""
-    args, state = run.args, run.state
-    best = os.path.join(args.output_dir, BEST_DIR)
-    if args.load_best_model_at_end and state.best_step is not None and os.path.isdir(best):
-        logger.info("exporting the best checkpoint (update %d, mean dev CER %.4f)", state.best_step, state.best_metric)
-        exported = MLPLForCTC.from_pretrained(best)
+def _epoch_loader(setup: Setup, state: TrainerState):
+    """This epoch's batches, from the sampler position a resumed run stopped at. One DataLoader per
+    batch plan (cropped or not) serves every epoch: its workers persist, and with them their feature
+    caches (a new loader per epoch re-spawned the workers and lost the caches at every epoch). The crop
+    warm-up's loader is let go when it is over (it never comes back)."""
+    args = setup.args
+    sampler = setup.samplers[state.epoch_cropped]
+    sampler.set_epoch(state.epoch)
+    if state.batches_consumed:
+        try:
+            sampler.load_state_dict({**(state.sampler_state or sampler.state_dict()), "epoch": state.epoch,
+                                     "batches_consumed": state.batches_consumed})  # fmt: skip
+        except ValueError as err:
+            raise ConfigError(f"cannot resume mid-epoch: {err} (did the training data or batch size change?)") from None
+    if not state.epoch_cropped:
+        setup.loaders.pop(True, None)  # shuts its workers down
+    loader = setup.loaders.get(state.epoch_cropped)
+    if loader is None:
+        tagged = TaggedBatchSampler(sampler, state.epoch_cropped, args.seed, state.epoch, state.batches_consumed)
+        loader = make_loader(setup.train_set, tagged, setup.processor, args.dataloader_num_workers,
+                             pin_memory=setup.accelerator.device.type == "cuda")  # fmt: skip
+        setup.loaders[state.epoch_cropped] = loader
     else:
-        exported = run.unwrapped
-    exported.save_pretrained(args.output_dir)
-    run.processor.save_pretrained(args.output_dir)
-    summary = {
-        "step": state.step,
-        "updates_this_run": state.step - run.start_step,
-        "best_metric_mean_dev_cer": state.best_metric,
-        "best_step": state.best_step,
-        "skipped_unreadable_audio": state.skipped_audio,
-        "audio_hours_seen": state.audio_seconds / 3600,
-        "data": [s.__dict__ for s in run.train_set.stats],
-        "mode": _mode(run.semi),
-        "slimipl": run.semi.summary() if run.semi is not None else None,
-        "last_eval": {k: v for k, v in (run.last_eval or {}).items() if k != "predictions"},
-    }
-    with open(os.path.join(args.output_dir, "train_results.json"), "w") as f:
-        json.dump(summary, f, indent=2)
+        loader.batch_sampler.set_position(state.epoch, state.batches_consumed)
+    return loader
 
 
-def train(model_args: ModelArguments, data_args: DataArguments, args: MLPLTrainingArguments,
-          step_callback: Callable[[TrainerState], None] | None = None) -> TrainResult:  # fmt: skip
-    """Train, evaluate, checkpoint and export to `args.output_dir` (see the module docstring).
-
-    `step_callback(state)` runs after every update (tests use it to interrupt a run).
-    """
-    data = validate_arguments(model_args, data_args, args)
-    run = setup_run(model_args, data_args, args, data)
-    resume_run(run)
-    open_logs(run, model_args, data_args)
-    run.model.train()
-    while run.state.step < args.max_steps:
-        train_one_epoch(run, step_callback)
-    run.progress.close()
-    if run.ids_file is not None:
-        run.ids_file.close()
-    run.accelerator.wait_for_everyone()
-    if run.is_main:
-        export_model(run)
-    run.log.close()
-    run.accelerator.wait_for_everyone()
-    shutil.rmtree(run.work_dir, ignore_errors=True)
-    state = run.state
-    return TrainResult(args.output_dir, state.step, state.best_metric, state.best_step, run.last_eval, run.train_set.stats,
-                       state.skipped_audio)  # fmt: skip
+def _with_unlabeled_batches(loader, semi: SlimIPL | None, state: TrainerState, model):
+    """The labelled loader's batches, with the PL cache's unlabelled batches put in front of a labelled one
+    whenever the coming update is an unlabelled one (see SlimIPLConfig.is_unlabeled_update). A labelled
+    batch fetched but not trained on when the loop stops is fetched again on resume (it is not counted)."""
+    for batch in loader:
+        if semi is not None and state.step >= semi.config.start_step:
+            semi.apply_dropout(model)
+            while semi.config.is_unlabeled_update(state.step):
+                yield semi.next_batch()
+        yield batch
 
 
 def _train_micro_batch(model, batch: dict, params, accelerator: Accelerator, args: MLPLTrainingArguments,
@@ -648,6 +588,77 @@ def _train_micro_batch(model, batch: dict, params, accelerator: Accelerator, arg
         accelerator.backward(out.loss / args.gradient_accumulation_steps)
     window.add(out, batch)
     state.audio_seconds += batch["audio_seconds"]
+
+
+def _optimizer_step(setup: Setup, loop: Loop) -> None:
+    """Clip, step the optimiser and the schedule: one update."""
+    args = setup.args
+    grad_norm = None
+    if args.max_grad_norm > 0:  # a tensor: read (a host-device sync) only when the window is logged
+        grad_norm = setup.accelerator.clip_grad_norm_(setup.model.parameters(), args.max_grad_norm).detach()
+    setup.optimizer.step()
+    setup.scheduler.step()
+    setup.optimizer.zero_grad(set_to_none=True)
+    loop.state.step += 1
+    setup.logs.progress.update(1)
+    loop.window.grad_norm = grad_norm
+
+
+def _after_update(setup: Setup, loop: Loop, end_epoch_early: bool) -> None:
+    """Log line, evaluation and checkpoint when due. `end_epoch_early`: the crop warm-up is over, the
+    rest of this epoch was planned for cropped lengths, so a new epoch starts (and is checkpointed)."""
+    args, state, logs = setup.args, loop.state, setup.logs
+    if state.step % args.logging_steps == 0 or state.step == args.max_steps:
+        record = loop.window.flush(setup.accelerator, setup.scheduler.get_last_lr()[0], state)
+        if setup.semi is not None:
+            record.update(setup.semi.log_fields())
+        logs.metrics.train(state.step, record)
+        logs.progress.set_postfix(loss=f"{record['loss']:.3f}", audio_s_per_s=f"{record['audio_seconds_per_second']:.0f}")
+    if (args.eval_steps and state.step % args.eval_steps == 0) or state.step == args.max_steps:
+        evaluate(setup, loop)
+    if state.step % args.save_steps == 0 or state.step == args.max_steps or end_epoch_early:
+        if end_epoch_early:
+            state.epoch, state.batches_consumed, state.epoch_cropped = state.epoch + 1, 0, False
+        save_checkpoint(setup, state)
+
+
+def evaluate(setup: Setup, loop: Loop) -> dict | None:
+    """Dev-set CER on the main process (others wait); keeps the best model in BEST_DIR."""
+    if setup.dev is None:
+        return None
+    args, state = setup.args, loop.state
+    result = None
+    if setup.is_main:
+        result = evaluate_model(setup.unwrapped, setup.processor, setup.dev, args.eval_max_batch_seconds or 2 * args.max_batch_seconds,
+                                setup.accelerator.device, setup.accelerator.autocast)  # fmt: skip
+        setup.logs.metrics.eval(state.step, result)
+        if state.best_metric is None or result["mean_cer"] < state.best_metric:
+            state.best_metric, state.best_step = result["mean_cer"], state.step
+            best = os.path.join(args.output_dir, BEST_DIR)
+            setup.unwrapped.save_pretrained(best)
+            setup.processor.save_pretrained(best)
+        setup.logs.progress.set_postfix(dev_cer=f"{result['mean_cer']:.3f}")
+        loop.last_eval = result
+    setup.accelerator.wait_for_everyone()
+    return result
+
+
+def save_checkpoint(setup: Setup, state: TrainerState) -> None:
+    """accelerator.save_state + the PL cache + trainer_state.json, written last by the main process once
+    every process has saved its part: it marks the checkpoint complete. The batch-id log is fsync'd
+    first, so a complete checkpoint never lists fewer batches than it trained on."""
+    if setup.logs.batch_ids is not None:
+        setup.logs.batch_ids.sync()
+    directory = checkpoint_dir(setup.args.output_dir, state.step)
+    setup.accelerator.save_state(directory)
+    state.sampler_state = setup.samplers[state.epoch_cropped].state_dict(state.batches_consumed)
+    if setup.semi is not None:
+        setup.semi.save(directory)
+    setup.accelerator.wait_for_everyone()
+    if setup.is_main:
+        state.save(directory)
+        rotate_checkpoints(setup.args.output_dir, setup.args.save_total_limit)
+    setup.accelerator.wait_for_everyone()
 
 
 class _Window:
@@ -705,6 +716,58 @@ class _Window:
         return record
 
 
-__all__ = ["train", "TrainResult", "configure_threads", "build_model_and_processor", "build_training_set",
-           "build_optimizer", "optimizer_kernels", "resolve_mixed_precision", "needs_unused_parameters", "build_slimipl", "load_sources", "setup_run", "resume_run", "open_logs", "train_one_epoch",
-           "evaluate", "save_checkpoint", "export_model", "BEST_DIR"]  # fmt: skip
+
+# ---------------------------------------------------------------------------------------------- the end
+def finish(setup: Setup, loop: Loop) -> TrainResult:
+    """Close the logs, export the model (main process) and remove the run's scratch folder. The barriers
+    keep the other processes from returning before the export they may read is written."""
+    logs, state = setup.logs, loop.state
+    logs.progress.close()
+    if logs.batch_ids is not None:
+        logs.batch_ids.close()
+    setup.accelerator.wait_for_everyone()
+    if setup.is_main:
+        export_model(setup, loop)
+    logs.metrics.close()
+    setup.accelerator.wait_for_everyone()
+    shutil.rmtree(setup.work_dir, ignore_errors=True)
+    return TrainResult(setup.args.output_dir, state.step, state.best_metric, state.best_step, loop.last_eval,
+                       setup.train_set.stats, state.skipped_audio)  # fmt: skip
+
+
+def export_model(setup: Setup, loop: Loop) -> None:
+    """The final (or best) model + processor and train_results.json in output_dir (main process)."""
+    args, state = setup.args, loop.state
+    best = os.path.join(args.output_dir, BEST_DIR)
+    if args.load_best_model_at_end and state.best_step is not None and os.path.isdir(best):
+        logger.info("exporting the best checkpoint (update %d, mean dev CER %.4f)", state.best_step, state.best_metric)
+        exported = MLPLForCTC.from_pretrained(best)
+    else:
+        exported = setup.unwrapped
+    exported.save_pretrained(args.output_dir)
+    setup.processor.save_pretrained(args.output_dir)
+    summary = {
+        "step": state.step,
+        "updates_this_run": state.step - loop.start_step,
+        "best_metric_mean_dev_cer": state.best_metric,
+        "best_step": state.best_step,
+        "skipped_unreadable_audio": state.skipped_audio,
+        "audio_hours_seen": state.audio_seconds / 3600,
+        "data": [s.__dict__ for s in setup.train_set.stats],
+        "mode": _mode(setup.semi),
+        "slimipl": setup.semi.summary() if setup.semi is not None else None,
+        "last_eval": {k: v for k, v in (loop.last_eval or {}).items() if k != "predictions"},
+    }
+    with open(os.path.join(args.output_dir, "train_results.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+
+
+def _mode(semi: SlimIPL | None) -> str:
+    """The training mode named in training_args.json and train_results.json."""
+    return "supervised" if semi is None else "semi_supervised"
+
+
+__all__ = ["train", "TrainResult", "Setup", "Logs", "Loop", "configure_threads", "build_model_and_processor",
+           "build_training_set", "build_optimizer", "optimizer_kernels", "resolve_mixed_precision", "needs_unused_parameters",
+           "build_slimipl", "load_sources", "setup_run", "resume_run", "open_logs", "train_one_epoch", "evaluate",
+           "save_checkpoint", "finish", "export_model", "BEST_DIR"]  # fmt: skip

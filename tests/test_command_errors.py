@@ -105,7 +105,7 @@ def _argv_into(name, tmp_path, lm_processor, output_dir):
     text = tmp_path / "en.txt"
     text.write_text("a cat\n")
     return {
-        "train": ["--output_dir", output_dir],
+        "train": ["--preset", "tiny", "--train_data", f"cv:{run}", "--output_dir", output_dir],
         "evaluate": ["--model", str(run), "--data", f"cv:{tmp_path}/cv", "--output_dir", output_dir],
         "build_lm": ["--text", f"en={text}", "--output_dir", output_dir],
         "plot_training": [str(run), "--output_dir", output_dir],

@@ -54,6 +54,7 @@ from modeling_mlpl.training import (
     MLPLTrainingArguments,
     ModelArguments,
     train,
+    validate_arguments,
 )
 
 logger = logging.getLogger("train")
@@ -107,13 +108,15 @@ def main(argv: list[str] | None = None) -> int:
             level=logging.INFO if rank == 0 else logging.WARNING,
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
-        ensure_output_dir(training_args.output_dir)  # a file there, or no permission: before any work
+        # Every check before anything is written or trained: a refused run leaves no output folder behind.
+        data = validate_arguments(model_args, data_args, training_args)
         if training_args.push_to_hub:  # fail before hours of training, not after
             if not training_args.hub_model_id:
                 raise HubError("--push_to_hub needs --hub_model_id user/name")
             if not training_args.hub_dry_run:
                 resolve_token(training_args.hub_token)
-        result = train(model_args, data_args, training_args)
+        ensure_output_dir(training_args.output_dir)  # a file there, or no permission
+        result = train(model_args, data_args, training_args, data=data)
         if rank == 0:
             maybe_push_to_hub(result.output_dir, training_args, stage=training_args.hub_stage)
     except (ConfigError, HubError, UserError) as err:

@@ -138,13 +138,16 @@ class Loop:
 
 
 def train(model_args: ModelArguments, data_args: DataArguments, args: MLPLTrainingArguments,
-          step_callback: Callable[[TrainerState], None] | None = None) -> TrainResult:  # fmt: skip
+          step_callback: Callable[[TrainerState], None] | None = None,
+          data: TrainingData | None = None) -> TrainResult:  # fmt: skip
     """Train, evaluate, checkpoint and export to `args.output_dir` (see the module docstring): set-up,
     resume, the epochs, the end. The functions below follow this order.
 
-    `step_callback(state)` runs after every update (tests use it to interrupt a run).
+    `step_callback(state)` runs after every update (tests use it to interrupt a run). `data`: what
+    :func:`validate_arguments` returned for these arguments, when the caller checked them already.
     """
-    data = validate_arguments(model_args, data_args, args)
+    if data is None:
+        data = validate_arguments(model_args, data_args, args)
     setup = setup_run(model_args, data_args, args, data)
     state = resume_run(setup)
     setup = replace(setup, logs=open_logs(setup, state, model_args, data_args))

@@ -195,6 +195,10 @@ class Recipe:
         self.text_dir = corpus.get("text_dir") or (self.corpus_dir and os.path.join(self.corpus_dir, "text"))
         if not self.cv_root or not self.vp_root:
             raise RecipeError("corpus needs `dir` (synthetic corpus) or both `cv_root` and `voxpopuli_root`")
+        # Log-mel frames shared by every training run on this corpus (modeling_mlpl.feature_cache), next to
+        # the corpus: its runs (and other experiments on it) read each utterance's features from there.
+        corpus_root = self.corpus_dir or self.cv_root
+        self.feature_cache_dir = corpus.get("feature_cache_dir") or f"{corpus_root.rstrip(os.sep)}.feature_cache"
 
     # -- paths
     def path(self, *parts: str) -> str:
@@ -244,7 +248,8 @@ class Recipe:
             raise RecipeError(f"{name} exited with code {code}{where}; command: {' '.join(cmd)}")
 
     def train(self, output: str, *argv: str, block: dict) -> None:
-        options = {**self.config.train_common, **block, "seed": self.seed, "num_threads": self.step_threads}
+        options = {"feature_cache_dir": self.feature_cache_dir, **self.config.train_common, **block, "seed": self.seed,
+                   "num_threads": self.step_threads}  # fmt: skip
         self.script("train.py", *argv, *mapping_to_argv(options), "--output_dir", output, "--resume", "true")
 
     # -- the plan

@@ -183,6 +183,13 @@ class MLPLTrainingArguments:
                   "in later epochs, and of whole aligned recordings, whose random crops are sliced from them: on "
                   "CPU, features cost more than a small model's update. 0 = off."},
     )
+    feature_cache_dir: str | None = field(
+        default=None,
+        metadata={"help": "Folder of the on-disk log-mel cache shared by every run on the same audio (each whole "
+                  "utterance's features computed once, by the first run that meets it; entries keyed by the audio "
+                  "file, its size and mtime, the segment and the feature settings, so a changed file or setting "
+                  "misses). Default: $MLPL_FEATURE_CACHE; neither set: no disk cache. The recipe sets one per corpus."},
+    )
     dataloader_num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes (0 = in process)."})
     specaugment_start_step: int = field(
         default=50_000, metadata={"help": "Update from which SpecAugment is applied (paper 50k; -1 = never)."}

@@ -31,6 +31,7 @@ from ..augment import spec_augment
 from ..configuration_mlpl import MLPLConfig
 from ..data.sampler import LengthBucketBatchSampler
 from ..data.specs import TRAINING_KINDS, open_dataset
+from ..feature_cache import FeatureCache
 from ..feature_extraction_mlpl import MLPLFeatureExtractor
 from ..modeling_mlpl import MLPLForCTC
 from ..processing_mlpl import MLPLProcessor
@@ -156,7 +157,7 @@ def build_model_and_processor(model_args: ModelArguments, texts: list[str], data
 
 def build_training_set(datasets: list, names: list[str], tokenizer: MLPLTokenizer, languages: list[str],
                        weights: list[float] | None, crop_seconds: float, seed: int, feature_extractor=None,
-                       feature_cache_gb: float = 0.0) -> TrainingSet:  # fmt: skip
+                       feature_cache_gb: float = 0.0, feature_cache: FeatureCache | None = None) -> TrainingSet:  # fmt: skip
     """Filter every source for this model, expand by weight, and report what was dropped."""
     vocabulary = list(tokenizer.get_vocab())
     weights = weights or [1.0] * len(datasets)
@@ -173,7 +174,7 @@ def build_training_set(datasets: list, names: list[str], tokenizer: MLPLTokenize
     if not entries:
         raise ConfigError("no usable training utterances left after filtering: " + "; ".join(s.line() for s in stats))
     return TrainingSet(datasets, entries, {lang: i for i, lang in enumerate(languages)}, crop_seconds, seed, stats,
-                       feature_extractor, feature_cache_gb)  # fmt: skip
+                       feature_extractor, feature_cache_gb, feature_cache)  # fmt: skip
 
 
 def optimizer_kernels(params: list[torch.Tensor]) -> dict:
@@ -367,7 +368,8 @@ def setup_run(model_args: ModelArguments, data_args: DataArguments, args: MLPLTr
     if unknown:
         raise ConfigError(f"training data has language(s) {unknown} that the model does not know; it knows {languages}")
     train_set = build_training_set(train_sources, train_names, processor.tokenizer, languages, data_args.train_weights,
-                                   args.crop_seconds, args.seed, processor.feature_extractor, args.feature_cache_gb)  # fmt: skip
+                                   args.crop_seconds, args.seed, processor.feature_extractor, args.feature_cache_gb,
+                                   FeatureCache.from_setting(args.feature_cache_dir))  # fmt: skip
     dev_sources, _ = load_sources(data_args, "eval")
     dev = DevSet(dev_sources, data_args.max_eval_samples_per_language) if dev_sources else None
     if dev is not None and len(dev) == 0:

@@ -66,6 +66,27 @@ def test_report_numbers_are_recomputed_from_saved_predictions(smoke_run):
         assert summary["rel_vs_theta_prime"] == pytest.approx((mean_ref - summary["low_cer"]) / mean_ref)
 
 
+def test_strategy_b_has_its_rows_in_the_report(smoke_run):
+    recipe, _ = smoke_run
+    report = json.load(open(recipe.path("report", "report.json")))
+    low = recipe.config.low_resource
+    assert set(report["results"]["stage4b"]) == set(low)  # one fine-tuned model per target language
+    for lang in low:
+        assert 0 <= report["results"]["stage4b"][lang]["greedy"]["cer"]
+        assert os.path.exists(recipe.path("eval", f"stage4b-{lang}", "predictions.jsonl"))
+    assert os.path.exists(os.path.join(recipe.model_dir("stage4b-scratch"), "model.safetensors"))
+    assert "B: scratch on labels + greedy PLs" in open(recipe.path("report", "report.md")).read()
+
+
+def test_the_semi_supervised_teacher_continues_theta_prime_without_repeating_its_updates(smoke_run):
+    recipe, _ = smoke_run
+    c = recipe.config
+    for lang in c.low_resource:
+        results = json.load(open(os.path.join(recipe.model_dir(f"stage2ssl-{lang}"), "train_results.json")))
+        assert results["step"] == c.stage2_semi["max_steps"]
+        assert results["updates_this_run"] == c.stage2_semi["max_steps"] - c.stage2["max_steps"]
+
+
 def test_the_pl_quality_sweep_lies_between_the_teachers_pls_and_the_truth(smoke_run):
     recipe, _ = smoke_run
     report = json.load(open(recipe.path("report", "report.json")))
@@ -265,3 +286,41 @@ def test_the_seed_aggregate_gives_mean_spread_and_every_seed(tmp_path):
     assert "| oracle | 25.0 (1 seed) |" in markdown
     agg = json.load(open(tmp_path / "report.json"))["aggregate"]["stage4a"]["greedy"]
     assert agg["low_cer"]["per_seed"] == [0.30, 0.40] and agg["wins_every_seed"] is False
+
+
+CLAIM_ROWS = ["stage1", "theta_prime", "theta_prime_ssl", "stage4a", "labels_only", "oracle", "stage4a_ft",
+              "labels_only_ft", "oracle_ft", "stage4b"]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["full.yaml", "full_smoke.yaml"])
+def test_the_full_config_plans_every_row_of_the_claim(name):
+    config = RecipeConfig.load(os.path.join(REPO, "configs", name))
+    recipe = Recipe(config, seed=0)
+    assert [row for row, _ in recipe.row_models()] == CLAIM_ROWS
+    planned = {s.name for s in recipe.steps()}
+    for lang in config.low_resource:
+        assert {f"stage2ssl-{lang}", f"stage4b-{lang}", f"oracle_ft-{lang}", f"eval-stage4b-{lang}"} <= planned
+    result = subprocess.run([sys.executable, os.path.join(REPO, "run_scripts", "recipe.py"), "--config",
+                             os.path.join(REPO, "configs", name), "--list"], capture_output=True, text=True, cwd=REPO)  # fmt: skip
+    assert result.returncode == 0 and "stage4b-scratch" in result.stdout, result.stderr[-2000:]
+
+
+def test_the_full_config_keeps_the_regime_the_claim_needs():
+    config = RecipeConfig.load(os.path.join(REPO, "configs", "full.yaml"))
+    sizes = config.corpus["sizes"]
+    assert sizes["low_train_minutes"] <= 10 and sizes["low_unlabelled_minutes"] >= 300  # scarce labels, >= 5 h unlabeled
+    assert config.stage1["preset"] in ("small", "base", "large")
+    assert config.stage4["max_steps"] >= 1000 and config.stage4b_scratch["max_steps"] >= 1000
+
+
+@pytest.mark.slow
+def test_the_full_configs_smoke_version_runs_end_to_end_with_every_row(tmp_path):
+    config_path = os.path.join(REPO, "configs", "full_smoke.yaml")
+    cmd = [sys.executable, os.path.join(REPO, "run_scripts", "recipe.py"), "--config", config_path,
+           "--exp_dir", str(tmp_path / "exp"), "--corpus_dir", str(tmp_path / "corpus")]  # fmt: skip
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=1800)
+    assert result.returncode == 0, result.stderr[-4000:]
+    report = json.load(open(tmp_path / "exp" / "seed0" / "report" / "report.json"))
+    config = RecipeConfig.load(config_path)
+    for row in CLAIM_ROWS[1:]:  # theta is evaluated on every language, the rest on the targets
+        assert set(config.low_resource) <= set(report["results"][row]), row

@@ -144,12 +144,27 @@ class RecipeConfig:
             raise RecipeError(f"{path}: stage4_labels must be 'all' or 'low_resource', got {self.stage4_labels!r}")
         if self.stage2_mode not in STAGE2_MODES:
             raise RecipeError(f"{path}: stage2_mode must be one of {STAGE2_MODES}, got {self.stage2_mode!r}")
+        if self.stage2_mode == "semi_supervised":
+            # slimIPL's theta' continues the supervised theta' from its last checkpoint (Recipe.train_stage2).
+            supervised = {**self.train_common, **self.stage2}.get("max_steps")
+            if supervised != self.pl_start_step:
+                raise RecipeError(f"{path}: stage2_semi's pl_start_step ({self.pl_start_step}) must equal stage2's "
+                                  f"max_steps ({supervised}): the semi-supervised theta' continues the supervised one "
+                                  "from its last update")  # fmt: skip
+            semi_steps = {**self.train_common, **self.stage2, **self.stage2_semi}.get("max_steps")
+            if semi_steps is None or semi_steps <= self.pl_start_step:
+                raise RecipeError(f"{path}: stage2_semi's max_steps ({semi_steps}) must exceed its pl_start_step "
+                                  f"({self.pl_start_step})")  # fmt: skip
         if self.jobs is not None and self.jobs < 1:
             raise RecipeError(f"{path}: jobs must be >= 1, got {self.jobs}")
         for block in TRAINING_BLOCKS:
             check_training_block(f"{path}: {block}", {**self.train_common, **getattr(self, block)})
         for block, (command, added) in COMMAND_BLOCKS.items():
             check_command_block(f"{path}: {block}", command, getattr(self, block), added)
+
+    @property
+    def pl_start_step(self) -> int | None:
+        return {**self.train_common, **self.stage2, **self.stage2_semi}.get("pl_start_step")
 
     @property
     def languages(self) -> list[str]:
@@ -211,6 +226,10 @@ class Recipe:
         self.text_dir = corpus.get("text_dir") or (self.corpus_dir and os.path.join(self.corpus_dir, "text"))
         if not self.cv_root or not self.vp_root:
             raise RecipeError("corpus needs `dir` (synthetic corpus) or both `cv_root` and `voxpopuli_root`")
+        # Log-mel frames shared by every training run on this corpus (modeling_mlpl.feature_cache), next to
+        # the corpus: its runs (and other experiments on it) read each utterance's features from there.
+        corpus_root = self.corpus_dir or self.cv_root
+        self.feature_cache_dir = corpus.get("feature_cache_dir") or f"{corpus_root.rstrip(os.sep)}.feature_cache"
 
     # -- paths
     def path(self, *parts: str) -> str:
@@ -266,7 +285,8 @@ class Recipe:
         return ["--train_data", *train, "--eval_data", f"cv:{self.cv_root}@dev"]
 
     def train(self, output: str, *argv: str, block: dict) -> None:
-        options = {**self.config.train_common, **block, "seed": self.seed, "num_threads": self.step_threads}
+        options = {"feature_cache_dir": self.feature_cache_dir, **self.config.train_common, **block, "seed": self.seed,
+                   "num_threads": self.step_threads}  # fmt: skip
         self.script("train.py", *argv, *mapping_to_argv(options), "--output_dir", output, "--resume", "true")
 
     # -- the plan
@@ -282,7 +302,7 @@ class Recipe:
                               f"theta' for {lang} (supervised)", ("stage1",), (m(f"stage2-{lang}"),)))
             if c.stage2_mode == "semi_supervised":
                 steps.append(Step(2, f"stage2ssl-{lang}", lambda lang=lang: self.train_stage2(lang, semi=True),
-                                  f"theta' for {lang} (semi-supervised, slimIPL)", ("stage1",),
+                                  f"theta' for {lang} continued semi-supervised (slimIPL)", (f"stage2-{lang}",),
                                   (m(f"stage2ssl-{lang}"),)))  # fmt: skip
         sources = self.pl_sources()
         if "pl_lm" in sources or "pl_agree" in sources:  # LM-decoded PLs use the teacher's tuned alpha/beta
@@ -452,12 +472,25 @@ class Recipe:
             argv += ["--set", f"{key}={value}"]
         self.script("make_synthetic_corpus.py", *argv)
 
+    def theta_prime_continuation(self, lang: str) -> str:
+        """theta'_L's checkpoint at the slimIPL start: its last one (stage2's max_steps = stage2_semi's
+        pl_start_step, checked when the config is loaded), saved whatever its save_steps."""
+        from ..training.checkpointing import checkpoint_dir
+
+        return checkpoint_dir(self.model_dir(f"stage2-{lang}"), self.config.pl_start_step)
+
     def train_stage2(self, lang: str, semi: bool) -> None:
+        """theta'_L; with `semi`, slimIPL's theta'_L: theta'_L's run continued from its last checkpoint
+        (weights, optimizer, step, data position) on labels + PLs, so no supervised update is computed twice."""
         c = self.config
-        name = f"stage2ssl-{lang}" if semi else f"stage2-{lang}"
-        extra = ["--unlabeled_data", f"voxpopuli:{self.vp_root}"] if semi else []
-        self.train(self.model_dir(name), "--init_from", self.model_dir("stage1"), *self.cv_data(),
-                   "--cv_languages", lang, *extra, block={**c.stage2, **(c.stage2_semi if semi else {})})
+        if semi:
+            self.train(self.model_dir(f"stage2ssl-{lang}"), "--init_from", self.model_dir(f"stage2-{lang}"),
+                       "--continue_from", self.theta_prime_continuation(lang), *self.cv_data(),
+                       "--cv_languages", lang, "--unlabeled_data", f"voxpopuli:{self.vp_root}",
+                       block={**c.stage2, **c.stage2_semi})  # fmt: skip
+            return
+        self.train(self.model_dir(f"stage2-{lang}"), "--init_from", self.model_dir("stage1"), *self.cv_data(),
+                   "--cv_languages", lang, block=c.stage2)
 
     def pseudo_label(self, source: str, lang: str, model: str | None = None) -> None:
         """PLs of `lang`'s unlabeled audio; the teacher is theta'_lang unless `model` is given."""

@@ -174,6 +174,15 @@ class MLPLTrainingArguments:
     overwrite_output_dir: bool = field(default=False, metadata={"help": "Allow a non-empty output_dir without --resume."})
     resume: bool = field(default=False, metadata={"help": "Continue from the latest checkpoint in output_dir."})
     resume_from_checkpoint: str | None = field(default=None, metadata={"help": "Continue from this checkpoint folder."})
+    continue_from: str | None = field(
+        default=None,
+        metadata={"help": "Start from another run's checkpoint folder (<run>/checkpoints/checkpoint-<step>: weights, "
+                  "optimizer, step, data position) and train on to --max_steps, so no update of that run is computed "
+                  "again: e.g. slimIPL continuing the supervised theta' at --pl_start_step. The learning rate goes on "
+                  "from that run's last value: warm-up from it to --learning_rate over --warmup_steps, then "
+                  "--lr_scheduler_type over the remaining updates. Once this run has checkpoints of its own, --resume "
+                  "continues those instead."},
+    )
     max_steps: int = field(default=300_000, metadata={"help": "Optimizer updates to train for."})
     max_batch_seconds: float = field(
         default=35.0, metadata={"help": "Padded seconds of audio per batch and process (paper ~35 s per GPU)."}
@@ -217,6 +226,13 @@ class MLPLTrainingArguments:
         metadata={"help": "Memory (GiB, per process and worker) for log-mel features of uncropped utterances, reused "
                   "in later epochs, and of whole aligned recordings, whose random crops are sliced from them: on "
                   "CPU, features cost more than a small model's update. 0 = off."},
+    )
+    feature_cache_dir: str | None = field(
+        default=None,
+        metadata={"help": "Folder of the on-disk log-mel cache shared by every run on the same audio (each whole "
+                  "utterance's features computed once, by the first run that meets it; entries keyed by the audio "
+                  "file, its size and mtime, the segment and the feature settings, so a changed file or setting "
+                  "misses). Default: $MLPL_FEATURE_CACHE; neither set: no disk cache. The recipe sets one per corpus."},
     )
     dataloader_num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes (0 = in process)."})
     specaugment_start_step: int = field(
@@ -432,6 +448,10 @@ def validate_arguments(model_args: ModelArguments, data_args: DataArguments, arg
     _check(t.eval_steps >= 0, "--eval_steps must be >= 0")
     _check(t.save_total_limit >= 1, "--save_total_limit must be >= 1")
     _check(t.eval_max_batch_seconds is None or t.eval_max_batch_seconds > 0, "--eval_max_batch_seconds must be > 0")
+    if t.continue_from is not None:
+        _check(t.resume_from_checkpoint is None, "give --continue_from or --resume_from_checkpoint, not both")
+        _check(os.path.isfile(os.path.join(t.continue_from, "trainer_state.json")),
+               f"--continue_from {t.continue_from!r} is not a training checkpoint (no trainer_state.json)")
     if t.resume_from_checkpoint is not None:
         _check(os.path.isdir(t.resume_from_checkpoint), f"--resume_from_checkpoint {t.resume_from_checkpoint!r} does not exist")
     elif not t.resume and not t.overwrite_output_dir and os.path.isdir(t.output_dir) and os.listdir(t.output_dir):

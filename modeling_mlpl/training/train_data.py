@@ -23,6 +23,7 @@ from datasets import Dataset
 
 from ..audio import SAMPLING_RATE, AudioDecodeError, load_segment, row_segment
 from ..augment import random_crop
+from ..feature_cache import FeatureCache
 from ..feature_extraction_mlpl import (
     HOP_LENGTH,
     N_MELS,
@@ -97,8 +98,10 @@ class TrainingSet(torch.utils.data.Dataset):
 
     def __init__(self, sources: list[Dataset], entries: list[tuple[int, int]], lang2id: dict[str, int],
                  crop_seconds: float, seed: int, stats: list[SourceStats], feature_extractor=None,
-                 feature_cache_gb: float = 0.0):  # fmt: skip
+                 feature_cache_gb: float = 0.0, feature_cache: FeatureCache | None = None):  # fmt: skip
         self.feature_extractor = feature_extractor
+        # On disk, shared by runs (modeling_mlpl.feature_cache): whole segments' frames computed once per corpus.
+        self.feature_cache = feature_cache if isinstance(feature_extractor, MLPLFeatureExtractor) else None
         # Log-mel features cost more CPU than the tiny model's forward + backward (float64 FFT), and
         # an uncropped utterance always gives the same features: keep them, up to a memory budget.
         # A crop is never the same twice, but its frames are a slice of its whole recording's (frames
@@ -139,6 +142,14 @@ class TrainingSet(torch.utils.data.Dataset):
             example = self._crop_from_frames(index, key)
             if example is not None:
                 return example
+        if cacheable and self.feature_cache is not None:
+            example = self._whole_from_frames(index)
+            if example is not None:
+                size = example["features"].numel() * 4
+                if self.cache_bytes + size <= self.cache_budget:
+                    self.cache[index] = example
+                    self.cache_bytes += size
+                return example
         example = self._load(index, crop, key)
         if example is not None and self.feature_extractor is not None:
             features = self.feature_extractor(example.pop("audio"), sampling_rate=SAMPLING_RATE, return_tensors="pt")
@@ -178,6 +189,21 @@ class TrainingSet(torch.utils.data.Dataset):
         return {"id": row["id"], "features": features.float(), "text": text,
                 "language_id": self.lang2id[row["language"]], "seconds": crop_samples / SAMPLING_RATE}  # fmt: skip
 
+    def _whole_from_frames(self, index: int) -> dict | None:
+        """The uncropped example of `index` with its features normalised from the segment's frames (read
+        from the disk cache, or computed and written there); None when its audio is unreadable or shorter
+        than a frame (the caller's decoding path then reports it)."""
+        source, row_index = self.entries[index]
+        row = self.sources[source][row_index]
+        whole = self._segment_frames((source, row_index), row)
+        if whole is None:
+            return None
+        frames, samples = whole
+        count = torch.tensor([frames.shape[0]])
+        features = normalize_per_utterance(frames[None].double(), count)[0]
+        return {"id": row["id"], "features": features.float(), "text": normalize_transcript(row["text"]),
+                "language_id": self.lang2id[row["language"]], "seconds": samples / SAMPLING_RATE}  # fmt: skip
+
     def _whole_frames(self, key: tuple[int, int], row: dict, duration_s: float) -> tuple[torch.Tensor, int] | None:
         """(un-normalised log-mel frames (T, 80) float32, audio samples) of a whole segment, computed once
         and kept while the cache budget allows; None when over budget or unreadable."""
@@ -186,15 +212,33 @@ class TrainingSet(torch.utils.data.Dataset):
         size = int(duration_s * SAMPLING_RATE / HOP_LENGTH + 1) * N_MELS * 4
         if key in self.unreadable or self.cache_bytes + size > self.cache_budget:
             return None
-        example = load_example(row, "", None, 0, None, ())
-        if example is None or num_feature_frames(example["audio"].size) == 0:
-            self.unreadable.add(key)  # unreadable or shorter than a frame: the caller's path reports it
+        whole = self._segment_frames(key, row)
+        if whole is None:
             return None
-        audio = torch.from_numpy(example["audio"])
-        frames = log_mel_spectrogram(audio[None])[0].float()
-        self.frames[key] = (frames, audio.numel())
-        self.cache_bytes += frames.numel() * 4
-        return self.frames[key]
+        self.frames[key] = whole
+        self.cache_bytes += whole[0].numel() * 4
+        return whole
+
+    def _segment_frames(self, key: tuple[int, int], row: dict) -> tuple[torch.Tensor, int] | None:
+        """(frames, samples) of the row's whole segment from the disk cache when there is one, else decoded
+        and computed (and written to the disk cache); None when unreadable or shorter than a frame."""
+        if key in self.unreadable:
+            return None
+
+        def compute() -> tuple[torch.Tensor, int] | None:
+            example = load_example(row, "", None, 0, None, ())
+            if example is None or num_feature_frames(example["audio"].size) == 0:
+                return None
+            audio = torch.from_numpy(example["audio"])
+            return log_mel_spectrogram(audio[None])[0].float(), audio.numel()
+
+        if self.feature_cache is None:
+            whole = compute()
+        else:
+            whole = self.feature_cache.frames(row["audio"], *row_segment(row), compute)
+        if whole is None:
+            self.unreadable.add(key)  # unreadable or shorter than a frame: the caller's path reports it
+        return whole
 
 
 def load_example(row: dict, text: str, token_times: Sequence[float] | None, language_id: int,

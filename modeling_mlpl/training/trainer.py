@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import contextlib
+import math
 import os
 import shutil
 import tempfile
@@ -35,6 +36,7 @@ from ..augment import spec_augment
 from ..configuration_mlpl import MLPLConfig
 from ..data.sampler import LengthBucketBatchSampler
 from ..data.specs import DataSpec, DataSpecError, open_dataset
+from ..feature_cache import FeatureCache
 from ..feature_extraction_mlpl import MLPLFeatureExtractor
 from ..modeling_mlpl import MLPLForCTC
 from ..processing_mlpl import MLPLProcessor
@@ -198,7 +200,8 @@ def setup_run(model_args: ModelArguments, data_args: DataArguments, args: MLPLTr
     if unknown:
         raise ConfigError(f"training data has language(s) {unknown} that the model does not know; it knows {languages}")
     train_set = build_training_set(train_sources, train_names, processor.tokenizer, languages, data_args.train_weights,
-                                   args.crop_seconds, args.seed, processor.feature_extractor, args.feature_cache_gb)  # fmt: skip
+                                   args.crop_seconds, args.seed, processor.feature_extractor, args.feature_cache_gb,
+                                   FeatureCache.from_setting(args.feature_cache_dir))  # fmt: skip
     dev_sources, _ = load_sources(data.eval, data_args, "eval")
     dev = DevSet(dev_sources, data_args.max_eval_samples_per_language) if dev_sources else None
     if dev is not None and len(dev) == 0:
@@ -206,8 +209,7 @@ def setup_run(model_args: ModelArguments, data_args: DataArguments, args: MLPLTr
 
     model.to(accelerator.device)  # before the optimizer: fused kernels need the parameters on the GPU
     optimizer = build_optimizer(model, args)
-    scheduler = get_scheduler(args.lr_scheduler_type, optimizer, num_warmup_steps=args.warmup_steps,
-                              num_training_steps=args.max_steps)  # fmt: skip
+    scheduler = build_scheduler(optimizer, args)
     accelerator.ddp_handler = DistributedDataParallelKwargs(find_unused_parameters=needs_unused_parameters(model.config))
     model, optimizer = accelerator.prepare(model, optimizer)
     # Not prepared: Accelerate would step it once per process per update.
@@ -327,7 +329,7 @@ def build_model_and_processor(model_args: ModelArguments, texts: list[str], data
 
 def build_training_set(datasets: list, names: list[str], tokenizer: MLPLTokenizer, languages: list[str],
                        weights: list[float] | None, crop_seconds: float, seed: int, feature_extractor=None,
-                       feature_cache_gb: float = 0.0) -> TrainingSet:  # fmt: skip
+                       feature_cache_gb: float = 0.0, feature_cache: FeatureCache | None = None) -> TrainingSet:  # fmt: skip
     """Filter every source for this model, expand by weight, and report what was dropped."""
     vocabulary = list(tokenizer.get_vocab())
     weights = weights or [1.0] * len(datasets)
@@ -344,7 +346,7 @@ def build_training_set(datasets: list, names: list[str], tokenizer: MLPLTokenize
     if not entries:
         raise ConfigError("no usable training utterances left after filtering: " + "; ".join(s.line() for s in stats))
     return TrainingSet(datasets, entries, {lang: i for i, lang in enumerate(languages)}, crop_seconds, seed, stats,
-                       feature_extractor, feature_cache_gb)  # fmt: skip
+                       feature_extractor, feature_cache_gb, feature_cache)  # fmt: skip
 
 
 def optimizer_kernels(params: list[torch.Tensor]) -> dict:
@@ -363,6 +365,44 @@ def build_optimizer(model: torch.nn.Module, args: MLPLTrainingArguments) -> torc
         return torch.optim.Adagrad(params, lr=args.learning_rate, weight_decay=args.weight_decay)
     return torch.optim.AdamW(params, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
                              eps=args.adam_epsilon, weight_decay=args.weight_decay, **optimizer_kernels(params))  # fmt: skip
+
+
+class ContinuedSchedule:
+    """LR factor (of --learning_rate) per update of a run that continues another run's checkpoint
+    (--continue_from) at `start_step`, where that run left the LR at `start_factor` x --learning_rate.
+
+    Why not the other run's schedule, nor a fresh one: theta' (the supervised run) ends its own schedule at
+    its last update (cosine and linear decay to 0, constant stays at the peak), and a fresh schedule would
+    jump from there to the peak. So the new phase starts at the LR the other run left (no jump), warms up
+    linearly to the peak over `warmup_steps`, then decays with `kind` over its own `max_steps - start_step`
+    updates, as the same settings would in a run of that length. A callable object rather than a function:
+    LambdaLR saves its attributes with the scheduler, so this run's own resume restores the phase as it was.
+    """
+
+    def __init__(self, kind: str, warmup_steps: int, max_steps: int, start_step: int = 0, start_factor: float = 1.0):
+        self.kind, self.warmup_steps, self.max_steps = kind, warmup_steps, max_steps
+        self.start_step, self.start_factor = start_step, start_factor
+
+    def __call__(self, step: int) -> float:
+        done = max(step - self.start_step, 0)
+        if done < self.warmup_steps:
+            return self.start_factor + (1.0 - self.start_factor) * done / self.warmup_steps
+        if self.kind == "constant_with_warmup":
+            return 1.0
+        progress = (done - self.warmup_steps) / max(1, self.max_steps - self.start_step - self.warmup_steps)
+        if self.kind == "linear":
+            return max(0.0, 1.0 - progress)
+        return max(0.0, 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0))))  # cosine
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, args: MLPLTrainingArguments):
+    """transformers' schedule of --lr_scheduler_type, or the continuation's (see ContinuedSchedule; its start
+    is set when the other run's checkpoint is loaded: `resume_run`)."""
+    if args.continue_from is not None:
+        schedule = ContinuedSchedule(args.lr_scheduler_type, args.warmup_steps, args.max_steps)
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    return get_scheduler(args.lr_scheduler_type, optimizer, num_warmup_steps=args.warmup_steps,
+                         num_training_steps=args.max_steps)  # fmt: skip
 
 
 def resolve_mixed_precision(value: str, cuda: bool | None = None, bf16_supported: bool | None = None) -> str:
@@ -421,8 +461,13 @@ def resume_run(setup: Setup) -> TrainerState:
     args = setup.args
     explicit = args.resume_from_checkpoint
     candidates = [explicit] if explicit else list(reversed(list_checkpoints(args.output_dir))) if args.resume else []
-    if args.resume and not explicit and not candidates:
+    # --continue_from: only while this run has no checkpoint of its own (afterwards --resume continues those).
+    continuing = not candidates and args.continue_from is not None
+    if continuing:
+        candidates, explicit = [args.continue_from], args.continue_from
+    elif args.resume and not explicit and not candidates:
         logger.warning("--resume: no checkpoint in %s yet, starting from scratch", args.output_dir)
+    flag = "--continue_from" if continuing else "--resume_from_checkpoint"
     model_state = setup.unwrapped.state_dict()
     for k, directory in enumerate(candidates):
         try:
@@ -436,13 +481,16 @@ def resume_run(setup: Setup) -> TrainerState:
             reason = str(err) if isinstance(err, CorruptCheckpoint) else f"{directory} cannot be loaded ({type(err).__name__}: {err})"
             reason = reason.splitlines()[0] if reason else type(err).__name__
             if explicit:
-                raise ConfigError(f"--resume_from_checkpoint: {reason}; pass an earlier checkpoint "
+                raise ConfigError(f"{flag}: {reason}; pass an earlier checkpoint "
                                   f"(see {checkpoint_root(args.output_dir)})") from None  # fmt: skip
             if k + 1 == len(candidates):
                 raise ConfigError(f"--resume: no readable checkpoint in {checkpoint_root(args.output_dir)} (the oldest: "
                                   f"{reason}); pass --overwrite_output_dir to start afresh") from None  # fmt: skip
             logger.warning("--resume: %s; resuming from the previous checkpoint %s instead", reason, candidates[k + 1])
             continue
+        if continuing:
+            _start_continuation(setup, state, directory)
+            return state
         if setup.semi is not None and setup.semi.load(directory):
             logger.info("resumed the PL cache: %d entries, %d refreshes so far", len(setup.semi.state.entries),
                         setup.semi.state.refreshes)  # fmt: skip
@@ -451,6 +499,27 @@ def resume_run(setup: Setup) -> TrainerState:
         return state
     # A fresh run: the crop warm-up (if any) plans the first epoch's batches for cropped lengths.
     return TrainerState(epoch_cropped=args.crop_steps > 0)
+
+
+def _start_continuation(setup: Setup, state: TrainerState, directory: str) -> None:
+    """After loading another run's checkpoint (--continue_from): this run goes on from its update, weights,
+    optimizer moments and data position, with its own LR phase (ContinuedSchedule) and its own best model."""
+    args, scheduler = setup.args, setup.scheduler
+    if state.step >= args.max_steps:
+        raise ConfigError(f"--continue_from {directory} is at update {state.step}: nothing left to train with "
+                          f"--max_steps {args.max_steps}")  # fmt: skip
+    schedule = scheduler.lr_lambdas[0]
+    schedule.start_step = state.step
+    schedule.start_factor = scheduler.get_last_lr()[0] / args.learning_rate  # where the other run left the LR
+    scheduler.base_lrs = [args.learning_rate] * len(scheduler.base_lrs)
+    for group in setup.optimizer.param_groups:
+        group["initial_lr"] = args.learning_rate
+    # The other run's dev evaluations chose its own model (its row in the report); this run's best model is
+    # chosen among its own evaluations, and BEST_DIR of the other run is not here anyway.
+    state.best_metric = state.best_step = None
+    logger.info("continuing %s at update %d (epoch %d, batch %d), learning rate %.3g -> %.3g over %d updates",
+                directory, state.step, state.epoch, state.batches_consumed, scheduler.get_last_lr()[0],
+                args.learning_rate, args.warmup_steps)  # fmt: skip
 
 
 def _started_with(output_dir: str) -> str:
@@ -771,6 +840,6 @@ def _mode(semi: SlimIPL | None) -> str:
 
 
 __all__ = ["train", "TrainResult", "Setup", "Logs", "Loop", "configure_threads", "build_model_and_processor",
-           "build_training_set", "build_optimizer", "optimizer_kernels", "resolve_mixed_precision", "needs_unused_parameters",
+           "build_training_set", "build_optimizer", "build_scheduler", "ContinuedSchedule", "optimizer_kernels", "resolve_mixed_precision", "needs_unused_parameters",
            "build_slimipl", "load_sources", "setup_run", "resume_run", "open_logs", "train_one_epoch", "evaluate",
            "save_checkpoint", "finish", "export_model", "BEST_DIR"]  # fmt: skip

@@ -43,19 +43,19 @@ def continuation_args(root, theta_prime_dir: str, out: str, **overrides):
 def test_continued_run_starts_with_the_other_runs_step_weights_and_optimizer_moments(theta_prime, tmp_path):
     root, tp = theta_prime
     ckpt = checkpoint_dir(tp, SUPERVISED_STEPS)
-    run = setup_run(*continuation_args(root, tp, str(tmp_path / "ssl")))
-    resume_run(run)
-    assert run.state.step == SUPERVISED_STEPS
+    setup = setup_run(*continuation_args(root, tp, str(tmp_path / "ssl")))
+    state = resume_run(setup)
+    assert state.step == SUPERVISED_STEPS
     saved = load_file(os.path.join(ckpt, "model.safetensors"))
-    weights = run.unwrapped.state_dict()
+    weights = setup.unwrapped.state_dict()
     assert saved.keys() == weights.keys() and all(torch.equal(saved[k], weights[k]) for k in saved)
     moments = torch.load(os.path.join(ckpt, "optimizer.bin"), weights_only=True)["state"]
-    loaded = run.optimizer.state_dict()["state"]
+    loaded = setup.optimizer.state_dict()["state"]
     assert moments.keys() == loaded.keys() and moments  # AdamW has moments after 4 updates
     for p in moments:
         assert torch.equal(moments[p]["exp_avg"], loaded[p]["exp_avg"])
         assert torch.equal(moments[p]["exp_avg_sq"], loaded[p]["exp_avg_sq"])
-    assert run.state.best_metric is None  # theta''s own evaluations chose theta''s model, not this one's
+    assert state.best_metric is None  # theta''s own evaluations chose theta''s model, not this one's
 
 
 def test_continued_run_trains_only_the_updates_after_the_other_runs_last(theta_prime, tmp_path):

@@ -409,8 +409,10 @@ class Recipe:
                 description = f"greedy PLs of the external teacher {self.external_teacher}, {lang}"
             elif kind == "greedy":
                 run, needs = (lambda lang=lang: self.pseudo_label("pl", lang)), (teacher,)
-            elif kind == "oracle":
+            elif kind == "oracle":  # forced alignment of the truth: always theta'_L's, an mlpl model
                 run, needs = (lambda lang=lang: self.pseudo_label("oracle", lang)), (teacher,)
+                if self.external_teacher:
+                    description = f"true transcripts of the same audio, force-aligned by theta' ({teacher}), {lang}"
             elif kind == "lm":
                 run, needs = (lambda lang=lang: self.pseudo_label("pl_lm", lang)), (teacher, "tune-lm")
             elif kind == "filtered":

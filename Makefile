@@ -1,4 +1,5 @@
-# Two commands on a fresh machine: `make demo` and `make test`. Every target is idempotent.
+# Two commands on a fresh machine: `make demo` and `make test` (`make quickstart`: a first model in minutes).
+# Every target is idempotent.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -13,13 +14,14 @@ PYTEST_ARGS ?=
 SEEDS ?= 1
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: setup apt venv kenlm-tools test test-all bench demo gpu-bundle clean help
+.PHONY: setup apt venv kenlm-tools test test-all bench quickstart demo gpu-bundle clean help
 
 help:
 	@echo "make setup     create .venv, install mlpl and its system packages (idempotent)"
 	@echo "make test      setup + fast test suite"
 	@echo "make test-all  setup + all tests, slow end-to-end ones included"
 	@echo "make bench     setup + benchmarks (results in benchmarks/results/)"
+	@echo "make quickstart  setup + a small corpus + a short stage-1 training: a model in exp/quickstart/model"
 	@echo "make demo      setup + the whole recipe on the embedded synthetic corpus"
 	@echo "make gpu-bundle  wheels, espeak-ng and KenLM tools for benchmarks/gpu_run.sh on an offline CUDA machine"
 
@@ -54,6 +56,15 @@ test-all: setup
 bench: setup
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
+# A first model in minutes (the README's inference snippet loads it): two languages of the embedded corpus
+# (no LM text: the quickstart decodes greedily) and a short stage-1 training, configs/quickstart.yaml, which
+# names the corpus folder and the model folder. Re-running completes the corpus and resumes the training.
+QUICKSTART_CORPUS := data/synthetic-quickstart
+quickstart: setup
+	$(PY) run_scripts/make_synthetic_corpus.py --preset demo --languages en de --set text_sentences=1000 \
+		--out $(QUICKSTART_CORPUS)
+	$(PY) run_scripts/train.py configs/quickstart.yaml --resume true
+
 demo: setup
 	$(PY) run_scripts/recipe.py --config configs/demo.yaml --seeds $(SEEDS)
 
@@ -64,7 +75,7 @@ demo: setup
 GPU_BUNDLE ?= build/gpu-bundle
 GPU_PYTHON_VERSION ?= 3.12
 GPU_PLATFORMS := manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_24_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64
-# kenlm has no wheel: kenlm-ex's prebuilt one gives identical scores (shared/ENVIRONMENT.md)
+# kenlm has no wheel for that Python: kenlm-ex's prebuilt one gives identical scores (docs/gpu.md)
 GPU_WHEELS := datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 soundfile==0.14.0 cffi==2.1.1 pycparser==3.12 \
 	soxr==1.1.0 jiwer==4.0.0 rapidfuzz==3.14.6 pyctcdecode==0.5.0 pygtrie==2.6.2 kenlm-ex==0.2.1 wordfreq==3.1.1 \
 	ftfy==6.3.1 wcwidth==0.9.4 langcodes==3.5.1 locate==1.1.1

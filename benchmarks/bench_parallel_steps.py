@@ -68,7 +68,8 @@ class Bench:
 
     # -- the three kinds of step; `k` keeps two copies' outputs apart
     def train(self, out: str, seed: int, threads: int) -> None:
-        self.script("train.py", *TRAIN_OPTIONS, "--cv_root", f"{self.corpus}/cv", "--cv_languages", "en", "el",
+        self.script("train.py", *TRAIN_OPTIONS, "--train_data", f"cv:{self.corpus}/cv@train", "--eval_data",
+                    f"cv:{self.corpus}/cv@dev", "--cv_languages", "en", "el",
                     "--max_steps", str(self.steps), "--seed", str(seed), "--num_threads", str(threads),
                     "--output_dir", out, threads=threads)  # fmt: skip
 

@@ -20,7 +20,7 @@ optimizer and logging, with timers around the trainer's own functions (patched f
 after; trainer.py is not changed). Results: benchmarks/results/train.md and .json.
 
 Data: a small espeak-ng corpus (tiny preset languages, a few minutes each; generated under data/ if
-missing). Run it on idle cores: with another process on a core, 2 threads collapse (DEMO_NOTES.md).
+missing). Run it on idle cores: with another process on a core, 2 threads collapse (docs/results.md, "The prototype").
 On a GPU the timers measure launch, not execution, unless `--sync_cuda` is given (costs a sync each).
 """
 
@@ -47,7 +47,14 @@ import torch  # noqa: E402
 from transformers import get_scheduler  # noqa: E402
 
 from modeling_mlpl.data.sampler import LengthBucketBatchSampler  # noqa: E402
-from modeling_mlpl.training import DataArguments, MLPLTrainingArguments, ModelArguments, read_log, train  # noqa: E402
+from modeling_mlpl.training import (  # noqa: E402
+    DataArguments,
+    MLPLTrainingArguments,
+    ModelArguments,
+    read_log,
+    resolve_data,
+    train,
+)
 from modeling_mlpl.training.train_data import SpeechCollator, TaggedBatchSampler  # noqa: E402
 from modeling_mlpl.training.trainer import (  # noqa: E402
     build_model_and_processor,
@@ -120,7 +127,7 @@ def precomputed_batches(data: DataArguments, model_args: ModelArguments, args: M
     """The model and the first `args.max_steps` batches the trainer would draw (its sampler, seed and
     crop keys, epoch 0 wrapping into the next), collated once with features: the reference's input."""
     torch.manual_seed(args.seed)
-    sources, names = load_sources(data, "train")
+    sources, names = load_sources(resolve_data(data).train, data, "train")
     languages = sorted({lang for ds in sources for lang in set(ds["language"])})
     texts = [t for ds in sources for t in ds["text"]]
     model, processor = build_model_and_processor(model_args, texts, languages, work)
@@ -317,7 +324,7 @@ def run_config(corpus: str, preset: str, threads: int, steps: int, batch_seconds
               "dataloader_num_workers": workers}
     try:
         model_args = ModelArguments(preset=preset)
-        data = DataArguments(cv_root=cv_root, cv_eval_split="")
+        data = DataArguments(train_data=[f"cv:{cv_root}@train"])
         args = training_args(os.path.join(work, "s1"), steps, threads, batch_seconds, precision, workers)
         model, batches = precomputed_batches(data, model_args, args, work)
         runs = {PLAIN: lambda: plain_loop(copy.deepcopy(model), batches, args),
@@ -325,7 +332,7 @@ def run_config(corpus: str, preset: str, threads: int, steps: int, batch_seconds
         reference_of = {PLAIN: PLAIN, STAGE1: PLAIN}
         timers = StageTimers(sync_cuda)
         if aligned is not None:
-            data4 = DataArguments(cv_root=cv_root, cv_eval_split="", train_datasets=[aligned])
+            data4 = DataArguments(train_data=[f"cv:{cv_root}@train", f"disk:{aligned}"])
             args4 = training_args(os.path.join(work, "s4"), steps, threads, batch_seconds, precision, workers,
                                   crop_steps=10 * steps)  # fmt: skip
             model4, batches4 = precomputed_batches(data4, model_args, args4, work, crop=True)

@@ -1,4 +1,4 @@
-"""Where a benchmark's results go: the table printed, and OUT.md (quoted by the README) + OUT.json."""
+"""Where a benchmark's results go: the table printed, and OUT.md (quoted by docs/benchmarks.md) + OUT.json."""
 
 from __future__ import annotations
 

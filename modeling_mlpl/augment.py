@@ -1,10 +1,10 @@
 """Training-time augmentation of the paper: SpecAugment and the 10 s random-crop warm-up.
 
-SpecAugment (PAPER.md "Training"): from update N on, 2 frequency masks of <= 30 mel bins and 2 time
+SpecAugment (docs/paper.md "Training"): from update N on, 2 frequency masks of <= 30 mel bins and 2 time
 masks of <= 50 frames, each time mask also <= 10 % of the utterance. Masked values are set to 0,
 which is the per-utterance mean after the feature extractor's normalisation.
 
-Random cropping (PAPER.md "Recipe", cropping warm-up): during the first updates, long recordings are
+Random cropping (docs/paper.md "Cropping warm-up"): during the first updates, long recordings are
 cut to a random 10 s window so that the model also learns to emit characters on audio it only sees
 part of. For a pseudo-labelled recording the PL's CTC alignment (`token_times`: one time in seconds
 per target character, `|` word delimiters included, measured from the segment start) says which

@@ -29,7 +29,7 @@ PRESETS: dict[str, dict] = {
 CTC_LOSS_NORMALIZATIONS = ("sqrt_target_length", "target_length", "none")
 
 # Front-end geometry, defined once here (the config's defaults, the feature extractor, audio decoding,
-# the CTC length filter and long-form decoding import it; see PAPER.md "Model"): 25 ms feature frames
+# the CTC length filter and long-form decoding import it; see docs/paper.md "Model"): 25 ms feature frames
 # every 10 ms at 16 kHz, then the stride-3 conv (kernel 7, padded 3 frames each side) gives one output
 # frame per 30 ms. A config may override hop/stride; code that holds a model reads its config instead.
 SAMPLING_RATE = 16000
@@ -63,7 +63,7 @@ class MLPLConfig(PretrainedConfig):
         layer_norm_first (`bool`, defaults to `False`):
             False = post-LayerNorm layers (the paper and its port). True = pre-LayerNorm layers plus a final
             LayerNorm: not the paper's, but it leaves the all-blank CTC plateau far sooner when small models
-            train from scratch for minutes on a CPU (see README, "Deviations").
+            train from scratch for minutes on a CPU (docs/results.md, "Limits of the demo").
         initializer_range (`float`, defaults to 0.02): std of the normal weight init.
         input_feat_per_channel (`int`, defaults to 80): log-mel features per frame.
         input_channels (`int`, defaults to 1): feature channels (kept for the port's layout).

@@ -24,7 +24,7 @@ from modeling_mlpl.pseudo_labeling.agreement import (
 )
 from modeling_mlpl.pseudo_labeling.merge import records_to_dataset
 from modeling_mlpl.tokenization_mlpl import transcript_characters
-from modeling_mlpl.training.train_data import load_disk_dataset
+from modeling_mlpl.data import open_dataset
 
 def cli_main():
     from modeling_mlpl.commands.select_pseudo_labels import main
@@ -170,7 +170,7 @@ def test_kept_segments_have_unique_ids_and_rebased_times(tmp_path, recordings):
 
 def test_the_trainers_loader_opens_the_output(tmp_path, recordings):
     dataset, _ = select(tmp_path, recordings, recordings)
-    loaded = load_disk_dataset(str(tmp_path / "out" / "dataset"))
+    loaded = open_dataset(f"disk:{tmp_path / 'out' / 'dataset'}")
     assert len(loaded) == len(dataset)
     assert {"offset", "duration", "token_times", "text", "language"} <= set(loaded.column_names)
 
@@ -184,7 +184,7 @@ def test_the_trainer_reads_each_segments_own_audio(tmp_path, recordings):
     write_audio(tmp_path / "a.wav", audio)  # save_to_disk embeds the bytes in the PL datasets
     real = [{**r, "audio": str(tmp_path / "a.wav")} for r in recordings]
     select(tmp_path, real, real)
-    loaded = load_disk_dataset(str(tmp_path / "out" / "dataset"))
+    loaded = open_dataset(f"disk:{tmp_path / 'out' / 'dataset'}")
     training = TrainingSet([loaded], [(0, i) for i in range(len(loaded))], {"pt": 0}, 10.0, 0, [SourceStats("pl")])
     for i, row in enumerate(loaded):
         example = training[(i, False, (0,))]

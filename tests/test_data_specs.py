@@ -12,6 +12,7 @@ from modeling_mlpl.data.specs import (
     EVAL_KINDS,
     KINDS,
     LABEL_INPUT_KINDS,
+    PL_SET_KINDS,
     TRAINING_KINDS,
     UNLABELED_POOL_KINDS,
     accepted_forms,
@@ -37,9 +38,11 @@ from tests import helpers_data as h
         ("disk:/d:train@pt", EVAL_KINDS, None, DataSpec("disk", "/d", "train", "pt", prefix="disk")),
         ("hub:org/name", LABEL_INPUT_KINDS, None, DataSpec("hub", "org/name", prefix="hub")),
         ("hub:org/name@train", LABEL_INPUT_KINDS, None, DataSpec("hub", "org/name", "train", prefix="hub")),
-        ("/d", TRAINING_KINDS, "disk", DataSpec("disk", "/d")),
-        ("/d:dev@pt", TRAINING_KINDS, "disk", DataSpec("disk", "/d", "dev", "pt")),
-        ("disk:/d:dev", TRAINING_KINDS, "disk", DataSpec("disk", "/d", "dev", prefix="disk")),
+        ("cv:/d@train", TRAINING_KINDS, None, DataSpec("cv", "/d", "train", prefix="cv")),
+        ("folder:/d", TRAINING_KINDS, None, DataSpec("folder", "/d", prefix="folder")),
+        ("/d", PL_SET_KINDS, "disk", DataSpec("disk", "/d")),
+        ("/d:dev@pt", PL_SET_KINDS, "disk", DataSpec("disk", "/d", "dev", "pt")),
+        ("disk:/d:dev", PL_SET_KINDS, "disk", DataSpec("disk", "/d", "dev", prefix="disk")),
     ],
 )
 def test_every_accepted_spelling_parses_to_its_kind_path_split_and_language(spec, kinds, default_kind, expected):
@@ -50,8 +53,8 @@ def test_a_separator_inside_an_existing_path_is_part_of_the_path(tmp_path):
     odd = tmp_path / "take@2:final"
     odd.mkdir()
     assert parse_data_spec(f"cv:{odd}").path == str(odd)
-    assert parse_data_spec(f"{tmp_path}:final", TRAINING_KINDS, "disk") == DataSpec("disk", str(tmp_path), "final")
-    assert parse_data_spec(f"{odd.parent}/take@2:final", TRAINING_KINDS, "disk").language == "2:final"  # @ is LANG
+    assert parse_data_spec(f"{tmp_path}:final", PL_SET_KINDS, "disk") == DataSpec("disk", str(tmp_path), "final")
+    assert parse_data_spec(f"{odd.parent}/take@2:final", PL_SET_KINDS, "disk").language == "2:final"  # @ is LANG
 
 
 @pytest.mark.parametrize(
@@ -63,7 +66,8 @@ def test_a_separator_inside_an_existing_path_is_part_of_the_path(tmp_path):
         ("", LABEL_INPUT_KINDS, None),
         ("hub:org/name", EVAL_KINDS, None),
         ("cv:/d", UNLABELED_POOL_KINDS, None),
-        ("cv:/d", TRAINING_KINDS, "disk"),
+        ("hub:org/name", TRAINING_KINDS, None),
+        ("cv:/d", PL_SET_KINDS, "disk"),
     ],
 )
 def test_a_bad_spec_is_refused_in_one_line_naming_it_and_the_accepted_forms(spec, kinds, default_kind):
@@ -81,7 +85,7 @@ def test_normalized_resolves_the_path_and_keeps_the_spelling(tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)
     assert parse_data_spec("voxpopuli:./a/../vp@dev").normalized() == f"voxpopuli:{os.path.realpath('vp')}@dev"
     assert parse_data_spec("disk:pl:train@pt").normalized() == f"disk:{os.path.realpath('pl')}:train@pt"
-    assert parse_data_spec("pl", TRAINING_KINDS, "disk").normalized() == os.path.realpath("pl")
+    assert parse_data_spec("pl", PL_SET_KINDS, "disk").normalized() == os.path.realpath("pl")
     assert parse_data_spec("hub:org/name").normalized() == "hub:org/name"
 
 
@@ -123,7 +127,7 @@ def roots(tmp_path_factory):
         ("folder:{root}/folder", dict(languages=["de"]), "folder"),
         ("disk:{root}/disk@pt", dict(), "disk"),
         ("disk:{root}/disk:validation@pt", dict(), "disk_validation"),
-        ("{root}/disk@pt", dict(split="validation", kinds=TRAINING_KINDS, default_kind="disk"), "disk_validation"),
+        ("{root}/disk@pt", dict(split="validation", kinds=PL_SET_KINDS, default_kind="disk"), "disk_validation"),
     ],
 )
 def test_open_dataset_gives_the_loaders_schema_for_every_kind(roots, spec, options, expected):
@@ -161,25 +165,24 @@ def _evaluation(spec: str) -> None:
     load_eval_sets([spec])
 
 
-def _training(spec: str) -> None:
-    from modeling_mlpl.training.arguments import _check_dataset_spec
+def _training(field: str):
+    def entry(spec: str) -> None:
+        from modeling_mlpl.training import DataArguments, resolve_data
 
-    _check_dataset_spec(spec, "--train_datasets")
+        resolve_data(DataArguments(**{field: [spec] if field != "unlabeled_data" else spec}))
 
-
-def _unlabeled_pool(spec: str) -> None:
-    from modeling_mlpl.training.slimipl import parse_unlabeled_spec
-
-    parse_unlabeled_spec(spec)
+    return entry
 
 
 @pytest.mark.parametrize(
-    "entry, flag, kinds",
-    [(_evaluation, "--data", EVAL_KINDS), (_training, "--train_datasets", TRAINING_KINDS),
-     (_unlabeled_pool, "--unlabeled_data", UNLABELED_POOL_KINDS)],  # fmt: skip
+    "entry, flag, kinds, spec",
+    [(_evaluation, "--data", EVAL_KINDS, "nowhere:/x"),
+     (_training("train_data"), "--train_data", TRAINING_KINDS, "nowhere:/x"),
+     (_training("eval_data"), "--eval_data", TRAINING_KINDS, "hub:org/name"),
+     (_training("unlabeled_data"), "--unlabeled_data", UNLABELED_POOL_KINDS, "cv:/x"),
+     (_training("train_datasets"), "--train_datasets", PL_SET_KINDS, "cv:/x")],  # fmt: skip
 )
-def test_every_entry_point_refuses_a_bad_spec_with_the_same_message(entry, flag, kinds):
-    spec = "cv:/x" if kinds != EVAL_KINDS else "nowhere:/x"
+def test_every_entry_point_refuses_a_bad_spec_with_the_same_message(entry, flag, kinds, spec):
     with pytest.raises(ValueError) as err:
         entry(spec)
     assert str(err.value) == f"{flag} {spec!r}: expected KIND:PATH with {accepted_forms(kinds)}"

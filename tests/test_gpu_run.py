@@ -47,7 +47,7 @@ def test_every_training_block_is_accepted_by_train_py(path):
     parse_args = _script("train").parse_args
     for block in TRAIN_BLOCKS:
         options = {**config.train_common, **getattr(config, block), "seed": 0, "num_threads": config.threads}
-        model_args, _, args = parse_args([*mapping_to_argv(options), "--output_dir", "out", "--cv_root", "cv"])
+        model_args, _, args = parse_args([*mapping_to_argv(options), "--output_dir", "out", "--train_data", "cv:cv@train"])
         assert args.max_steps == options["max_steps"], block
         assert args.mixed_precision == config.train_common["mixed_precision"]
 

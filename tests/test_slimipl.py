@@ -13,7 +13,7 @@ from modeling_mlpl.audio import load_audio
 from modeling_mlpl.augment import crop_transcript
 from modeling_mlpl.training import ConfigError, TrainerState, list_checkpoints, read_log, train, validate_arguments
 from modeling_mlpl.tokenization_mlpl import transcript_characters
-from modeling_mlpl.training.train_data import load_disk_dataset
+from modeling_mlpl.data import open_dataset, parse_data_spec
 from modeling_mlpl.training.slimipl import CacheEntry, SlimIPL, SlimIPLConfig
 
 from helpers_training import tiny_training_args, write_pl_dataset, write_tone_cv
@@ -37,7 +37,7 @@ def truth_labels(self, rows):
 
 
 def make_cache(corpus, refresh_prob: float, cache_size: int = 4, **overrides) -> SlimIPL:
-    pool = load_disk_dataset(str(corpus / "unlabelled"))
+    pool = open_dataset(f"disk:{corpus / 'unlabelled'}")
     tokenizer = MLPLTokenizer.build_from_texts(pool["text"])
     model = MLPLForCTC(MLPLConfig.from_preset("tiny", vocab_size=len(tokenizer), languages=["pt"]))
     settings = dict(start_step=0, labeled_updates=1, unlabeled_updates=1, cache_size=cache_size, refresh_prob=refresh_prob,
@@ -172,7 +172,7 @@ def test_killed_semi_supervised_run_resumes_with_the_same_cache_step_and_weights
     "overrides, message",
     [
         (dict(unlabeled_data="youtube:/x"), "expected KIND:PATH with KIND one of"),
-        (dict(unlabeled_data="disk:/does/not/exist"), "is not a directory"),
+        (dict(unlabeled_data="disk:/does/not/exist"), "--unlabeled_data disk:/does/not/exist: path does not exist"),
         (dict(pl_cache_refresh_prob=1.5), "--pl_cache_refresh_prob must be in [0, 1]"),
         (dict(pl_unlabeled_updates=0), "--pl_unlabeled_updates >= 1"),
         (dict(pl_dropout=1.0), "--pl_dropout must be in [0, 1)"),
@@ -221,7 +221,7 @@ def test_voxpopuli_unlabeled_data_is_read_for_the_requested_languages(tmp_path):
         folder.mkdir(parents=True)
         for i in range(n):
             sf.write(folder / f"{lang}_{i}.ogg", np.zeros(16000, np.float32), 16000)
-    pool = load_unlabeled_pool(f"voxpopuli:{tmp_path / 'vp'}", ["pt"])
+    pool = load_unlabeled_pool(parse_data_spec(f"voxpopuli:{tmp_path / 'vp'}"), ["pt"])
     assert sorted(pool["id"]) == ["pt/pt_0", "pt/pt_1"] and set(pool["language"]) == {"pt"}
     assert pool["duration"] == pytest.approx([1.0, 1.0])
 
@@ -230,7 +230,7 @@ def test_cache_pls_are_the_models_greedy_eval_mode_labels_with_token_times(corpu
     out = str(tmp_path / "teacher")
     train(*tiny_training_args(out, cv_root=str(corpus / "cv"), max_steps=40, max_batch_seconds=3.0))
     model, processor = MLPLForCTC.from_pretrained(out), MLPLProcessor.from_pretrained(out)
-    pool = load_disk_dataset(str(corpus / "unlabelled"))
+    pool = open_dataset(f"disk:{corpus / 'unlabelled'}")
     config = SlimIPLConfig(start_step=0, labeled_updates=1, unlabeled_updates=1, cache_size=4, refresh_prob=0.0,
                            dropout=None, crop_seconds=1.0, max_batch_seconds=3.0, max_batch_size=None, seed=0)  # fmt: skip
     cache = SlimIPL(config, pool, processor, model.train(), model.config.lang2id)

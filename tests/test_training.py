@@ -9,12 +9,14 @@ import torch
 from safetensors.torch import load_file
 
 from modeling_mlpl import MLPLForCTC, MLPLProcessor, MLPLTokenizer
+from modeling_mlpl.data import open_dataset
 from modeling_mlpl.training import (
     BEST_DIR,
     ConfigError,
     TrainerState,
     list_checkpoints,
     read_log,
+    resolve_data,
     train,
     validate_arguments,
 )
@@ -37,8 +39,9 @@ def corpus(tmp_path_factory):
 def trained(corpus, tmp_path_factory):
     """One short run shared by the tests that only read its outputs."""
     out = str(tmp_path_factory.mktemp("run") / "out")
-    args = tiny_training_args(out, cv_root=str(corpus / "cv"), max_steps=40, eval_steps=20, save_steps=10,
-                              save_total_limit=2, load_best_model_at_end=True, max_batch_seconds=3.0)  # fmt: skip
+    args = tiny_training_args(out, train_data=[f"cv:{corpus / 'cv'}@train"], eval_data=[f"cv:{corpus / 'cv'}@dev"],
+                              max_steps=40, eval_steps=20, save_steps=10, save_total_limit=2,
+                              load_best_model_at_end=True, max_batch_seconds=3.0)  # fmt: skip
     result = train(*args)
     return out, result
 
@@ -115,8 +118,8 @@ def test_killed_run_resumes_with_the_same_data_order_and_weights(corpus, tmp_pat
 
 def test_cropping_keeps_the_characters_aligned_inside_the_crop(corpus):
     rows = write_pl_dataset(str(corpus / "pl_crop"), n=1, words=10, seed=5)
-    m, d, t = tiny_training_args("unused", train_datasets=[str(corpus / "pl_crop")])
-    datasets, names = load_sources(d)
+    m, d, t = tiny_training_args("unused", train_data=[f"disk:{corpus / 'pl_crop'}"])
+    datasets, names = load_sources(resolve_data(d).train, d)
     tokenizer = MLPLTokenizer.build_from_texts([rows[0]["text"]])
     train_set = build_training_set(datasets, names, tokenizer, ["pt"], None, crop_seconds=1.0, seed=0)
     assert train_set.cropped_durations[0] == 1.0 < train_set.durations[0]
@@ -155,12 +158,90 @@ def test_fine_tuning_from_a_checkpoint_keeps_its_languages_and_lid_head(trained,
     assert model.config.languages == ["de", "en", "pt"] and model.lid_head.out_features == 3
 
 
+def _index(d):
+    """What training would see of DataArguments `d`: (train ids in index order, their languages, dev ids)."""
+    data = resolve_data(d)
+    datasets, names = load_sources(data.train, d)
+    train_set = build_training_set(datasets, names, MLPLTokenizer.build_from_texts(["abcdefgh"]), ["de", "en", "pt"],
+                                   None, crop_seconds=10.0, seed=0)  # fmt: skip
+    ids = [datasets[s]["id"][r] for s, r in train_set.entries]
+    languages = [datasets[s]["language"][r] for s, r in train_set.entries]
+    dev, _ = load_sources(data.eval, d, "eval")
+    return ids, languages, [i for ds in dev for i in ds["id"]]
+
+
+def test_train_data_specs_give_the_index_of_the_deprecated_flags(corpus):
+    cv, pl = corpus / "cv", corpus / "pl"
+    old = _index(tiny_training_args("unused", cv_root=str(cv), train_datasets=[str(pl)], cv_languages=["pt", "en"])[1])
+    new = _index(tiny_training_args("unused", train_data=[f"cv:{cv}@train", f"disk:{pl}"], eval_data=[f"cv:{cv}@dev"],
+                                    cv_languages=["pt", "en"])[1])  # fmt: skip
+    assert new == old
+    ids, languages, dev = new
+    assert ids[-3:] == ["pt/rec0", "pt/rec1", "pt/rec2"] and len(ids) == 2 * 8 + 3  # Common Voice first, then the PLs
+    assert set(languages) == {"en", "pt"} and len(dev) == 2 * 3
+
+
+def test_the_deprecated_flags_log_one_warning_that_spells_the_same_data_as_specs(corpus, caplog):
+    cv, pl = corpus / "cv", corpus / "pl"
+    _, d, _ = tiny_training_args("unused", cv_root=str(cv), train_datasets=[str(pl)])
+    with caplog.at_level("WARNING", logger="modeling_mlpl.training.arguments"):
+        resolve_data(d)
+    (record,) = [r for r in caplog.records if "deprecated" in r.getMessage()]
+    assert record.getMessage() == ("--cv_root/--train_datasets are deprecated; the same data as specs: "
+                                   f"--train_data cv:{cv}@train disk:{pl} --eval_data cv:{cv}@dev")  # fmt: skip
+
+
+def test_data_specs_log_no_deprecation(corpus, caplog):
+    with caplog.at_level("WARNING", logger="modeling_mlpl.training.arguments"):
+        resolve_data(tiny_training_args("unused", train_data=[f"cv:{corpus / 'cv'}@train"])[1])
+    assert not caplog.records
+
+
+def test_a_pl_set_loads_the_same_rows_by_either_flag_and_by_open_dataset(corpus):
+    pl = corpus / "pl"
+    by_alias = load_sources(resolve_data(tiny_training_args("unused", train_datasets=[str(pl)])[1]).train,
+                            tiny_training_args("unused")[1])[0][0]  # fmt: skip
+    by_spec = load_sources(resolve_data(tiny_training_args("unused", train_data=[f"disk:{pl}"])[1]).train,
+                           tiny_training_args("unused")[1])[0][0]  # fmt: skip
+    opened = open_dataset(f"disk:{pl}")
+    assert by_alias.to_dict() == by_spec.to_dict() == opened.to_dict()
+    assert {"id", "audio", "text", "language", "duration", "token_times"} <= set(opened.column_names)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(train_data=["nowhere:/x"]), "--train_data 'nowhere:/x': expected KIND:PATH with KIND one of cv, vp"),
+        (dict(train_data=["cv:/does/not/exist@train"]), "--train_data cv:/does/not/exist: path does not exist"),
+        (dict(eval_data=["hub:org/name"]), "--eval_data 'hub:org/name': expected KIND:PATH"),
+        (dict(train_datasets=["/pl"]), "give the training data once: --train_data, or the deprecated"),
+        (dict(cv_root="/cv"), "give the training data once"),
+        (dict(cv_eval_split="test"), "--cv_train_split/--cv_eval_split only apply with --cv_root"),
+        (dict(train_data=[]), "no training data: give --train_data"),
+    ],
+)
+def test_bad_training_data_is_refused_in_one_line_naming_the_flag(corpus, tmp_path, overrides, message):
+    overrides = {"train_data": [f"cv:{corpus / 'cv'}@train"], **overrides}
+    with pytest.raises(ConfigError) as err:
+        validate_arguments(*tiny_training_args(str(tmp_path / "o"), **overrides))
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
+def test_the_cli_refuses_a_bad_spec_with_exit_2_and_one_line_naming_it(tmp_path, capsys):
+    from modeling_mlpl.commands.train import main
+
+    assert main(["--preset", "tiny", "--train_data", "cv:CV@train", "nowhere:/x", "--output_dir", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("train.py: error: --train_data 'nowhere:/x': expected KIND:PATH with KIND one of ")
+    assert err.count("\n") == 1 and not (tmp_path / "o").exists()
+
+
 @pytest.mark.parametrize(
     "overrides, message",
     [
         (dict(learning_rate=-1.0), "--learning_rate must be > 0"),
         (dict(preset="huge"), "unknown preset 'huge'"),
-        (dict(cv_root="/does/not/exist"), "is not a directory"),
+        (dict(cv_root="/does/not/exist"), "cv:/does/not/exist: path does not exist"),
         (dict(cv_languages=["xx"]), "unknown language 'xx'"),
         (dict(train_weights=[1.0, 2.0]), "2 values for 1 training sources"),
         (dict(optimizer="sgd"), "unknown --optimizer"),

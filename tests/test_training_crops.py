@@ -10,7 +10,7 @@ import torch
 from modeling_mlpl import MLPLTokenizer
 from modeling_mlpl.audio import load_audio, load_segment
 from modeling_mlpl.feature_extraction_mlpl import MLPLFeatureExtractor
-from modeling_mlpl.training import train_data as training_data
+from modeling_mlpl.training import resolve_data, train_data as training_data
 from modeling_mlpl.training.trainer import build_training_set, load_sources
 
 from helpers_training import tiny_training_args, write_pl_dataset
@@ -22,8 +22,8 @@ KEY = (0, 0, 3, 1)
 def recordings(tmp_path_factory):
     path = str(tmp_path_factory.mktemp("crops") / "pl")
     rows = write_pl_dataset(path, n=2, words=10, seed=5)
-    _, d, _ = tiny_training_args("unused", train_datasets=[path])
-    return rows, *load_sources(d)
+    _, d, _ = tiny_training_args("unused", train_data=[f"disk:{path}"])
+    return rows, *load_sources(resolve_data(d).train, d)
 
 
 def _training_set(recordings, feature_cache_gb: float, features: bool = True):

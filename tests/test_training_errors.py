@@ -72,7 +72,7 @@ def test_duplicate_ids_in_the_training_sources_are_refused(corpus, tmp_path):
     with pytest.raises(ConfigError) as err:
         train(*tiny_training_args(str(tmp_path / "o"), cv_root=str(corpus / "cv"), train_datasets=[pl, pl], max_steps=1))
     message = _one_line(err)
-    assert message.startswith(f"duplicate id 'pt/rec0' in the training data (in {pl} and in {pl}; 2 repeated id(s)")
+    assert message.startswith(f"duplicate id 'pt/rec0' in the training data (in disk:{pl} and in disk:{pl}; 2 repeated id(s)")
     assert "--train_weights" in message
 
 
@@ -92,3 +92,15 @@ def test_a_header_only_train_tsv_is_named_in_the_error(tmp_path):
         f.write("client_id\tpath\tsentence\n")
     with pytest.raises(ConfigError, match=r"no usable rows .*pt/train\.tsv"):
         train(*tiny_training_args(str(tmp_path / "out"), cv_root=root, max_steps=1))
+
+
+def test_help_explains_the_data_specs_with_an_example(capsys):
+    from modeling_mlpl.commands.train import parse_args
+    from modeling_mlpl.data.specs import KINDS, TRAINING_KINDS
+
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert all(KINDS[kind][1] in text for kind in TRAINING_KINDS)
+    assert "--train_data cv:CV@train disk:PL_pt disk:PL_nl --eval_data cv:CV@dev" in text
+    assert "--cv_root CV (= --train_data cv:CV@train --eval_data cv:CV@dev" in text

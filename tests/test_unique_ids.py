@@ -9,7 +9,7 @@ from datasets import Dataset
 from modeling_mlpl.data import DuplicateIdError, check_unique_ids, load_audio_folder, load_common_voice
 from modeling_mlpl.data import load_voxpopuli_unlabelled
 from modeling_mlpl.data.ids import StreamingIds, disambiguate
-from modeling_mlpl.training.train_data import load_disk_dataset
+from modeling_mlpl.data import open_dataset
 from tests import helpers_data as h
 
 from modeling_mlpl.commands import pseudo_label as pl_cli  # noqa: E402
@@ -84,7 +84,7 @@ def _disk_with_ids(tmp_path, ids):
 def test_disk_dataset_with_repeated_ids_is_refused_before_reading_audio(tmp_path):
     path = _disk_with_ids(tmp_path, ["a", "b", "a"])
     with pytest.raises(DuplicateIdError, match=r"dataset .*ds: 1 duplicate id\(s\): 'a' \(x2\)"):
-        load_disk_dataset(str(path))
+        open_dataset(f"disk:{path}")
 
 
 def test_pseudo_label_refuses_a_disk_dataset_with_repeated_ids(tiny_checkpoint, tmp_path, capsys):

@@ -7,24 +7,26 @@ Runs the same on one CPU, several CPU processes and GPUs:
 
 Every field is listed by `--help`; a config file gives defaults that command-line flags override.
 
-Recipe stages (PAPER.md "Recipe"), as invocations of this one script:
+Recipe stages (docs/paper.md "Recipe"), as invocations of this one script:
 
     # 1. multilingual theta on Common Voice (tokenizer and LID classes from the data)
-    train.py --preset large --cv_root CV --output_dir theta
+    train.py --preset large --train_data cv:CV@train --eval_data cv:CV@dev --output_dir theta
     # 2. monolingual theta' (10k updates on one language; LID head kept)
-    train.py --init_from theta --cv_root CV --cv_languages pt --max_steps 10000 --warmup_steps 0 \
-             --output_dir theta_pt --load_best_model_at_end true
+    train.py --init_from theta --train_data cv:CV@train --eval_data cv:CV@dev --cv_languages pt \
+             --max_steps 10000 --warmup_steps 0 --output_dir theta_pt --load_best_model_at_end true
     # 2'. semi-supervised theta' (the paper's stage 2; slimIPL): the same, plus that language's unlabelled audio
-    train.py --init_from theta --cv_root CV --cv_languages pt --unlabeled_data voxpopuli:VP --pl_start_step 2000 \
-             --pl_labeled_updates 1 --pl_unlabeled_updates 4 --pl_cache_size 100 --pl_cache_refresh_prob 0.1 \
+    train.py --init_from theta --train_data cv:CV@train --eval_data cv:CV@dev --cv_languages pt \
+             --unlabeled_data voxpopuli:VP --pl_start_step 2000 --pl_labeled_updates 1 --pl_unlabeled_updates 4 --pl_cache_size 100 --pl_cache_refresh_prob 0.1 \
              --pl_dropout 0.1 --max_steps 10000 --output_dir theta_pt
     # 3. pseudo-labels: run_scripts/pseudo_label.py with theta_pt -> PL_pt (save_to_disk folder)
     # 4A. strategy A: continue theta on CV + PLs of every VP language
-    train.py --init_from theta --cv_root CV --train_datasets PL_pt PL_nl ... --output_dir final_A
+    train.py --init_from theta --train_data cv:CV@train disk:PL_pt disk:PL_nl ... --eval_data cv:CV@dev \
+             --output_dir final_A
     # 4B. strategy B: from scratch on CV + PLs (same vocabulary as theta), then fine-tune on CV only
-    train.py --preset large --tokenizer_dir theta --languages <theta's languages> --cv_root CV \
-             --train_datasets PL_pt PL_nl ... --output_dir scratch_B
-    train.py --init_from scratch_B --cv_root CV --output_dir final_B --warmup_steps 0
+    train.py --preset large --tokenizer_dir theta --languages <theta's languages> \
+             --train_data cv:CV@train disk:PL_pt disk:PL_nl ... --eval_data cv:CV@dev --output_dir scratch_B
+    train.py --init_from scratch_B --train_data cv:CV@train --eval_data cv:CV@dev --output_dir final_B \
+             --warmup_steps 0
 
 Resume a killed run with the same command plus `--resume true`: it continues from the latest
 checkpoint at the same batch of the same epoch, with optimizer, scheduler and RNG states restored.
@@ -33,6 +35,7 @@ Bad configuration values end the run with a one-line message and exit code 2.
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -43,7 +46,7 @@ from transformers import HfArgumentParser
 
 from modeling_mlpl.hub import HubError, maybe_push_to_hub, resolve_token
 
-from modeling_mlpl.training.arguments import TRAIN_ARGUMENT_CLASSES, mapping_to_argv
+from modeling_mlpl.training.arguments import DATA_SPECS_HELP, TRAIN_ARGUMENT_CLASSES, mapping_to_argv
 from modeling_mlpl.training import (
     ConfigError,
     DataArguments,
@@ -75,8 +78,14 @@ def config_file_to_argv(path: str, parser: HfArgumentParser) -> list[str]:
     return mapping_to_argv(values)
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults after each flag (HfArgumentParser's own choice), and the description's lines kept: the
+    data paragraph lists spec forms that read badly reflowed."""
+
+
 def parse_args(argv: list[str]) -> tuple[ModelArguments, DataArguments, MLPLTrainingArguments]:
-    parser = HfArgumentParser(TRAIN_ARGUMENT_CLASSES, description=__doc__.split("\n\n")[0])
+    parser = HfArgumentParser(TRAIN_ARGUMENT_CLASSES, description=__doc__.split("\n\n")[0] + "\n\n" + DATA_SPECS_HELP,
+                              formatter_class=_HelpFormatter)
     if argv and argv[0].endswith((".yaml", ".yml", ".json")):
         argv = config_file_to_argv(argv[0], parser) + argv[1:]
     return parser.parse_args_into_dataclasses(args=argv)

@@ -10,7 +10,6 @@ opened by :func:`open_dataset` (:mod:`modeling_mlpl.data.specs`). Decode audio w
 
 from .common import FEATURES, get_load_report, make_row, rows_to_dataset
 from .common_voice import load_common_voice, read_clip_durations
-from .disk import load_disk_dataset
 from .filters import filter_dataset
 from .folder import load_audio_folder
 from .ids import DuplicateIdError, check_unique_ids
@@ -36,7 +35,6 @@ __all__ = [
     "get_load_report",
     "load_audio_folder",
     "load_common_voice",
-    "load_disk_dataset",
     "load_librispeech",
     "load_unlabelled_truth",
     "load_voxpopuli_transcribed",

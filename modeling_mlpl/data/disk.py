@@ -2,7 +2,9 @@
 
 The folder holds a `Dataset` or a `DatasetDict` (then one split is picked). Audio decoding is
 always switched off (``Audio(decode=False)``): :func:`modeling_mlpl.audio.load_audio` decodes, not
-`datasets`' torchcodec. Specs (``disk:PATH[:SPLIT][@LANG]``) are parsed by :mod:`.specs`.
+`datasets`' torchcodec. A spec (``disk:PATH[:SPLIT][@LANG]``) is parsed and opened by
+:func:`modeling_mlpl.data.open_dataset`, the one way in (:func:`open_saved`, then :func:`complete_schema`
+for the loaders' schema); this module does not know the spec syntax.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from datasets import Audio, Dataset, DatasetDict, load_from_disk
 
 from ..audio import AudioDecodeError, audio_duration
 from .ids import check_unique_ids
-from .specs import parse_disk_spec
 
 logger = logging.getLogger(__name__)
 
@@ -44,19 +45,10 @@ def open_saved(path: str, split: str) -> Dataset:
     return undecoded_audio(ds, f"dataset {path}")
 
 
-def load_disk_dataset(spec: str, default_split: str = "train") -> Dataset:
-    """A `save_to_disk` folder as a dataset with at least ``id, audio, text, language, duration``.
-
-    `spec` is ``PATH[:SPLIT][@LANG]``. Text may be in ``sentence``/``transcription``; a missing
-    ``language`` comes from ``@LANG``; a missing ``duration`` is read from the audio headers.
-    Repeated ids raise :class:`modeling_mlpl.data.DuplicateIdError` (ids key labels and resumes).
-    """
-    path, split, language = parse_disk_spec(spec)
-    return complete_schema(open_saved(path, split or default_split), path, language)
-
-
 def complete_schema(ds: Dataset, path: str, language: str | None) -> Dataset:
-    """Rename the transcript column to ``text``, add ``language`` (from ``@LANG``), ``id`` and ``duration``."""
+    """`ds` in the loaders' schema: the transcript column (``sentence``/``transcription``) renamed ``text``,
+    a missing ``language`` from ``@LANG``, a missing ``id`` numbered, a missing ``duration`` read from the
+    audio headers. Repeated ids raise :class:`modeling_mlpl.data.DuplicateIdError` (ids key labels and resumes)."""
     text_col = next((c for c in TEXT_COLUMNS if c in ds.column_names), None)
     if text_col is None:
         raise ValueError(f"dataset {path} has no transcript column (one of {TEXT_COLUMNS}); columns: {ds.column_names}")
@@ -84,4 +76,4 @@ def _duration_or_nan(audio: Any) -> float:
         return float("nan")
 
 
-__all__ = ["TEXT_COLUMNS", "complete_schema", "load_disk_dataset", "open_saved", "undecoded_audio"]
+__all__ = ["TEXT_COLUMNS", "complete_schema", "open_saved", "undecoded_audio"]

@@ -6,7 +6,7 @@ from typing import Iterable, Sequence
 
 from ..configuration_mlpl import CV61_LANGUAGES
 
-# Common Voice 6.1, the 60 languages of the paper (PAPER.md "Data"): the model config's default LID classes.
+# Common Voice 6.1, the 60 languages of the paper (docs/paper.md "Data"): the model config's default LID classes.
 CV_LANGUAGES: tuple[str, ...] = CV61_LANGUAGES
 # VoxPopuli languages with unlabelled audio used for pseudo-labels (19).
 VP_LANGUAGES: tuple[str, ...] = tuple("en de fr es pl it ro hu cs nl fi sl et lt pt el lv mt sv".split())

@@ -10,10 +10,10 @@
 ``hub:NAME[@SPLIT]``          ``datasets.load_dataset(NAME)`` (pseudo-labelling input only)
 ============================  =============================================================================
 
-Training flags (``--train_datasets``) take the bare ``PATH[:SPLIT][@LANG]`` of a disk spec
-(``default_kind="disk"``). A split given in the spec wins over the caller's default (``--split``).
-Each caller names the kinds it accepts; a bad spec is refused in one line that names it and the
-accepted forms (:class:`DataSpecError`).
+A split given in the spec wins over the caller's default (``--split``). Each command accepts the
+kinds listed for it below (the one list of who takes what); a bad spec is refused in one line that
+names it and the accepted forms (:class:`DataSpecError`). Training's deprecated ``--train_datasets``/
+``--eval_datasets`` also take the bare ``PATH[:SPLIT][@LANG]`` of a disk spec (``default_kind="disk"``).
 """
 
 from __future__ import annotations
@@ -33,10 +33,14 @@ KINDS: dict[str, tuple[tuple[str, ...], str]] = {
 }
 _CANONICAL = {spelling: kind for kind, (spellings, _) in KINDS.items() for spelling in spellings}
 
-EVAL_KINDS = ("cv", "vp", "librispeech", "folder", "disk")  # labelled test sets (evaluate.py, tune_lm.py)
+# Which kinds each command accepts. Labelled data (a transcript per row) is one list: what can be
+# evaluated can be trained on.
+LABELLED_KINDS = ("cv", "vp", "librispeech", "folder", "disk")
+EVAL_KINDS = LABELLED_KINDS  # test sets (evaluate.py, tune_lm.py)
+TRAINING_KINDS = LABELLED_KINDS  # train.py --train_data / --eval_data
 LABEL_INPUT_KINDS = ("vp", "cv", "disk", "folder", "hub")  # audio to pseudo-label (pseudo_label.py)
-UNLABELED_POOL_KINDS = ("vp", "disk")  # slimIPL's --unlabeled_data
-TRAINING_KINDS = ("disk",)  # --train_datasets / --eval_datasets (bare PATH allowed)
+UNLABELED_POOL_KINDS = ("vp", "disk")  # train.py --unlabeled_data (slimIPL)
+PL_SET_KINDS = ("disk",)  # train.py's deprecated --train_datasets / --eval_datasets (bare PATH allowed)
 
 
 class DataSpecError(ValueError):
@@ -54,11 +58,17 @@ class DataSpec:
     language: str | None = None
     prefix: str = ""
 
+    def __str__(self) -> str:
+        """The spec as the user would write it (what messages and source names show)."""
+        return self._text(self.path)
+
     def normalized(self) -> str:
         """The spec with its path resolved, so that one input given two ways is one input."""
         from ..resumable import same_path
 
-        path = self.path if self.kind == "hub" else same_path(self.path)
+        return self._text(self.path if self.kind == "hub" else same_path(self.path))
+
+    def _text(self, path: str) -> str:
         split = "" if self.split is None else (":" if self.kind == "disk" else "@") + self.split
         language = "" if self.language is None else "@" + self.language
         return f"{self.prefix}:{path}{split}{language}" if self.prefix else f"{path}{split}{language}"
@@ -100,6 +110,12 @@ def parse_data_spec(spec: str, kinds: Sequence[str] = tuple(KINDS), default_kind
     return DataSpec(kind, path, split, None, prefix)
 
 
+def check_path(spec: DataSpec, flag: str = "--data") -> None:
+    """Refuse, in one line, a spec whose path does not exist (a hub name is not a path)."""
+    if spec.kind != "hub" and not os.path.exists(spec.path):
+        raise DataSpecError(f"{flag} {spec.prefix + ':' if spec.prefix else ''}{spec.path}: path does not exist")
+
+
 def open_dataset(
     spec: str | DataSpec,
     *,
@@ -120,12 +136,12 @@ def open_dataset(
     switched off, ``@LANG`` added as a missing language column), as hub rows are: what
     pseudo-labelling reads, where a transcript and a language column are optional.
     """
+    # The loaders import `datasets` (seconds): only when data is opened, not when a command parses its flags.
     from . import common_voice, disk, folder, librispeech, voxpopuli
 
     s = spec if isinstance(spec, DataSpec) else parse_data_spec(spec, kinds, default_kind, flag)
     split = s.split or split
-    if s.kind != "hub" and not os.path.exists(s.path):
-        raise DataSpecError(f"{flag} {s.prefix + ':' if s.prefix else ''}{s.path}: path does not exist")
+    check_path(s, flag)
     langs = list(languages) if languages else None
     if s.kind == "cv":
         return common_voice.load_common_voice(s.path, langs, split=split, streaming=streaming)
@@ -155,10 +171,13 @@ __all__ = [
     "DataSpecError",
     "EVAL_KINDS",
     "KINDS",
+    "LABELLED_KINDS",
     "LABEL_INPUT_KINDS",
+    "PL_SET_KINDS",
     "TRAINING_KINDS",
     "UNLABELED_POOL_KINDS",
     "accepted_forms",
+    "check_path",
     "open_dataset",
     "parse_data_spec",
     "parse_disk_spec",

@@ -1,7 +1,7 @@
 """Decode recordings of any length in <= `window_s` windows with overlap, stitched by frame time.
 
 Why: the paper's model is trained on ~5 s Common Voice clips; on 30 s VoxPopuli recordings it
-degrades or emits nothing (PAPER.md, "Cropping warm-up"), and attention cost grows with T^2. So
+degrades or emits nothing (docs/paper.md, "Cropping warm-up"), and attention cost grows with T^2. So
 every recording is cut into windows of at most `window_s` seconds that overlap by `overlap_s` on
 each side; each window keeps only its centre, where the encoder saw `overlap_s` of context on both
 sides, and the kept regions tile the recording exactly.

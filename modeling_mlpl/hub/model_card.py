@@ -34,7 +34,7 @@ __all__ = [
     "looks_synthetic",
 ]
 
-# One Hub branch (or repo) per recipe stage (PAPER.md "Recipe"): stage 2 is per language.
+# One Hub branch (or repo) per recipe stage (docs/paper.md "Recipe"): stage 2 is per language.
 STAGE_PATTERN = re.compile(r"^(stage1-multilingual|stage2-ft-[A-Za-z]{2,3}(?:-[A-Za-z]+)?|stage4a-pl|stage4b-pl|mctct-converted)$")
 STAGE_TEMPLATES: dict[str, str] = {
     "stage1-multilingual": "stage1-multilingual.md.j2",

@@ -1,6 +1,6 @@
 """The paper's recipe as staged, idempotent glue over the project's own entry points (icefall style).
 
-Stages (PAPER.md "Recipe"):
+Stages (docs/paper.md "Recipe"):
   0 corpus        embedded espeak-ng corpus (or the user's Common Voice / VoxPopuli copies)
   1 stage1        multilingual theta on labeled data, loss = CTC + gamma * LID
   2 stage2-<L>    fine-tune theta -> theta'_L per low-resource target L: supervised (the baseline) and,
@@ -29,6 +29,7 @@ import os
 import shutil
 import sys
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import yaml
 
@@ -321,6 +322,12 @@ class Recipe:
             where = f"; log: {log_path}" if log_path else ""
             raise RecipeError(f"{name} exited with code {code}{where}; command: {' '.join(cmd)}")
 
+    def cv_data(self, pl_sets: Sequence[str] = ()) -> list[str]:
+        """train.py's data flags: Common Voice's train split (then the saved PL sets) to train on, its dev
+        split to evaluate."""
+        train = [f"cv:{self.cv_root}@train", *(f"disk:{path}" for path in pl_sets)]
+        return ["--train_data", *train, "--eval_data", f"cv:{self.cv_root}@dev"]
+
     def train(self, output: str, *argv: str, block: dict) -> None:
         options = {**self.config.train_common, **block, "seed": self.seed, "num_threads": self.step_threads}
         self.script("train.py", *argv, *mapping_to_argv(options), "--output_dir", output, "--resume", "true")
@@ -331,7 +338,7 @@ class Recipe:
         m = self.model_dir
         steps = [Step(0, "corpus", self.make_corpus, "embedded espeak-ng corpus", outputs=self._corpus_outputs())]
         steps.append(Step(1, "stage1", lambda: self.train(
-            m("stage1"), "--cv_root", self.cv_root, "--cv_languages", *c.languages, block=c.stage1),
+            m("stage1"), *self.cv_data(), "--cv_languages", *c.languages, block=c.stage1),
             "multilingual theta (CTC + gamma LID)", ("corpus",), (m("stage1"),)))
         for lang in c.low_resource:
             steps.append(Step(2, f"stage2-{lang}", lambda lang=lang: self.train_stage2(lang, semi=False),
@@ -455,7 +462,7 @@ class Recipe:
             for lang in c.low_resource:
                 steps.append(Step(4, f"{name}-{lang}", lambda lang=lang: self.train(
                     self.model_dir(f"{name}-{lang}"), "--init_from", self.model_dir(f"{name}-scratch"),
-                    "--cv_root", self.cv_root, "--cv_languages", lang, block=c.stage4b_finetune),
+                    *self.cv_data(), "--cv_languages", lang, block=c.stage4b_finetune),
                     f"strategy B fine-tune, {lang}", (f"{name}-scratch",), (self.model_dir(f"{name}-{lang}"),)))
             return steps
         return steps + [Step(4, name, lambda: self.train_stage4(name), variant.label, ("stage1", *pl_steps),
@@ -517,7 +524,7 @@ class Recipe:
         c = self.config
         name = f"stage2ssl-{lang}" if semi else f"stage2-{lang}"
         extra = ["--unlabeled_data", f"voxpopuli:{self.vp_root}"] if semi else []
-        self.train(self.model_dir(name), "--init_from", self.model_dir("stage1"), "--cv_root", self.cv_root,
+        self.train(self.model_dir(name), "--init_from", self.model_dir("stage1"), *self.cv_data(),
                    "--cv_languages", lang, *extra, block={**c.stage2, **(c.stage2_semi if semi else {})})
 
     def pseudo_label(self, source: str, lang: str, model: str | None = None) -> None:
@@ -608,15 +615,13 @@ class Recipe:
 
     def train_stage4(self, name: str) -> None:
         variant = VARIANTS[name]
-        datasets = self._stage4_datasets(name)
-        extra = ["--train_datasets", *datasets] if datasets else []
         block = {**self.config.stage4, **(getattr(self.config, variant.overrides) if variant.overrides else {})}
-        self.train(self.model_dir(name), "--init_from", self.model_dir("stage1"), "--cv_root", self.cv_root,
-                   "--cv_languages", *self.stage4_label_languages, *extra, block=block)
+        self.train(self.model_dir(name), "--init_from", self.model_dir("stage1"), *self.cv_data(self._stage4_datasets(name)),
+                   "--cv_languages", *self.stage4_label_languages, block=block)
 
     def finetune(self, base: str, name: str, lang: str) -> None:
         """A labels-only fine-tune of `base`'s model on `lang` (stage-2 style, block stage4_finetune)."""
-        self.train(self.model_dir(name), "--init_from", self.model_dir(base), "--cv_root", self.cv_root,
+        self.train(self.model_dir(name), "--init_from", self.model_dir(base), *self.cv_data(),
                    "--cv_languages", lang, block=self.config.stage4_finetune)
 
     def average_teacher(self) -> None:
@@ -631,8 +636,8 @@ class Recipe:
         with open(os.path.join(theta, "config.json")) as f:
             languages = json.load(f)["languages"]
         self.train(self.model_dir(f"{name}-scratch"), "--tokenizer_dir", theta, "--languages", *languages,
-                   "--cv_root", self.cv_root, "--cv_languages", *self.stage4_label_languages,
-                   "--train_datasets", *self._stage4_datasets(name), block=c.stage4b_scratch)
+                   *self.cv_data(self._stage4_datasets(name)), "--cv_languages", *self.stage4_label_languages,
+                   block=c.stage4b_scratch)
 
     def build_lm(self) -> None:
         processor_dir = self.path("lm", "processor")

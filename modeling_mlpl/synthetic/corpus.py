@@ -131,8 +131,8 @@ PRESETS: dict[str, CorpusSize] = {
         low_train_minutes=0.3, low_unlabelled_minutes=0.6, low_dev_minutes=0.2, low_test_minutes=0.2,
         text_sentences=200,
     ),
-    # DEMO_NOTES.md: ~20 min labelled per high-resource language; ~6 min labelled, ~70 min
-    # unlabelled, 4 min dev, 9 min test per low-resource language
+    # The prototype's sizes (docs/results.md, "The prototype"): ~20 min labelled per high-resource
+    # language; ~6 min labelled, ~70 min unlabelled, 4 min dev, 9 min test per low-resource language
     "demo": CorpusSize(
         high_resource=HIGH_RESOURCE, low_resource=LOW_RESOURCE,
         high_train_minutes=20.0, high_dev_minutes=2.0, high_test_minutes=2.0, high_unlabelled_minutes=0.0,

@@ -1,8 +1,16 @@
 """Training of MLPL models with Accelerate (recipe stages 1, 2 and 4); CLI in run_scripts/train.py."""
 
-from .arguments import ConfigError, DataArguments, MLPLTrainingArguments, ModelArguments, validate_arguments
+from .arguments import (
+    ConfigError,
+    DataArguments,
+    MLPLTrainingArguments,
+    ModelArguments,
+    TrainingData,
+    resolve_data,
+    validate_arguments,
+)
 from .checkpointing import TrainerState, latest_checkpoint, list_checkpoints
-from .train_data import TrainingSet, load_disk_dataset, parse_dataset_spec
+from .train_data import TrainingSet
 from .dev_eval import DevSet, evaluate_model
 from .tracking import read_log
 from .trainer import BEST_DIR, TrainResult, configure_threads, train
@@ -12,13 +20,13 @@ __all__ = [
     "DataArguments",
     "MLPLTrainingArguments",
     "ModelArguments",
+    "TrainingData",
+    "resolve_data",
     "validate_arguments",
     "TrainerState",
     "latest_checkpoint",
     "list_checkpoints",
     "TrainingSet",
-    "load_disk_dataset",
-    "parse_dataset_spec",
     "DevSet",
     "evaluate_model",
     "read_log",

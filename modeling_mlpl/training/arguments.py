@@ -1,6 +1,6 @@
 """Arguments of `run_scripts/train.py` as dataclasses (HfArgumentParser), with the paper's defaults.
 
-Defaults are the paper's large-scale schedule (PAPER.md "Training"): Adagrad, lr 0.01, 64k warm-up
+Defaults are the paper's large-scale schedule (docs/paper.md "Training"): Adagrad, lr 0.01, 64k warm-up
 updates, gradient clipping 0.1, SpecAugment from update 50k, 10 s random crops for the first 10k
 updates, ~35 s of audio per batch and device. CPU demos override the step counts (see configs/).
 Every field's `help` is what `train.py --help` prints. `validate_arguments` turns bad values into
@@ -9,12 +9,25 @@ one-line :class:`ConfigError` messages before anything heavy starts.
 
 from __future__ import annotations
 
+import logging
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from ..configuration_mlpl import PRESETS
 from ..data.languages import CV_LANGUAGES
-from ..data.specs import TRAINING_KINDS, UNLABELED_POOL_KINDS, DataSpecError, parse_data_spec
+from ..data.specs import (
+    KINDS,
+    PL_SET_KINDS,
+    TRAINING_KINDS,
+    UNLABELED_POOL_KINDS,
+    DataSpec,
+    DataSpecError,
+    accepted_forms,
+    check_path,
+    parse_data_spec,
+)
+
+logger = logging.getLogger(__name__)
 
 
 def mapping_to_argv(options: dict) -> list[str]:
@@ -73,7 +86,7 @@ class ModelArguments:
     layer_norm_first: bool | None = field(
         default=None,
         metadata={"help": "With --preset: pre-LayerNorm layers instead of the paper's post-LN (small models on a "
-                  "CPU leave the all-blank CTC plateau much sooner; see README)."},
+                  'CPU leave the all-blank CTC plateau much sooner; see docs/results.md, "Limits of the demo").'},
     )
 
     def config_overrides(self) -> dict:
@@ -82,30 +95,42 @@ class ModelArguments:
         return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
 
 
+_FORMS = ", ".join(KINDS[kind][1] for kind in TRAINING_KINDS)
+DATA_SPECS_HELP = f"""Data: train.py names its data as every mlpl command does, by data specs KIND:PATH[@SPLIT]:
+  {_FORMS}
+(Common Voice; VoxPopuli's transcribed_data; a LibriSpeech split; audio files with .txt transcripts; a
+datasets.save_to_disk folder such as a pseudo-label set, @LANG when it has no language column).
+--train_data takes the training sources (default split train), --eval_data the dev sets (default split
+dev; validation for a disk DatasetDict), --unlabeled_data the slimIPL pool (voxpopuli:ROOT for its
+unlabelled_data, or disk:PATH); --cv_languages keeps every cv/vp spec to those languages. Stage 4A,
+for example: --train_data cv:CV@train disk:PL_pt disk:PL_nl --eval_data cv:CV@dev. Deprecated and
+still accepted (one warning): --cv_root CV (= --train_data cv:CV@train --eval_data cv:CV@dev, splits
+from --cv_train_split/--cv_eval_split), then --train_datasets PATH and --eval_datasets PATH (= disk:PATH
+after it). More in docs/training_data.md."""
+
+
 @dataclass
 class DataArguments:
-    cv_root: str | None = field(
-        default=None, metadata={"help": "Common Voice folder (<root>/<lang>/clips + train/dev.tsv, or a Parquet copy)."}
+    train_data: list[str] | None = field(
+        default=None,
+        metadata={"help": f"Training sources, as data specs ({_FORMS}), e.g. cv:CV@train disk:PL_pt "
+                  "(default split train). See 'Data' above."},
+    )
+    eval_data: list[str] | None = field(
+        default=None,
+        metadata={"help": "Dev sets evaluated during training, as data specs, e.g. cv:CV@dev (default split dev; "
+                  "validation for a disk DatasetDict). None: no evaluation."},
     )
     cv_languages: list[str] | None = field(
-        default=None, metadata={"help": "Common Voice languages to use (default: every language under --cv_root)."}
-    )
-    cv_train_split: str = field(default="train", metadata={"help": "Common Voice split used for training."})
-    cv_eval_split: str = field(
-        default="dev", metadata={"help": "Common Voice split evaluated during training ('' to skip)."}
-    )
-    train_datasets: list[str] | None = field(
         default=None,
-        metadata={"help": "More training data: `datasets` folders saved with save_to_disk, e.g. pseudo-label sets. "
-                  "Syntax PATH[:SPLIT][@LANG] (SPLIT for a DatasetDict, LANG when there is no 'language' column)."},
+        metadata={"help": "Languages to load from every cv:/vp: spec of --train_data/--eval_data (and the language "
+                  "of a folder: spec, when one is given); default every language found. Disk datasets are not "
+                  "filtered: rows of languages the model does not know are dropped and counted."},
     )
     train_weights: list[float] | None = field(
         default=None,
-        metadata={"help": "Upsampling factor per training source, Common Voice first then --train_datasets in order "
-                  "(2 = every utterance twice per epoch, 0.5 = a fixed random half). Default 1 each."},
-    )
-    eval_datasets: list[str] | None = field(
-        default=None, metadata={"help": "More dev sets (same syntax as --train_datasets)."}
+        metadata={"help": "Upsampling factor per training source, in --train_data order (2 = every utterance twice "
+                  "per epoch, 0.5 = a fixed random half). Default 1 each."},
     )
     max_eval_samples_per_language: int | None = field(
         default=200, metadata={"help": "Cap on dev utterances per language (keeps evaluation cheap)."}
@@ -115,12 +140,31 @@ class DataArguments:
     )
     unlabeled_data: str | None = field(
         default=None,
-        metadata={"help": "Unlabelled long-form audio for semi-supervised (slimIPL) fine-tuning, KIND:PATH: "
-                  "voxpopuli:ROOT (unlabelled_data/<lang>/...) or disk:PATH (a save_to_disk dataset, PATH[:SPLIT][@LANG]). "
+        metadata={"help": "Unlabelled long-form audio for semi-supervised (slimIPL) fine-tuning, one data spec: "
+                  f"{accepted_forms(UNLABELED_POOL_KINDS)}; a VoxPopuli root gives its unlabelled_data/<lang>/... "
                   "Default none: supervised training only. See --pl_start_step."},
     )
     unlabeled_languages: list[str] | None = field(
         default=None, metadata={"help": "Languages of --unlabeled_data to use; unset: those of --cv_languages, or all."}
+    )
+    # Deprecated spellings (mapped onto the specs above by `resolve_data`, with a warning).
+    cv_root: str | None = field(
+        default=None,
+        metadata={"help": "Deprecated: --cv_root CV is --train_data cv:CV@train --eval_data cv:CV@dev "
+                  "(the splits of --cv_train_split/--cv_eval_split)."},
+    )
+    cv_train_split: str = field(
+        default="train", metadata={"help": "Deprecated, with --cv_root: its training split ('' = none)."}
+    )
+    cv_eval_split: str = field(
+        default="dev", metadata={"help": "Deprecated, with --cv_root: its dev split ('' = no evaluation)."}
+    )
+    train_datasets: list[str] | None = field(
+        default=None,
+        metadata={"help": "Deprecated: PATH[:SPLIT][@LANG] is --train_data disk:PATH[:SPLIT][@LANG] (after --cv_root)."},
+    )
+    eval_datasets: list[str] | None = field(
+        default=None, metadata={"help": "Deprecated: PATH is --eval_data disk:PATH (after --cv_root's dev split)."}
     )
 
 
@@ -251,19 +295,75 @@ def _check(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
-def _check_dataset_spec(spec: str, what: str, default_kind: str | None = "disk") -> None:
-    """Parse `spec` as the loaders will (:func:`modeling_mlpl.data.parse_data_spec`) and check its folder."""
-    kinds = TRAINING_KINDS if default_kind else UNLABELED_POOL_KINDS
+@dataclass(frozen=True)
+class TrainingData:
+    """A run's data, each spec parsed once (:func:`resolve_data`): what the trainer opens."""
+
+    train: tuple[DataSpec, ...]
+    eval: tuple[DataSpec, ...] = ()
+    unlabeled: DataSpec | None = None
+
+
+def _parse(spec: str, flag: str, kinds, default_kind: str | None = None) -> DataSpec:
     try:
-        parsed = parse_data_spec(spec, kinds, default_kind, flag=what)
+        return parse_data_spec(spec, kinds, default_kind, flag=flag)
     except DataSpecError as err:
         raise ConfigError(str(err)) from None
-    expected = "a datasets.save_to_disk folder" if parsed.kind == "disk" else "a VoxPopuli root"
-    _check(os.path.isdir(parsed.path), f"{what} {parsed.path!r} is not a directory (expected {expected})")
 
 
-def validate_arguments(model_args: ModelArguments, data_args: DataArguments, args: MLPLTrainingArguments) -> None:
-    """Raise ConfigError with a one-line message for the first bad value found."""
+def _deprecated_specs(d: DataArguments) -> tuple[list[DataSpec], list[DataSpec], list[str]]:
+    """(train specs, dev specs, flags used) that --cv_root/--train_datasets/--eval_datasets stand for:
+    the Common Voice root first, then the saved datasets, as these flags always ordered them."""
+    train: list[DataSpec] = []
+    dev: list[DataSpec] = []
+    used = [f"--{name}" for name in ("cv_root", "train_datasets", "eval_datasets") if getattr(d, name)]
+    if d.cv_root is not None:
+        # Built, not parsed: a root whose name holds '@' stays one path.
+        train += [DataSpec("cv", d.cv_root, d.cv_train_split, prefix="cv")] if d.cv_train_split else []
+        dev += [DataSpec("cv", d.cv_root, d.cv_eval_split, prefix="cv")] if d.cv_eval_split else []
+    # A bare PATH was always a saved dataset: spelt disk:PATH from here on (the name logs and errors show).
+    train += [replace(_parse(s, "--train_datasets", PL_SET_KINDS, "disk"), prefix="disk") for s in d.train_datasets or []]
+    dev += [replace(_parse(s, "--eval_datasets", PL_SET_KINDS, "disk"), prefix="disk") for s in d.eval_datasets or []]
+    return train, dev, used
+
+
+def resolve_data(d: DataArguments) -> TrainingData:
+    """The specs of --train_data/--eval_data/--unlabeled_data, parsed once; the deprecated flags mapped
+    onto them with one warning that spells the same data as specs. ConfigError (one line) on a bad spec,
+    on both spellings of one thing, or on a --cv_*_split without --cv_root."""
+    train = [_parse(s, "--train_data", TRAINING_KINDS) for s in d.train_data or []]
+    dev = [_parse(s, "--eval_data", TRAINING_KINDS) for s in d.eval_data or []]
+    old_train, old_dev, used = _deprecated_specs(d)
+    if d.cv_root is None:
+        _check(d.cv_train_split == "train" and d.cv_eval_split == "dev",
+               "--cv_train_split/--cv_eval_split only apply with --cv_root; name the split in the spec instead "
+               "(--train_data cv:CV@SPLIT, --eval_data cv:CV@SPLIT)")  # fmt: skip
+    _check(not (train and (d.cv_root is not None or d.train_datasets)),
+           "give the training data once: --train_data, or the deprecated --cv_root/--train_datasets, not both")
+    _check(not (dev and (d.cv_root is not None or d.eval_datasets)),
+           "give the dev data once: --eval_data, or the deprecated --cv_root/--eval_datasets, not both")
+    if used:
+        as_specs = " ".join(["--train_data", *map(str, old_train)] if old_train else [])
+        as_specs += " --eval_data " + " ".join(map(str, old_dev)) if old_dev else ""
+        logger.warning("%s deprecated; the same data as specs: %s", "/".join(used) + (" is" if len(used) == 1 else " are"),
+                       as_specs.strip())  # fmt: skip
+    unlabeled = None
+    if d.unlabeled_data is not None:
+        unlabeled = _parse(d.unlabeled_data, "--unlabeled_data", UNLABELED_POOL_KINDS)
+    return TrainingData(tuple(train or old_train), tuple(dev or old_dev), unlabeled)
+
+
+def _check_paths(specs: list[DataSpec], flag: str) -> None:
+    for spec in specs:
+        try:
+            check_path(spec, flag)
+        except DataSpecError as err:
+            raise ConfigError(str(err)) from None
+
+
+def validate_arguments(model_args: ModelArguments, data_args: DataArguments, args: MLPLTrainingArguments) -> TrainingData:
+    """The run's data specs (:func:`resolve_data`), once every value is checked; ConfigError with a one-line
+    message for the first bad value found."""
     m, d, t = model_args, data_args, args
     _check((m.preset is None) != (m.init_from is None), "give exactly one of --preset (from scratch) or --init_from")
     if m.preset is not None:
@@ -283,14 +383,12 @@ def validate_arguments(model_args: ModelArguments, data_args: DataArguments, arg
     for lang in (m.languages or []) + (d.cv_languages or []):
         _check(lang in CV_LANGUAGES, f"unknown language {lang!r}; use Common Voice codes such as en, de, pt, fy-NL")
 
-    _check(d.cv_root is not None or bool(d.train_datasets), "no training data: give --cv_root and/or --train_datasets")
-    if d.cv_root is not None:
-        _check(os.path.isdir(d.cv_root), f"--cv_root {d.cv_root!r} is not a directory")
-    for spec in d.train_datasets or []:
-        _check_dataset_spec(spec, "--train_datasets")
-    for spec in d.eval_datasets or []:
-        _check_dataset_spec(spec, "--eval_datasets")
-    n_sources = (d.cv_root is not None) + len(d.train_datasets or [])
+    data = resolve_data(d)
+    _check(bool(data.train), "no training data: give --train_data, e.g. --train_data cv:CV@train")
+    _check_paths(list(data.train), "--train_data")
+    _check_paths(list(data.eval), "--eval_data")
+    _check_paths([data.unlabeled] if data.unlabeled else [], "--unlabeled_data")
+    n_sources = len(data.train)
     if d.train_weights is not None:
         _check(len(d.train_weights) == n_sources,
                f"--train_weights has {len(d.train_weights)} values for {n_sources} training sources")
@@ -301,8 +399,6 @@ def validate_arguments(model_args: ModelArguments, data_args: DataArguments, arg
     _check(d.max_train_samples is None or d.max_train_samples > 0, "--max_train_samples must be > 0")
     for lang in d.unlabeled_languages or []:
         _check(lang in CV_LANGUAGES, f"unknown --unlabeled_languages {lang!r}; use Common Voice codes such as pt")
-    if d.unlabeled_data is not None:
-        _check_dataset_spec(d.unlabeled_data, "--unlabeled_data", default_kind=None)
 
     _check(t.max_steps > 0, f"--max_steps must be > 0, got {t.max_steps}")
     _check(t.learning_rate > 0, f"--learning_rate must be > 0, got {t.learning_rate}")
@@ -338,6 +434,7 @@ def validate_arguments(model_args: ModelArguments, data_args: DataArguments, arg
         _check(os.path.isdir(t.resume_from_checkpoint), f"--resume_from_checkpoint {t.resume_from_checkpoint!r} does not exist")
     elif not t.resume and not t.overwrite_output_dir and os.path.isdir(t.output_dir) and os.listdir(t.output_dir):
         raise ConfigError(f"output_dir {t.output_dir!r} is not empty: pass --resume to continue or --overwrite_output_dir")
+    return data
 
 
 # What train.py parses, in this order (the recipe validates its config blocks against the same classes).
@@ -357,6 +454,9 @@ __all__ = [
     "DataArguments",
     "MLPLTrainingArguments",
     "ConfigError",
+    "DATA_SPECS_HELP",
+    "TrainingData",
+    "resolve_data",
     "validate_arguments",
     "arguments_to_dict",
     "TRAIN_ARGUMENT_CLASSES",

@@ -1,7 +1,7 @@
 """Semi-supervised fine-tuning in the style of slimIPL (Likhomanenko et al. 2021): recipe stage 2.
 
 The paper's stage 2 fine-tunes theta "with semi-supervised learning on a target language"; its
-authors' slimIPL is that method (PAPER.md, Recipe step 2). What runs here, per process, follows
+authors' slimIPL is that method (docs/paper.md, "Recipe", step 2). What runs here, per process, follows
 flashlight's `recipes/slimIPL` ("fixed-pre-cache" type):
 
 1. Updates before `--pl_start_step`: supervised, as any run.
@@ -37,37 +37,28 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ..audio import AudioDecodeError, load_segment, row_segment
-from ..data.specs import UNLABELED_POOL_KINDS, DataSpec, DataSpecError, open_dataset, parse_data_spec
+from ..data.specs import DataSpec, DataSpecError, open_dataset
 from .arguments import ConfigError
 from .train_data import SpeechCollator, load_example
 
 logger = logging.getLogger(__name__)
 
-UNLABELED_KINDS = ("voxpopuli", "disk")  # as spelt in --unlabeled_data (data.specs.UNLABELED_POOL_KINDS)
 # Key purposes (the second number of every RNG key), so no two kinds of draw share a stream.
 _POOL_ORDER, _CACHE_ORDER, _REFRESH, _CROP, _SPECAUGMENT = 101, 102, 103, 104, 105
 # Recordings labelled per forward pass group when the cache is filled (bounds the audio held in memory).
 _FILL_CHUNK = 64
 
 
-def parse_unlabeled_spec(spec: str) -> DataSpec:
-    """`--unlabeled_data` (``voxpopuli:ROOT`` or ``disk:PATH[:SPLIT][@LANG]``) parsed; a bad one raises ConfigError."""
+def load_unlabeled_pool(spec: DataSpec, languages: list[str] | None):
+    """The unlabelled recordings of `--unlabeled_data` (parsed once, by :func:`modeling_mlpl.training.
+    arguments.resolve_data`): a dataset with id, audio, language, duration, kept to `languages`."""
     try:
-        return parse_data_spec(spec, UNLABELED_POOL_KINDS, flag="--unlabeled_data")
-    except DataSpecError as err:
-        raise ConfigError(str(err)) from None
-
-
-def load_unlabeled_pool(spec: str, languages: list[str] | None):
-    """The unlabelled recordings of `--unlabeled_data` (a dataset with id, audio, language, duration)."""
-    parsed = parse_unlabeled_spec(spec)
-    try:
-        ds = open_dataset(parsed, languages=languages, unlabelled=True, flag="--unlabeled_data")
+        ds = open_dataset(spec, languages=languages, unlabelled=True, flag="--unlabeled_data")
     except DataSpecError as err:  # names the flag and the spec already
         raise ConfigError(str(err)) from None
     except (ValueError, FileNotFoundError) as err:
         raise ConfigError(f"--unlabeled_data {spec}: {err}") from None
-    if parsed.kind == "vp":
+    if spec.kind == "vp":  # the VoxPopuli loader keeps to `languages` itself
         return ds
     if languages:
         wanted = set(languages)
@@ -365,5 +356,4 @@ class SlimIPL:
                 "empty_fraction": float(np.mean([n == 0 for n in lengths])) if lengths else 0.0}  # fmt: skip
 
 
-__all__ = ["SlimIPL", "SlimIPLConfig", "PLCacheState", "CacheEntry", "parse_unlabeled_spec", "load_unlabeled_pool",
-           "UNLABELED_KINDS"]  # fmt: skip
+__all__ = ["SlimIPL", "SlimIPLConfig", "PLCacheState", "CacheEntry", "load_unlabeled_pool"]

@@ -2,7 +2,7 @@
 
 Sources are Common Voice folders (via :func:`modeling_mlpl.data.common_voice.load_common_voice`)
 and `datasets` folders saved with ``save_to_disk`` (pseudo-label sets, or any dataset with audio and
-text; :func:`modeling_mlpl.data.disk.load_disk_dataset`, re-exported here with the spec parser).
+text), each named by a data spec and opened by :func:`modeling_mlpl.data.open_dataset`.
 Pseudo-label rows carry ``offset``/``duration`` (a segment of a long recording) and ``token_times``
 (the PL's CTC alignment), which random cropping uses (:mod:`modeling_mlpl.augment`).
 
@@ -23,8 +23,6 @@ from datasets import Dataset
 
 from ..audio import SAMPLING_RATE, AudioDecodeError, load_segment, row_segment
 from ..augment import random_crop
-from ..data.disk import load_disk_dataset
-from ..data.specs import parse_disk_spec as parse_dataset_spec
 from ..feature_extraction_mlpl import (
     HOP_LENGTH,
     N_MELS,
@@ -305,8 +303,6 @@ def make_loader(dataset: TrainingSet, batch_sampler: TaggedBatchSampler, process
 
 
 __all__ = [
-    "parse_dataset_spec",
-    "load_disk_dataset",
     "filter_rows",
     "expand_by_weight",
     "SourceStats",

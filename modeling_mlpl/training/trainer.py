@@ -16,7 +16,7 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ from transformers import get_scheduler
 from ..augment import spec_augment
 from ..configuration_mlpl import MLPLConfig
 from ..data.sampler import LengthBucketBatchSampler
-from ..data.specs import TRAINING_KINDS, open_dataset
+from ..data.specs import DataSpec, DataSpecError, open_dataset
 from ..feature_extraction_mlpl import MLPLFeatureExtractor
 from ..modeling_mlpl import MLPLForCTC
 from ..processing_mlpl import MLPLProcessor
@@ -39,7 +39,9 @@ from .arguments import (
     DataArguments,
     MLPLTrainingArguments,
     ModelArguments,
+    TrainingData,
     arguments_to_dict,
+    resolve_data,
     validate_arguments,
 )
 from .checkpointing import (
@@ -84,46 +86,38 @@ def configure_threads(num_threads: int | None, local_processes: int = 1) -> int:
     return num_threads
 
 
-def load_sources(data_args: DataArguments, split_kind: str = "train") -> tuple[list, list[str]]:
-    """Datasets and display names of the training (`split_kind="train"`) or dev sources."""
-    from ..data.common_voice import load_common_voice
+def _check_rows(ds, spec: DataSpec, split: str, languages: Sequence[str] | None, flag: str) -> None:
+    """A source with no usable rows (e.g. a header-only Common Voice `{split}.tsv`) is named here; it would
+    otherwise surface later as an empty MLPLConfig.languages. Named languages must each have rows."""
+    if not hasattr(ds, "num_rows"):  # streamed: counted as it is read
+        return
+    present = set(ds["language"]) if ds.num_rows and "language" in ds.column_names else set()
+    empty = [lang for lang in languages if lang not in present] if languages else ([] if ds.num_rows else ["*"])
+    if not empty:
+        return
+    where = (", ".join(os.path.join(spec.path, lang, f"{split}.tsv") for lang in empty) if spec.kind == "cv"
+             else f"its {split!r} split" + ("" if empty == ["*"] else f" for {', '.join(empty)}"))  # fmt: skip
+    raise ConfigError(f"{flag} {spec}: no usable rows in {where} (header only, or every row skipped by the "
+                      "loader's checks)")  # fmt: skip
 
+
+def load_sources(specs: Sequence[DataSpec], data_args: DataArguments, split_kind: str = "train") -> tuple[list, list[str]]:
+    """Datasets and display names (the specs) of the training (`split_kind="train"`) or dev sources, in
+    the order given; cv/vp specs keep to --cv_languages. Default split: train, or dev (validation for a
+    saved DatasetDict, the `datasets` name of that split) for the dev sets."""
+    flag = "--train_data" if split_kind == "train" else "--eval_data"
     datasets, names = [], []
-    cv_split = data_args.cv_train_split if split_kind == "train" else data_args.cv_eval_split
-    if data_args.cv_root is not None and cv_split:
+    for spec in specs:
+        split = "train" if split_kind == "train" else "validation" if spec.kind == "disk" else "dev"
         try:
-            ds = load_common_voice(data_args.cv_root, data_args.cv_languages, split=cv_split)
-        except (ValueError, FileNotFoundError) as err:
+            ds = open_dataset(spec, split=split, languages=data_args.cv_languages, flag=flag)
+        except DataSpecError as err:  # names the flag and the spec already
             raise ConfigError(str(err)) from None
-        # A header-only {split}.tsv would otherwise surface later as an empty MLPLConfig.languages.
-        present = set(ds["language"]) if len(ds) else set()
-        # Named languages must each have rows; with none named, only an empty whole is an error.
-        if data_args.cv_languages:
-            empty = [lang for lang in data_args.cv_languages if lang not in present]
-        elif not present:
-            root = str(data_args.cv_root)
-            empty = sorted(d for d in os.listdir(root) if os.path.isfile(os.path.join(root, d, f"{cv_split}.tsv")))
-            empty = empty or ["*"]
-        else:
-            empty = []
-        if empty:
-            where = ", ".join(os.path.join(str(data_args.cv_root), lang, f"{cv_split}.tsv") for lang in empty)
-            raise ConfigError(f"no usable rows in Common Voice split {cv_split!r}: {where} (header only, or every "
-                              "row skipped by the loader's checks)")  # fmt: skip
-        datasets.append(ds)
-        names.append(f"common_voice[{cv_split}]")
-    specs = data_args.train_datasets if split_kind == "train" else data_args.eval_datasets
-    for spec in specs or []:
-        try:
-            ds = open_dataset(spec, split="train" if split_kind == "train" else "validation", kinds=TRAINING_KINDS,
-                              default_kind="disk", flag=f"--{split_kind}_datasets")  # fmt: skip
         except (ValueError, FileNotFoundError) as err:
-            raise ConfigError(str(err)) from None
-        if hasattr(ds, "num_rows") and ds.num_rows == 0:
-            raise ConfigError(f"--{split_kind}_datasets {spec}: no rows in its "
-                              f"{'train' if split_kind == 'train' else 'validation'} split")  # fmt: skip
+            raise ConfigError(f"{flag} {spec}: {err}") from None
+        _check_rows(ds, spec, split, data_args.cv_languages if spec.kind in ("cv", "vp") else None, flag)
         datasets.append(ds)
-        names.append(spec)
+        names.append(str(spec))
     if split_kind == "train" and data_args.max_train_samples is not None:
         datasets = [ds.select(range(min(len(ds), data_args.max_train_samples))) for ds in datasets]
     if split_kind == "train":
@@ -237,12 +231,12 @@ def _prepare_output_dir(args: MLPLTrainingArguments, is_main: bool) -> None:
     os.makedirs(args.output_dir, exist_ok=True)
 
 
-def build_slimipl(data_args: DataArguments, args: MLPLTrainingArguments, accelerator: Accelerator, model: MLPLForCTC,
-                  processor: MLPLProcessor, train_set: TrainingSet) -> SlimIPL | None:  # fmt: skip
+def build_slimipl(data: TrainingData, data_args: DataArguments, args: MLPLTrainingArguments, accelerator: Accelerator,
+                  model: MLPLForCTC, processor: MLPLProcessor, train_set: TrainingSet) -> SlimIPL | None:  # fmt: skip
     """The semi-supervised (slimIPL) PL cache of this process, or None for supervised training."""
-    if data_args.unlabeled_data is None:
+    if data.unlabeled is None:
         return None
-    pool = load_unlabeled_pool(data_args.unlabeled_data, data_args.unlabeled_languages or data_args.cv_languages)
+    pool = load_unlabeled_pool(data.unlabeled, data_args.unlabeled_languages or data_args.cv_languages)
     config = SlimIPLConfig(
         start_step=args.pl_start_step, labeled_updates=args.pl_labeled_updates, unlabeled_updates=args.pl_unlabeled_updates,
         cache_size=args.pl_cache_size, refresh_prob=args.pl_cache_refresh_prob,
@@ -324,8 +318,11 @@ def make_accelerator(args: MLPLTrainingArguments) -> Accelerator:
     )
 
 
-def setup_run(model_args: ModelArguments, data_args: DataArguments, args: MLPLTrainingArguments) -> _Run:
-    """Accelerator, data, model, optimizer, schedule and batch plans of a run (nothing trained yet)."""
+def setup_run(model_args: ModelArguments, data_args: DataArguments, args: MLPLTrainingArguments,
+              data: TrainingData | None = None) -> _Run:  # fmt: skip
+    """Accelerator, data, model, optimizer, schedule and batch plans of a run (nothing trained yet).
+    `data`: the specs :func:`validate_arguments` parsed (None: parsed here from `data_args`)."""
+    data = data if data is not None else resolve_data(data_args)
     accelerator = make_accelerator(args)
     is_main = accelerator.is_main_process
     threads = configure_threads(args.num_threads, accelerator.state.num_processes if accelerator.device.type == "cpu" else 1)
@@ -336,7 +333,7 @@ def setup_run(model_args: ModelArguments, data_args: DataArguments, args: MLPLTr
     accelerator.wait_for_everyone()
     set_seed(args.seed)
 
-    train_sources, train_names = load_sources(data_args, "train")
+    train_sources, train_names = load_sources(data.train, data_args, "train")
     data_languages = sorted({lang for ds in train_sources for lang in set(ds["language"])})
     work_dir = tempfile.mkdtemp(prefix="mlpl-train-")
     texts = [t for ds in train_sources for t in ds["text"]]
@@ -347,7 +344,7 @@ def setup_run(model_args: ModelArguments, data_args: DataArguments, args: MLPLTr
         raise ConfigError(f"training data has language(s) {unknown} that the model does not know; it knows {languages}")
     train_set = build_training_set(train_sources, train_names, processor.tokenizer, languages, data_args.train_weights,
                                    args.crop_seconds, args.seed, processor.feature_extractor, args.feature_cache_gb)  # fmt: skip
-    dev_sources, _ = load_sources(data_args, "eval")
+    dev_sources, _ = load_sources(data.eval, data_args, "eval")
     dev = DevSet(dev_sources, data_args.max_eval_samples_per_language) if dev_sources else None
     if dev is not None and len(dev) == 0:
         dev = None
@@ -361,7 +358,7 @@ def setup_run(model_args: ModelArguments, data_args: DataArguments, args: MLPLTr
     # Not prepared: Accelerate would step it once per process per update.
     accelerator.register_for_checkpointing(scheduler)
     unwrapped = accelerator.unwrap_model(model)
-    semi = build_slimipl(data_args, args, accelerator, unwrapped, processor, train_set)
+    semi = build_slimipl(data, data_args, args, accelerator, unwrapped, processor, train_set)
 
     def make_sampler(cropped: bool) -> LengthBucketBatchSampler:
         return LengthBucketBatchSampler(
@@ -598,8 +595,8 @@ def train(model_args: ModelArguments, data_args: DataArguments, args: MLPLTraini
 
     `step_callback(state)` runs after every update (tests use it to interrupt a run).
     """
-    validate_arguments(model_args, data_args, args)
-    run = setup_run(model_args, data_args, args)
+    data = validate_arguments(model_args, data_args, args)
+    run = setup_run(model_args, data_args, args, data)
     resume_run(run)
     open_logs(run, model_args, data_args)
     run.model.train()

@@ -13,7 +13,7 @@ mlpl:      our labeler with an mlpl model of the same transformer shape ("small"
            teacher takes, for the "per FLOP" comparison.
 
 Models are random (throughput does not depend on the weights): a Wav2Vec2ForCTC of realistic shape (conv front
-end of 7 layers x 256 channels, 6 transformer layers, hidden 256) and, when the Whisper teacher exists on this
+end of 7 layers x 128 channels, 6 transformer layers, hidden 256) and, when the Whisper teacher exists on this
 branch (teachers/whisper.py), a WhisperForConditionalGeneration (2 + 2 layers, d_model 256; generation capped
 at --whisper_max_new_tokens for both runners, since random weights never stop on their own). FLOPs per audio
 second are counted with torch.utils.flop_counter on a 10 s forward. The runners alternate (ours, pipeline,
@@ -62,7 +62,7 @@ def build_wav2vec2(folder: Path) -> None:
     vocab = {t: i for i, t in enumerate(["<pad>", "<s>", "</s>", "<unk>", "|", *LETTERS])}
     (folder / "vocab.json").write_text(json.dumps(vocab))
     config = Wav2Vec2Config(vocab_size=len(vocab), pad_token_id=0, hidden_size=256, num_hidden_layers=6,
-                            num_attention_heads=4, intermediate_size=1024, conv_dim=(256,) * 7,
+                            num_attention_heads=4, intermediate_size=1024, conv_dim=(128,) * 7,
                             feat_extract_norm="layer", do_stable_layer_norm=True, num_conv_pos_embeddings=64,
                             num_conv_pos_embedding_groups=16, mask_time_prob=0.0)  # fmt: skip
     torch.manual_seed(0)
@@ -81,18 +81,24 @@ def whisper_available() -> bool:
     return True
 
 
-def build_whisper(folder: Path) -> None:
-    """A random Whisper of 2 + 2 layers, d_model 256, with the tests' tiny multilingual tokenizer."""
+def build_whisper(folder: Path, max_new_tokens: int) -> None:
+    """A random Whisper of 2 + 2 layers, d_model 256, with the tests' tiny multilingual tokenizer and generation
+    config (its language tokens). Random weights never stop on their own: generation is capped at
+    `max_new_tokens` in the saved generation config, which both runners read."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
     from helpers_whisper import build_tiny_whisper
-    from transformers import WhisperConfig, WhisperForConditionalGeneration
+    from transformers import GenerationConfig, WhisperConfig, WhisperForConditionalGeneration
 
     build_tiny_whisper(folder)
     config = WhisperConfig.from_pretrained(folder)
     config.update(dict(d_model=256, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
                        decoder_attention_heads=4, encoder_ffn_dim=1024, decoder_ffn_dim=1024, max_target_positions=448))
+    generation = GenerationConfig.from_pretrained(folder)
+    generation.max_new_tokens = max_new_tokens
     torch.manual_seed(0)
-    WhisperForConditionalGeneration(config).eval().save_pretrained(folder)
+    model = WhisperForConditionalGeneration(config).eval()
+    model.generation_config = generation
+    model.save_pretrained(folder)
 
 
 class ForwardCounter:
@@ -162,7 +168,9 @@ def run_pipeline(folder: str, paths: list[str], batch_size: int, chunked: bool, 
     asr = pipeline("automatic-speech-recognition", model=folder, device="cpu", batch_size=batch_size, **kwargs)
     is_whisper = asr.model.config.model_type == "whisper"
     counter = ForwardCounter(asr.model.model.encoder, "input_features") if is_whisper else ForwardCounter(asr.model, "input_values")
+    # Whisper: timestamps on, as our teacher decodes (openai's transcribe default; gives segments).
     generate_kwargs = {"language": language, "task": "transcribe", "max_new_tokens": max_new_tokens} if is_whisper else None
+    kwargs = {"generate_kwargs": generate_kwargs, "return_timestamps": True} if is_whisper else {}
     audio_s = 0.0
 
     def inputs():
@@ -173,7 +181,7 @@ def run_pipeline(folder: str, paths: list[str], batch_size: int, chunked: bool, 
             yield {"raw": wave, "sampling_rate": SR}
 
     start = time.perf_counter()
-    rows = sum(1 for _ in asr(inputs(), **({"generate_kwargs": generate_kwargs} if generate_kwargs else {})))
+    rows = sum(1 for _ in asr(inputs(), **kwargs))
     wall = time.perf_counter() - start
     counter.handle.remove()
     return {"wall_s": wall, "audio_s": audio_s, "rows": rows, **_padding(counter, audio_s)}
@@ -242,14 +250,8 @@ def main() -> None:
             }, args.rounds)  # fmt: skip
         if "whisper" not in args.skip and whisper_available():
             folder = work / "whisper"
-            build_whisper(folder)
+            build_whisper(folder, args.whisper_max_new_tokens)
             models["whisper"] = _model_facts(folder)
-            # The teacher reads its generation cap from the model's generation config: the pipeline gets the same.
-            from transformers import GenerationConfig
-
-            generation = GenerationConfig.from_pretrained(folder)
-            generation.max_new_tokens = args.whisper_max_new_tokens
-            generation.save_pretrained(folder)
             results["whisper"] = compare("whisper", {
                 "ours": lambda: run_ours(str(folder), audio_dir, work / "pl-whisper", args.whisper_batch_seconds, "en"),
                 "pipeline": lambda: run_pipeline(str(folder), paths, args.pipeline_batch_size, False, "en",

@@ -47,14 +47,21 @@ def make_checkpoint(directory: Path, preset: str) -> None:
     modeling_mlpl.MLPLProcessor(modeling_mlpl.MLPLFeatureExtractor(), tokenizer).save_pretrained(directory)
 
 
-def make_audio(directory: Path, num_files: int, seed: int) -> list[float]:
+def synthetic_recordings(directory: Path, durations, seed: int) -> None:
+    """rec0000.wav, ... of the given durations: a wobbling tone + noise (benchmarks time, not accuracy)."""
     rng = np.random.default_rng(seed)
-    durations = np.clip(rng.gamma(3.0, 5.0, num_files), 2.0, 35.0)
+    directory.mkdir(parents=True, exist_ok=True)
     for i, d in enumerate(durations):
         t = np.arange(int(d * 16000)) / 16000
         f = rng.uniform(100, 600)
         wave = 0.2 * np.sin(2 * np.pi * f * t * (1 + 0.1 * np.sin(t))) + 0.01 * rng.standard_normal(t.shape)
         write_audio(directory / f"rec{i:04d}.wav", wave.astype(np.float32))
+
+
+def make_audio(directory: Path, num_files: int, seed: int) -> list[float]:
+    """VoxPopuli-like lengths: gamma(3, 5) s clipped to 2-35 s."""
+    durations = np.clip(np.random.default_rng(seed).gamma(3.0, 5.0, num_files), 2.0, 35.0)
+    synthetic_recordings(directory, durations, seed)
     return [float(d) for d in durations]
 
 

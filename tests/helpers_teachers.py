@@ -44,13 +44,14 @@ def _bias_letters(lm_head: torch.nn.Linear, seed: int) -> None:
         lm_head.bias[4:] = 2.0 + torch.rand(lm_head.bias.shape[0] - 4, generator=g)
 
 
-def build_ctc_teacher(folder, architecture: str = "wav2vec2", seed: int = 0) -> str:
-    """A tiny Wav2Vec2ForCTC (or HubertForCTC) with its Wav2Vec2Processor, saved to `folder`."""
+def build_ctc_teacher(folder, architecture: str = "wav2vec2", seed: int = 0, letters=LETTERS) -> str:
+    """A tiny Wav2Vec2ForCTC (or HubertForCTC) with its Wav2Vec2Processor, saved to `folder`; `letters`
+    are its output characters (e.g. a corpus's, so that its PLs are text a student can learn)."""
     from transformers import HubertConfig, HubertForCTC, Wav2Vec2Config, Wav2Vec2ForCTC
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    vocab = _vocab()
+    vocab = _vocab(list(letters))
     config_cls, model_cls = {"wav2vec2": (Wav2Vec2Config, Wav2Vec2ForCTC), "hubert": (HubertConfig, HubertForCTC)}[architecture]
     torch.manual_seed(seed)
     model = model_cls(config_cls(vocab_size=len(vocab), pad_token_id=0, **TINY)).eval()

@@ -4,6 +4,7 @@
     python run_scripts/recipe.py --config configs/demo.yaml --stage 4 --stop-stage 6
     python run_scripts/recipe.py --config configs/demo.yaml --seeds 3       # seeds 0,1,2 + aggregate
     python run_scripts/recipe.py --config configs/demo.yaml --list          # the plan, nothing run
+    python run_scripts/recipe.py --config configs/external_teacher.yaml      # a student of an external teacher
 
 Stages: 0 corpus | 1 multilingual theta | 2 fine-tune theta' per target language | 3 pseudo-labels
 | 4 strategy A/B, controls and options | 5 LMs, alpha/beta tuning, evaluation | 6 report.
@@ -45,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", nargs="+", default=None, metavar="VARIANT",
                         help="override the config's stage-4 variants, e.g. --variants stage4a labels_only oracle "
                              "pl_lm (finished steps are reused); choices: " + ", ".join(VARIANTS))  # fmt: skip
+    parser.add_argument("--teacher", default=None, metavar="MODEL",
+                        help="override the config's `teacher:`: stage 3's pseudo-labels come from this checkpoint "
+                             "(folder or Hub id; any kind pseudo_label.py takes, docs/teachers.md) instead of theta'")
     parser.add_argument("--script-runner", choices=RUNNERS, default=None,
                         help="fork: each script forks from a server that imported torch & co. once (default; saves "
                              "7-15 s per script here); subprocess: a plain `python script.py` per script")
@@ -59,7 +63,10 @@ def main(argv: list[str] | None = None) -> int:
             config.corpus["dir"] = args.corpus_dir
         if args.variants:
             config.variants = args.variants
-            config.validate(f"{args.config} with --variants")
+        if args.teacher:
+            config.teacher = args.teacher
+        if args.variants or args.teacher:
+            config.validate(f"{args.config} with --variants/--teacher")
         seeds = [args.seed] if args.seed is not None else list(range(args.seeds))
         for seed in seeds:
             recipe = Recipe(config, seed=seed, threads=args.threads, jobs=args.jobs, runner=args.script_runner)

@@ -6,7 +6,8 @@ Stages (docs/paper.md "Recipe"):
   2 stage2-<L>    fine-tune theta -> theta'_L per low-resource target L: supervised (the baseline) and,
                   with `stage2_mode: semi_supervised`, slimIPL on L's unlabeled audio (stage2ssl-<L>,
                   then the teacher of the PLs)
-  3 pl-<L>        the teacher greedy-decodes L's unlabeled long-form audio into pseudo-labels (PLs)
+  3 pl-<L>        the teacher greedy-decodes L's unlabeled long-form audio into pseudo-labels (PLs): theta'_L,
+                  or any checkpoint the config's `teacher:` names (distillation: docs/teachers.md)
   4 stage4a ...   the stage-4 variants of :mod:`modeling_mlpl.recipe.variants` (strategy A/B, controls, options)
   5 lm, eval      n-gram LMs, alpha/beta tuned on dev per model, every model on test, greedy and LM
   6 report        tables (markdown + JSON) and a plot, from the results manifest
@@ -45,6 +46,8 @@ PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath
 MANIFEST = "manifest.json"
 STAGE2_MODES = ("supervised", "semi_supervised")
 # Config blocks handed to train.py (validated against its own argument dataclasses when loaded).
+# PL sets only the stage-2 mlpl teacher can make (LM-fused decoding, routing by theta's LID head).
+MLPL_ONLY_PL_KINDS = ("lm", "agreement", "auto")
 TRAINING_BLOCKS = ("stage1", "stage2", "stage2_semi", "stage4", "stage4_noisy", "stage4_finetune",
                    "stage4b_scratch", "stage4b_finetune")  # fmt: skip
 # The other blocks, each handed to one command and validated against that command's own parser when the
@@ -66,6 +69,14 @@ def _up_to_date(output: str, *inputs: str) -> bool:
     if not os.path.exists(output):
         return False
     return all(os.path.getmtime(p) <= os.path.getmtime(output) for p in inputs if os.path.exists(p))
+
+
+def _same_teacher(run_file: str, model: str) -> bool:
+    """Whether the PL run bound in `run_file` (pl_run.json) was made by `model` (folder or Hub id)."""
+    with open(run_file, encoding="utf-8") as f:
+        recorded = str(json.load(f).get("--model", ""))
+    name = os.path.realpath(model) if os.path.exists(model) else model
+    return recorded == name or recorded.startswith(f"{name} (")
 
 
 def available_cores() -> int:
@@ -92,6 +103,14 @@ class RecipeConfig:
     # stage2_semi flags, on the target's unlabeled audio). The supervised theta' is always the baseline row.
     stage2_mode: str = "supervised"
     stage2_semi: dict = field(default_factory=dict)
+    # Stage 3's teacher: None = theta'_L from stage 2 (the paper). Else any checkpoint pseudo_label.py takes (a
+    # folder or Hub id: transformers CTC, MMS, Whisper, another mlpl model), and the student (stage 4 on) learns
+    # from its PLs. Stage 2 is trained all the same: theta' is the baseline row, and the oracle's forced alignment
+    # of the true transcripts needs an mlpl model (the stage-2 one).
+    teacher: str | None = None
+    teacher_revision: str | None = None  # Hub branch, tag or commit of `teacher`
+    teacher_language: dict | str | None = None  # our code -> the teacher's (MMS adapter: {pt: por}), or one for all
+    pl_text_rule: str | None = None  # text.PL_TEXT_RULES; None: pseudo_label.py's default for the teacher's kind
     stage4: dict = field(default_factory=dict)
     stage4_noisy: dict = field(default_factory=dict)  # merged over stage4 by the *_noisy variants
     stage4_finetune: dict = field(default_factory=dict)  # the *_ft variants' labels-only fine-tune
@@ -157,6 +176,7 @@ class RecipeConfig:
                                   f"({self.pl_start_step})")  # fmt: skip
         if self.jobs is not None and self.jobs < 1:
             raise RecipeError(f"{path}: jobs must be >= 1, got {self.jobs}")
+        self.validate_teacher(path)
         for block in TRAINING_BLOCKS:
             check_training_block(f"{path}: {block}", {**self.train_common, **getattr(self, block)})
         for block, (command, added) in COMMAND_BLOCKS.items():
@@ -165,6 +185,55 @@ class RecipeConfig:
     @property
     def pl_start_step(self) -> int | None:
         return {**self.train_common, **self.stage2, **self.stage2_semi}.get("pl_start_step")
+
+    def validate_teacher(self, path: str = "config") -> None:
+        """The stage-3 teacher block: a local folder must hold a checkpoint of a kind the labeler takes (read
+        from its config.json, nothing loaded); anything else must at least be a well-formed Hub id (checked
+        offline: it downloads at stage 3)."""
+        from ..text import PL_TEXT_RULES
+
+        if self.pl_text_rule is not None and self.pl_text_rule not in PL_TEXT_RULES:
+            raise RecipeError(f"{path}: pl_text_rule must be one of {sorted(PL_TEXT_RULES)}, got {self.pl_text_rule!r}")
+        if self.teacher is None:
+            for key in ("teacher_revision", "teacher_language"):
+                if getattr(self, key) is not None:
+                    raise RecipeError(f"{path}: {key} is set but `teacher:` is not (the stage-2 teacher is an mlpl "
+                                      "model of this recipe)")  # fmt: skip
+            return
+        if not isinstance(self.teacher, str) or not self.teacher.strip():
+            raise RecipeError(f"{path}: teacher must be a model folder or Hub id, got {self.teacher!r}")
+        if os.path.exists(self.teacher):
+            from ..pseudo_labeling.teachers import TeacherError, read_checkpoint_config, teacher_kind
+
+            try:
+                teacher_kind(read_checkpoint_config(self.teacher))
+            except TeacherError as err:
+                raise RecipeError(f"{path}: teacher: {err}") from None
+        else:
+            from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+            try:
+                validate_repo_id(self.teacher)
+            except HFValidationError:
+                raise RecipeError(f"{path}: teacher {self.teacher!r} is neither an existing model folder nor a Hub "
+                                  "id (owner/name)") from None  # fmt: skip
+        if isinstance(self.teacher_language, dict):
+            unknown = sorted(set(self.teacher_language) - set(self.low_resource))
+            if unknown:
+                raise RecipeError(f"{path}: teacher_language maps {unknown}, which are not low_resource targets "
+                                  f"{self.low_resource}")  # fmt: skip
+            bad = {k: v for k, v in self.teacher_language.items() if not isinstance(v, str) or not v}
+            if bad:
+                raise RecipeError(f"{path}: teacher_language values must be the teacher's codes (strings), got {bad}")
+        elif self.teacher_language is not None and not isinstance(self.teacher_language, str):
+            raise RecipeError(f"{path}: teacher_language must be a code or a map {{our code: teacher's code}}, "
+                              f"got {self.teacher_language!r}")  # fmt: skip
+        # These PL sets are decoded or routed by mlpl models (LM fusion, the LID head): no external teacher makes them.
+        needs_mlpl = [v for v in self.variants
+                      if VARIANTS[v].pl_source and PL_SOURCES[VARIANTS[v].pl_source].kind in MLPL_ONLY_PL_KINDS]
+        if needs_mlpl:
+            raise RecipeError(f"{path}: variant(s) {needs_mlpl} need PLs of the stage-2 mlpl teacher (LM-decoded or "
+                              "LID-routed): drop them or `teacher:`")  # fmt: skip
 
     @property
     def languages(self) -> list[str]:
@@ -245,8 +314,32 @@ class Recipe:
         return os.path.join(self.pl_dir(source, lang), "merged", "dataset")
 
     def teacher(self, lang: str) -> str:
-        """theta'_L that makes L's PLs: the semi-supervised one when the config asks for it."""
+        """theta'_L, the stage-2 mlpl teacher: the semi-supervised one when the config asks for it. It makes L's
+        PLs unless the config names an external `teacher:`; it always makes the oracle's alignments, and its
+        alpha/beta go into the LM processor."""
         return f"stage2ssl-{lang}" if self.config.stage2_mode == "semi_supervised" else f"stage2-{lang}"
+
+    @property
+    def external_teacher(self) -> str | None:
+        """The config's `teacher:` (folder or Hub id) when stage 3 distils from it instead of theta'_L."""
+        return self.config.teacher
+
+    def teacher_argv(self, source: str, lang: str, model: str | None = None) -> list[str]:
+        """pseudo_label.py flags that choose the teacher of L's PL set `source` and how its text meets the
+        student: `model` when given (round 2), the external `teacher:` for the greedy set "pl", else theta'_L
+        (always for the oracle: forced alignment of the truth is an mlpl model's)."""
+        c = self.config
+        rule = ["--text_rule", c.pl_text_rule] if c.pl_text_rule else []
+        if model is not None or source != "pl" or not self.external_teacher:
+            return ["--model", model or self.model_dir(self.teacher(lang)), *rule]
+        revision = ["--revision", c.teacher_revision] if c.teacher_revision else []
+        language = c.teacher_language.get(lang) if isinstance(c.teacher_language, dict) else c.teacher_language
+        return ["--model", self.external_teacher, *revision, *rule, *(["--teacher_language", language] if language else [])]
+
+    def student_vocab_argv(self) -> list[str]:
+        """Merges of PLs from an external teacher keep only rows theta's tokenizer can write (the student's
+        vocabulary is stage 1's), and count the characters dropped (stats.json unwritable_chars)."""
+        return ["--student_vocab_from", self.model_dir("stage1")] if self.external_teacher else []
 
     # -- running
     def _env(self) -> dict:
@@ -366,11 +459,17 @@ class Recipe:
         for lang in low:
             name = f"{source}-{lang}"
             teacher = self.teacher(lang)
+            description = f"{PL_SOURCES[source].description}, {lang}"
             needs: tuple[str, ...]
-            if kind == "greedy":
+            if kind == "greedy" and self.external_teacher:  # no theta' needed: stage 1 gives the student's vocabulary
+                run, needs = (lambda lang=lang: self.pseudo_label("pl", lang)), ("stage1",)
+                description = f"greedy PLs of the external teacher {self.external_teacher}, {lang}"
+            elif kind == "greedy":
                 run, needs = (lambda lang=lang: self.pseudo_label("pl", lang)), (teacher,)
-            elif kind == "oracle":
+            elif kind == "oracle":  # forced alignment of the truth: always theta'_L's, an mlpl model
                 run, needs = (lambda lang=lang: self.pseudo_label("oracle", lang)), (teacher,)
+                if self.external_teacher:
+                    description = f"true transcripts of the same audio, force-aligned by theta' ({teacher}), {lang}"
             elif kind == "lm":
                 run, needs = (lambda lang=lang: self.pseudo_label("pl_lm", lang)), (teacher, "tune-lm")
             elif kind == "filtered":
@@ -388,8 +487,7 @@ class Recipe:
                 steps.append(Step(4, "teacher-round2", self.average_teacher, "average stage4a's last checkpoints",
                                   ("stage4a",), (self.model_dir("stage4a-avg"),)))  # fmt: skip
             stage = 4 if kind == "round2" else 3
-            steps.append(Step(stage, name, run, f"{PL_SOURCES[source].description}, {lang}", needs,
-                              (self.pl_dir(source, lang),)))
+            steps.append(Step(stage, name, run, description, needs, (self.pl_dir(source, lang),)))
         return steps
 
     def _pl_steps_for(self, source: str | None) -> tuple[str, ...]:
@@ -493,22 +591,26 @@ class Recipe:
                    "--cv_languages", lang, block=c.stage2)
 
     def pseudo_label(self, source: str, lang: str, model: str | None = None) -> None:
-        """PLs of `lang`'s unlabeled audio; the teacher is theta'_lang unless `model` is given."""
+        """PLs of `lang`'s unlabeled audio, by the teacher :meth:`teacher_argv` picks."""
         options = dict(self.config.pseudo_label)
         if source == "pl_lm":
             options["lm_dir"] = self.path("lm", "processor")
             options.update(self.config.pseudo_label_lm)
-        model = model or self.model_dir(self.teacher(lang))
+        teacher_argv = self.teacher_argv(source, lang, model)
+        model = teacher_argv[1]
+        vocab_argv = self.student_vocab_argv() if model == self.external_teacher else []
         out = self.pl_dir(source, lang)
-        # pseudo_label.py refuses to resume shards another model wrote: a retrained teacher starts afresh.
+        # pseudo_label.py refuses to resume shards another model wrote: a retrained or another teacher starts afresh.
         run_file = os.path.join(out, "pl_run.json")
-        if os.path.exists(run_file) and not _up_to_date(run_file, os.path.join(model, "model.safetensors")):
-            logger.info("%s predates its teacher %s: pseudo-labelling afresh", out, model)
+        if os.path.exists(run_file) and not (_up_to_date(run_file, os.path.join(model, "model.safetensors"))
+                                             and _same_teacher(run_file, model)):  # fmt: skip
+            logger.info("%s was made by another teacher than %s, or before it was trained: pseudo-labelling afresh",
+                        out, model)  # fmt: skip
             shutil.rmtree(out)
-        self.script("pseudo_label.py", "--model", model, "--data", f"voxpopuli:{self.vp_root}",
+        self.script("pseudo_label.py", *teacher_argv, "--data", f"voxpopuli:{self.vp_root}",
                     "--language", lang, "--output_dir", out, "--resume", "--merge",
                     "--threads", str(self.step_threads), *(["--align_truth"] if source == "oracle" else []),
-                    *mapping_to_argv(options))  # fmt: skip
+                    *vocab_argv, *mapping_to_argv(options))  # fmt: skip
 
     def pseudo_label_auto(self) -> None:
         """All low-resource unlabeled audio, language unknown: theta's LID head routes to theta'_L."""
@@ -525,7 +627,8 @@ class Recipe:
         os.makedirs(dst, exist_ok=True)
         for shard in glob.glob(os.path.join(src, "*.jsonl")):
             shutil.copy(shard, dst)
-        self.script("pseudo_label.py", "--merge_only", "--output_dir", dst, *mapping_to_argv(self.config.pl_filter))
+        self.script("pseudo_label.py", "--merge_only", "--output_dir", dst, *self.student_vocab_argv(),
+                    *mapping_to_argv(self.config.pl_filter))
 
     def mix_pl(self, source: str, lang: str) -> None:
         """The teacher's greedy PLs of L with a share of recordings' true transcripts (the PL-quality sweep)."""
@@ -536,7 +639,8 @@ class Recipe:
                                 PL_SOURCES[source].truth_share)  # fmt: skip
         logger.info("%s: %d of %d recordings take their true transcript", dst, counts["truth"], counts["recordings"])
         # Merged with the PL set's own filters (the `pseudo_label` block), so a share of 0 is the PL set itself.
-        self.script("pseudo_label.py", "--merge_only", "--output_dir", dst, *mapping_to_argv(self.config.pseudo_label))
+        self.script("pseudo_label.py", "--merge_only", "--output_dir", dst, *self.student_vocab_argv(),
+                    *mapping_to_argv(self.config.pseudo_label))
 
     def select_by_agreement(self, lang: str) -> None:
         """Segments of L's recordings on which the teacher's greedy and LM-decoded PLs agree."""
@@ -694,6 +798,7 @@ class Recipe:
         return {
             "name": c.name, "seed": self.seed, "low_resource": c.low_resource, "high_resource": c.high_resource,
             "reference": REFERENCE_ROW, "rows": rows, "pl_sets": pl_sets, "truth_root": self.vp_root,
+            "pl_teacher": self.external_teacher or f"theta' ({self.teacher('<L>')})",
             "steps": step_times(self.path(".done"), [s for s in self.steps() if s.name != "report"]),
         }  # fmt: skip
 

@@ -57,6 +57,7 @@ def pl_statistics(manifest: dict) -> dict[str, dict]:
             merge_stats = json.load(f)
         keys = ("records", "hours_in", "kept", "hours_kept", "empty_outputs", "failures")
         line = {k: merge_stats.get(k) for k in keys}
+        line["teachers"] = merge_stats.get("teachers", {})  # "kind:name_or_path" -> rows: who made the set
         try:
             truth = load_unlabelled_truth(manifest["truth_root"], [lang])
             data = load_from_disk(os.path.join(merged, "dataset"))
@@ -139,6 +140,19 @@ def pl_quality_rows(manifest: dict, summary: dict, pl_stats: dict) -> list[dict]
     return sorted(out, key=lambda q: -q["pl_cer"])
 
 
+def teacher_label(teachers: dict[str, int]) -> str:
+    """The teachers of a PL set as the report names them: kind and name (a local folder by its last two path
+    parts, a Hub id whole), with row counts when the set mixes several (the PL-quality sweep, the oracle)."""
+    names = []
+    for key, rows in teachers.items():
+        kind, _, name = key.partition(":")
+        if os.path.isabs(name.split(" (")[0]):
+            path, _, rest = name.partition(" (")
+            name = os.path.join(*path.rstrip(os.sep).split(os.sep)[-2:]) + (f" ({rest}" if rest else "")
+        names.append(f"{kind} {name}" + (f" ({rows} rows)" if len(teachers) > 1 else ""))
+    return ", ".join(names) or "–"
+
+
 def _pct(x) -> str:
     return "–" if x is None else f"{100 * x:.1f}"
 
@@ -193,12 +207,14 @@ def render_markdown(manifest: dict, results: dict, summary: dict, pl_stats: dict
         mean = lambda key: f"{_pct(s.get('greedy', {}).get(key))} / {_pct(s.get('LM', {}).get(key))}"  # noqa: E731
         lines.append(f"| {labels[row]} | " + " | ".join(cells) + f" | {mean('low_cer')} | {mean('high_cer')} |")
     if pl_stats:
-        lines += ["", "## Pseudo-labels", "", "| PL set | language | recordings | hours in | hours kept | empty | "
-                  "failed | PL CER vs truth |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        lines += ["", "## Pseudo-labels", "", f"Stage-3 teacher: {manifest.get('pl_teacher', 'theta_prime')}.", "",
+                  "| PL set | language | teacher | recordings | hours in | hours kept | empty | failed | "
+                  "PL CER vs truth |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for source, per_lang in pl_stats.items():
             for lang, st in per_lang.items():
-                lines.append(f"| {source} | {lang} | {st['records']} | {st['hours_in']:.2f} | {st['hours_kept']:.2f} | "
-                             f"{st['empty_outputs']} | {st['failures']} | {_pct(st.get('pl_cer'))} |")
+                lines.append(f"| {source} | {lang} | {teacher_label(st.get('teachers') or {})} | {st['records']} | "
+                             f"{st['hours_in']:.2f} | {st['hours_kept']:.2f} | {st['empty_outputs']} | {st['failures']} | "
+                             f"{_pct(st.get('pl_cer'))} |")
     if len(quality) > 1:
         lines += ["", "## Gain against PL quality (rows trained on a PL set, by the set's mean PL CER)", "",
                   "| model | PL set | PL CER vs truth | rel. vs theta' greedy | rel. vs theta' LM |",

@@ -57,13 +57,13 @@ bench: setup
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 # A first model in minutes (the README's inference snippet loads it): two languages of the embedded corpus
-# (no LM text: the quickstart decodes greedily) and a short stage-1 training, configs/quickstart.yaml, which
+# (no LM text: the quickstart decodes greedily) and a short stage-1 training, configs/train/quickstart.yaml, which
 # names the corpus folder and the model folder. Re-running completes the corpus and resumes the training.
 QUICKSTART_CORPUS := data/synthetic-quickstart
 quickstart: setup
 	$(PY) run_scripts/make_synthetic_corpus.py --preset demo --languages en de --set text_sentences=1000 \
 		--out $(QUICKSTART_CORPUS)
-	$(PY) run_scripts/train.py configs/quickstart.yaml --resume true
+	$(PY) run_scripts/train.py configs/train/quickstart.yaml --resume true
 
 demo: setup
 	$(PY) run_scripts/recipe.py --config configs/demo.yaml --seeds $(SEEDS)

@@ -41,10 +41,10 @@ from pathlib import Path
 
 from modeling_mlpl.cli import ArgumentParser, UserError, ensure_output_dir, positive_float
 from modeling_mlpl.hub import HubError, add_hub_arguments, maybe_push_to_hub
+from modeling_mlpl.data.specs import LABEL_INPUT_KINDS, accepted_forms
 from modeling_mlpl.text import PL_TEXT_RULES
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_FAILURES, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-DATA_KINDS = ("voxpopuli", "cv", "disk", "folder", "hub")  # as spelt in --help (data.specs.LABEL_INPUT_KINDS)
 
 logger = logging.getLogger("pseudo_label")
 
@@ -69,7 +69,7 @@ def build_parser() -> ArgumentParser:
                    help="how the teacher's text becomes the row's `text` (the teacher's own is kept as `text_raw`; "
                         "docs/teachers_text.md): default 'none' for an mlpl teacher, 'student' for any other "
                         "(annotations removed; case, punctuation and digits kept); 'lower_nopunct' is MMS's convention")  # fmt: skip
-    g.add_argument("--data", help="KIND:PATH, KIND one of " + ", ".join(DATA_KINDS))
+    g.add_argument("--data", help="KIND:PATH, " + accepted_forms(LABEL_INPUT_KINDS))
     g.add_argument("--split", default="train", help="split for cv:, disk: (DatasetDict) and hub: (default: train)")
     g.add_argument("--data_languages", default=None,
                    help="comma-separated languages to load from voxpopuli:/cv: (default: --language, or all)")

@@ -130,9 +130,11 @@ def test_cli_without_token_names_its_own_flags(tiny_checkpoint, no_token, capsys
 
 def test_train_push_without_token_names_hub_dry_run(tmp_path, no_token, capsys):
     train = importlib.import_module("modeling_mlpl.commands.train")
-    assert train.main(["--output_dir", str(tmp_path / "run"), "--push_to_hub", "--hub_model_id", "a/b"]) == 2
+    argv = ["--preset", "tiny", "--train_data", f"cv:{tmp_path}", "--output_dir", str(tmp_path / "run")]
+    assert train.main([*argv, "--push_to_hub", "--hub_model_id", "a/b"]) == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error.startswith("train.py: error: no Hugging Face token") and "use --hub_dry_run to only" in error
+    assert not (tmp_path / "run").exists()  # refused before anything was written
 
 
 def test_a_dry_run_that_cannot_write_its_folder_says_why_not_upload_failed(tiny_checkpoint, tmp_path, capsys):

@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from decode_gap import section_of  # noqa: E402
 from simulated_logits import simulate_ctc_logits  # noqa: E402
 
-from modeling_mlpl.cli import ArgumentParser  # noqa: E402
+from modeling_mlpl.command_line import ArgumentParser  # noqa: E402
 from modeling_mlpl.decoding.lm_decoder import LMDecoder  # noqa: E402
 from modeling_mlpl.decoding.ngram_lm import build_lm  # noqa: E402
 from modeling_mlpl.decoding.tuning import load_logits  # noqa: E402

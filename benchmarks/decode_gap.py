@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from modeling_mlpl.cli import ArgumentParser  # noqa: E402
+from modeling_mlpl.command_line import ArgumentParser  # noqa: E402
 from modeling_mlpl.decoding.lm_decoder import LMDecoder  # noqa: E402
 from modeling_mlpl.decoding.flashlight import FlashlightSearch  # noqa: E402
 from modeling_mlpl.decoding.tuning import TUNING_FILE, load_logits  # noqa: E402

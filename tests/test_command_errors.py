@@ -1,4 +1,4 @@
-"""The commands' shared conventions (modeling_mlpl.cli): one output flag, no abbreviations, one-line errors.
+"""The commands' shared conventions (modeling_mlpl.command_line): one output flag, no abbreviations, one-line errors.
 
 Each command runs in-process through its main(); a user mistake must end in exit code 2 and one
 `<prog>: error: ...` line on stderr, never in a traceback or in a message that sends the user elsewhere.
@@ -10,7 +10,7 @@ import json
 import pytest
 from helpers_lm import TOY_LM_SENTENCES, build_toy_lm, char_vocab, simulated_dev_set
 
-from modeling_mlpl.cli import UserError, ensure_output_dir
+from modeling_mlpl.command_line import UserError, ensure_output_dir
 from modeling_mlpl.decoding.lm_decoder import LMDecoder
 from modeling_mlpl.decoding.tuning import save_logits
 

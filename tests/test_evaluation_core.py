@@ -11,7 +11,7 @@ from modeling_mlpl.evaluation import inference
 from modeling_mlpl.evaluation.test_sets import evaluate_model, load_eval_sets
 from modeling_mlpl.evaluation.inference import decode_rows, load_model
 from modeling_mlpl.training.dev_eval import DevSet
-from modeling_mlpl.training.dev_eval import evaluate_model as evaluate_dev
+from modeling_mlpl.training.dev_eval import evaluate_dev_set as evaluate_dev
 
 
 @pytest.fixture()

@@ -18,7 +18,7 @@ import logging
 import sys
 from pathlib import Path
 
-from modeling_mlpl.cli import ArgumentParser, UserError, add_output_dir, ensure_output_dir
+from modeling_mlpl.command_line import ArgumentParser, UserError, add_output_dir, ensure_output_dir
 from modeling_mlpl.decoding.lm_decoder import attach_lms, vocab_from_pretrained
 from modeling_mlpl.decoding.ngram_lm import KenLMNotFoundError, build_lm, iter_dataset_column, iter_text_files
 from modeling_mlpl.text import normalize_transcript

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from modeling_mlpl.cli import ArgumentParser, UserError, add_output_dir, ensure_output_dir
+from modeling_mlpl.command_line import ArgumentParser, UserError, add_output_dir, ensure_output_dir
 from modeling_mlpl.hub.convert_mctct import convert_mctct_checkpoint
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}

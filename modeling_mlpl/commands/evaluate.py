@@ -28,7 +28,7 @@ import logging
 import sys
 from pathlib import Path
 
-from modeling_mlpl.cli import ArgumentParser, UserError, add_output_dir, ensure_output_dir, positive_float
+from modeling_mlpl.command_line import ArgumentParser, UserError, add_output_dir, ensure_output_dir, positive_float
 
 logger = logging.getLogger("evaluate")
 

@@ -17,7 +17,7 @@ import sys
 import time
 import typing
 
-from modeling_mlpl.cli import ArgumentParser, add_output_dir
+from modeling_mlpl.command_line import ArgumentParser, add_output_dir
 from modeling_mlpl.synthetic.corpus import PRESETS, CorpusSize, generate_corpus
 
 

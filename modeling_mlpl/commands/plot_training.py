@@ -14,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-from modeling_mlpl.cli import ArgumentParser, UserError, add_output_dir, ensure_output_dir, ensure_output_file
+from modeling_mlpl.command_line import ArgumentParser, UserError, add_output_dir, ensure_output_dir, ensure_output_file
 from modeling_mlpl.training.tracking import LOG_FILE, read_log
 
 PLOT_FILE = "training_curves.png"

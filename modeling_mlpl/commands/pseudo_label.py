@@ -39,7 +39,7 @@ import sys
 from pathlib import Path
 
 
-from modeling_mlpl.cli import ArgumentParser, UserError, ensure_output_dir, positive_float
+from modeling_mlpl.command_line import ArgumentParser, UserError, ensure_output_dir, positive_float
 from modeling_mlpl.hub import HubError, add_hub_arguments, maybe_push_to_hub
 from modeling_mlpl.data.specs import LABEL_INPUT_KINDS, accepted_forms
 from modeling_mlpl.text import PL_TEXT_RULES

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 
-from modeling_mlpl.cli import ArgumentParser, add_output_dir
+from modeling_mlpl.command_line import ArgumentParser, add_output_dir
 from modeling_mlpl.hub import HubError, prepare_dataset_folder, publish_stage, push_dataset, resolve_token
 
 logger = logging.getLogger("push_to_hub")

@@ -20,7 +20,7 @@ import logging
 import sys
 
 
-from modeling_mlpl.cli import ArgumentParser
+from modeling_mlpl.command_line import ArgumentParser
 from modeling_mlpl.recipe.recipe import Recipe, RecipeConfig, RecipeError
 from modeling_mlpl.recipe.script_runner import RUNNERS
 from modeling_mlpl.recipe.variants import VARIANTS

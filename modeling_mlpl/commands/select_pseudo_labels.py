@@ -39,7 +39,7 @@ import sys
 from pathlib import Path
 
 
-from modeling_mlpl.cli import ArgumentParser
+from modeling_mlpl.command_line import ArgumentParser
 
 EXIT_OK, EXIT_USAGE = 0, 2
 

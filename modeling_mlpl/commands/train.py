@@ -44,7 +44,7 @@ import sys
 
 from transformers import HfArgumentParser
 
-from modeling_mlpl.cli import UserError, ensure_output_dir
+from modeling_mlpl.command_line import UserError, ensure_output_dir
 from modeling_mlpl.hub import HubError, maybe_push_to_hub, resolve_token
 
 from modeling_mlpl.training.arguments import DATA_SPECS_HELP, TRAIN_ARGUMENT_CLASSES, mapping_to_argv
@@ -86,7 +86,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescrip
 
 
 def parse_args(argv: list[str]) -> tuple[ModelArguments, DataArguments, MLPLTrainingArguments]:
-    # No prefix abbreviations (as in modeling_mlpl.cli): `--max_step 10` must not quietly mean --max_steps.
+    # No prefix abbreviations (as in modeling_mlpl.command_line): `--max_step 10` must not quietly mean --max_steps.
     parser = HfArgumentParser(TRAIN_ARGUMENT_CLASSES, description=__doc__.split("\n\n")[0] + "\n\n" + DATA_SPECS_HELP,
                               formatter_class=_HelpFormatter, allow_abbrev=False)
     if argv and argv[0].endswith((".yaml", ".yml", ".json")):

@@ -31,7 +31,7 @@ import time
 import zipfile
 from pathlib import Path
 
-from modeling_mlpl.cli import ArgumentParser, UserError, add_output_dir, ensure_output_dir, ensure_output_file
+from modeling_mlpl.command_line import ArgumentParser, UserError, add_output_dir, ensure_output_dir, ensure_output_file
 from modeling_mlpl.decoding.lm_decoder import LMDecoder
 from modeling_mlpl.decoding.tuning import (TUNING_FILE, alpha_beta_grid, default_workers, load_logits, random_alpha_beta,
                                           tune_alpha_beta)

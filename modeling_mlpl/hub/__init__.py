@@ -15,7 +15,7 @@ One module per concern:
 - :mod:`.staging`: where a stage goes and the folder that is uploaded;
 - :mod:`.cards`: the model card's facts gathered from a checkpoint (rendering: :mod:`modeling_mlpl.hub.model_card`);
 - :mod:`.push`: create repo / branch, upload;
-- :mod:`.cli`: the ``--push_to_hub`` flags and hook of train.py / pseudo_label.py.
+- :mod:`.command_line`: the ``--push_to_hub`` flags and hook of train.py / pseudo_label.py.
 
 ``resolve_token`` and ``_make_api`` are looked up on this package when a push runs, so substituting
 ``modeling_mlpl.hub._make_api`` (a fake ``HfApi``) or ``modeling_mlpl.hub.resolve_token`` reaches every
@@ -34,7 +34,7 @@ from .auth import (
     is_transient_error,
     resolve_token,
 )
-from .cli import add_hub_arguments, maybe_push_to_hub
+from .command_line import add_hub_arguments, maybe_push_to_hub
 from .push import LARGE_FOLDER_BYTES, _make_api, publish_stage, push_checkpoint, push_dataset, push_folder
 from .staging import (
     AUDIO_PATTERNS,

@@ -11,7 +11,7 @@ from .arguments import (
 )
 from .checkpointing import TrainerState, latest_checkpoint, list_checkpoints
 from .train_data import TrainingSet
-from .dev_eval import DevSet, evaluate_model
+from .dev_eval import DevSet, evaluate_dev_set
 from .tracking import read_log
 from .trainer import BEST_DIR, TrainResult, configure_threads, train
 
@@ -28,7 +28,7 @@ __all__ = [
     "list_checkpoints",
     "TrainingSet",
     "DevSet",
-    "evaluate_model",
+    "evaluate_dev_set",
     "read_log",
     "BEST_DIR",
     "TrainResult",

@@ -66,7 +66,7 @@ class DevSet:
         return self._audio
 
 
-def evaluate_model(model, processor, dev: DevSet, max_batch_seconds: float, device: torch.device | str = "cpu",
+def evaluate_dev_set(model, processor, dev: DevSet, max_batch_seconds: float, device: torch.device | str = "cpu",
                    autocast=None) -> dict:  # fmt: skip
     """Greedy-decode `dev`; returns {"per_language": {lang: {cer, wer, lid_accuracy, n}}, "mean_cer",
     "mean_wer", "lid_accuracy", "predictions": [...]}. Means are unweighted over languages (each
@@ -114,4 +114,4 @@ def evaluate_model(model, processor, dev: DevSet, max_batch_seconds: float, devi
     }
 
 
-__all__ = ["DevSet", "evaluate_model"]
+__all__ = ["DevSet", "evaluate_dev_set"]

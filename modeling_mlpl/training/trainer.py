@@ -63,7 +63,7 @@ from .checkpointing import (
     rotate_checkpoints,
 )
 from .train_data import SourceStats, TaggedBatchSampler, TrainingSet, expand_by_weight, filter_rows, make_loader
-from .dev_eval import DevSet, evaluate_model
+from .dev_eval import DevSet, evaluate_dev_set
 from .slimipl import SlimIPL, SlimIPLConfig, load_unlabeled_pool
 from .tracking import MetricsLog
 
@@ -701,7 +701,7 @@ def evaluate(setup: Setup, loop: Loop) -> dict | None:
     args, state = setup.args, loop.state
     result = None
     if setup.is_main:
-        result = evaluate_model(setup.unwrapped, setup.processor, setup.dev, args.eval_max_batch_seconds or 2 * args.max_batch_seconds,
+        result = evaluate_dev_set(setup.unwrapped, setup.processor, setup.dev, args.eval_max_batch_seconds or 2 * args.max_batch_seconds,
                                 setup.accelerator.device, setup.accelerator.autocast)  # fmt: skip
         setup.logs.metrics.eval(state.step, result)
         if state.best_metric is None or result["mean_cer"] < state.best_metric:

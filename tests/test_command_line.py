@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from modeling_mlpl.cli import ArgumentParser
+from modeling_mlpl.command_line import ArgumentParser
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

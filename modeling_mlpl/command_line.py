@@ -105,7 +105,7 @@ def add_output_dir(
         parser.set_defaults(**{old_file_dest: None})
     if required:
         if not isinstance(parser, ArgumentParser):
-            raise TypeError("required=True needs modeling_mlpl.cli.ArgumentParser")
+            raise TypeError("required=True needs modeling_mlpl.command_line.ArgumentParser")
         parser._required_after_aliases.append((action.dest, OUTPUT_DIR))
     return action
 

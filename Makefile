@@ -62,7 +62,7 @@ bench: setup
 QUICKSTART_CORPUS := data/synthetic-quickstart
 quickstart: setup
 	$(PY) run_scripts/make_synthetic_corpus.py --preset demo --languages en de --set text_sentences=1000 \
-		--out $(QUICKSTART_CORPUS)
+		--output_dir $(QUICKSTART_CORPUS)
 	$(PY) run_scripts/train.py configs/train/quickstart.yaml --resume true
 
 demo: setup

@@ -33,6 +33,12 @@ PROCESSOR_FILES = {
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
 
+def is_hub_id(name: str) -> bool:
+    """Whether `name` reads as a Hub model id (``owner/name``): the one rule for "not a local folder, so
+    try the Hub" (model loading, the labeling job, the recipe's teacher block)."""
+    return bool(_HUB_ID.fullmatch(str(name)))
+
+
 def load_model(model_dir: str | os.PathLike, device: torch.device | str | None = None, revision: str | None = None):
     """(MLPLForCTC in eval mode, MLPLProcessor) from a saved folder or a Hub id (``owner/name``).
 
@@ -47,7 +53,7 @@ def load_model(model_dir: str | os.PathLike, device: torch.device | str | None =
 
     name = str(model_dir)
     local = Path(name).exists()
-    usable = Path(name, "config.json").is_file() if local else bool(_HUB_ID.fullmatch(name))
+    usable = Path(name, "config.json").is_file() if local else is_hub_id(name)
     if not usable:
         raise FileNotFoundError(f"no model (config.json) in {model_dir}")
     if local:

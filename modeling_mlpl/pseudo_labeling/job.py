@@ -20,6 +20,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..evaluation.inference import is_hub_id
+
 logger = logging.getLogger("pseudo_label")
 
 __all__ = ["LabelJobError", "LabelJobConfig", "JobResult", "run_label_job"]
@@ -214,7 +216,7 @@ def run_label_job(config: LabelJobConfig) -> JobResult:
         logging.getLogger().setLevel(logging.WARNING)
     if not config.model:
         raise LabelJobError("--model is required (or use --merge_only)")
-    if not (os.path.isdir(config.model) or "/" in config.model):
+    if not (os.path.isdir(config.model) or is_hub_id(config.model)):
         raise LabelJobError(f"--model {config.model}: no such folder (nor a Hub id, which has an owner/)")
     if config.retry_failed and not config.resume:
         raise LabelJobError("--retry_failed continues an earlier run: add --resume")

@@ -210,13 +210,11 @@ class RecipeConfig:
             except TeacherError as err:
                 raise RecipeError(f"{path}: teacher: {err}") from None
         else:
-            from huggingface_hub.utils import HFValidationError, validate_repo_id
+            from ..evaluation.inference import is_hub_id
 
-            try:
-                validate_repo_id(self.teacher)
-            except HFValidationError:
+            if not is_hub_id(self.teacher):
                 raise RecipeError(f"{path}: teacher {self.teacher!r} is neither an existing model folder nor a Hub "
-                                  "id (owner/name)") from None  # fmt: skip
+                                  "id (owner/name)")  # fmt: skip
         if isinstance(self.teacher_language, dict):
             unknown = sorted(set(self.teacher_language) - set(self.low_resource))
             if unknown:

@@ -85,25 +85,26 @@ def test_without_teacher_stage3_uses_theta_prime_as_before(tmp_path, monkeypatch
     assert dict((s.name, s.needs) for s in recipe.steps())["pl-el"] == ("stage2-el",)
 
 
-def test_a_pl_set_made_by_another_teacher_is_relabelled_afresh(tmp_path, monkeypatch):
+def relabel_over_a_pl_set_made_by(tmp_path, monkeypatch, model: str) -> str:
+    """Stage 3 of a recipe whose teacher is MMS, run over an earlier PL folder bound to `model` (the
+    command itself stubbed out): that folder's path."""
     recipe = Recipe(smoke_config(tmp_path, teacher="facebook/mms-1b-all"))
     out = recipe.pl_dir("pl", "el")
     os.makedirs(out)
     with open(os.path.join(out, "pl_run.json"), "w") as f:
-        json.dump({"--model": "facebook/wav2vec2-base-960h"}, f)
+        json.dump({"--model": model}, f)
     monkeypatch.setattr(recipe, "script", lambda name, *argv: None)
     recipe.pseudo_label("pl", "el")
+    return out
+
+
+def test_a_pl_set_made_by_another_teacher_is_relabelled_afresh(tmp_path, monkeypatch):
+    out = relabel_over_a_pl_set_made_by(tmp_path, monkeypatch, "facebook/wav2vec2-base-960h")
     assert not os.path.exists(out)  # pseudo_label.py --resume would refuse the other teacher's shards
 
 
 def test_a_pl_set_of_the_same_teacher_is_resumed(tmp_path, monkeypatch):
-    recipe = Recipe(smoke_config(tmp_path, teacher="facebook/mms-1b-all"))
-    out = recipe.pl_dir("pl", "el")
-    os.makedirs(out)
-    with open(os.path.join(out, "pl_run.json"), "w") as f:
-        json.dump({"--model": "facebook/mms-1b-all"}, f)
-    monkeypatch.setattr(recipe, "script", lambda name, *argv: None)
-    recipe.pseudo_label("pl", "el")
+    out = relabel_over_a_pl_set_made_by(tmp_path, monkeypatch, "facebook/mms-1b-all")
     assert os.path.exists(os.path.join(out, "pl_run.json"))
 
 

@@ -42,28 +42,27 @@ def test_resume_with_another_preset_says_so_in_one_line(corpus, checkpointed_run
     assert "started with --preset tiny" in message and "--overwrite_output_dir" in message
 
 
-def test_truncated_last_checkpoint_is_named_and_the_previous_one_used(corpus, checkpointed_run, caplog):
-    last = list_checkpoints(checkpointed_run)[-1]
-    weights = os.path.join(last, "model.safetensors")
-    with open(weights, "r+b") as f:
-        f.truncate(os.path.getsize(weights) // 2)
+def resume_after_truncating(name: str, corpus, run: str, caplog):
+    """Cut the last checkpoint's file `name` in half, resume the run to update 5: (the file's path, the
+    warning naming the fallback, the result)."""
+    path = os.path.join(list_checkpoints(run)[-1], name)
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) // 2)
     with caplog.at_level(logging.WARNING, logger="modeling_mlpl.training.trainer"):
-        result = train(*tiny_training_args(checkpointed_run, cv_root=str(corpus / "cv"), max_steps=5, save_steps=2,
-                                           resume=True))  # fmt: skip
+        result = train(*tiny_training_args(run, cv_root=str(corpus / "cv"), max_steps=5, save_steps=2, resume=True))
     warning = next(r.getMessage() for r in caplog.records if "resuming from the previous checkpoint" in r.getMessage())
+    return path, warning, result
+
+
+def test_truncated_last_checkpoint_is_named_and_the_previous_one_used(corpus, checkpointed_run, caplog):
+    weights, warning, result = resume_after_truncating("model.safetensors", corpus, checkpointed_run, caplog)
     assert f"{weights} cannot be read" in warning and warning.endswith("checkpoint-2 instead")
     assert result.step == 5 and TrainerState.load(list_checkpoints(checkpointed_run)[-1]).step == 5
 
 
 def test_truncated_random_states_are_named_and_the_previous_checkpoint_used(corpus, checkpointed_run, caplog):
     # accelerate itself would only log "Could not load random states" at INFO and resume with other streams
-    rng = os.path.join(list_checkpoints(checkpointed_run)[-1], "random_states_0.pkl")
-    with open(rng, "r+b") as f:
-        f.truncate(os.path.getsize(rng) // 2)
-    with caplog.at_level(logging.WARNING, logger="modeling_mlpl.training.trainer"):
-        result = train(*tiny_training_args(checkpointed_run, cv_root=str(corpus / "cv"), max_steps=5, save_steps=2,
-                                           resume=True))  # fmt: skip
-    warning = next(r.getMessage() for r in caplog.records if "resuming from the previous checkpoint" in r.getMessage())
+    rng, warning, result = resume_after_truncating("random_states_0.pkl", corpus, checkpointed_run, caplog)
     assert f"{rng} cannot be read" in warning and warning.endswith("checkpoint-2 instead")
     assert result.step == 5
 
